@@ -1,0 +1,214 @@
+"""Local transformers backend: the fine-tuned format with a one-pass speak probability and a per-room cache.
+
+Fast path (``mode="fast"``, the default):
+1. Render the room's conversation with the generation prompt; the room's key/value cache already holds
+   everything but the newest message, so only the new tokens are run through the model.
+2. ``(silence)`` and ``(response)`` share their first token(s); after those, the first token where they
+   differ decides. ``p_speak`` is the two-way softmax of the model's logits for those two tokens.
+3. Speak when ``p_speak >= threshold``; only then generate the reply (greedy), after forcing ``(response)``.
+
+Naive path (``mode="generate"``, the seed's loop, kept for benchmarks): re-encode the whole history and
+generate the assistant turn token by token, every message.
+
+Prompted baseline (``style="baseline"``): the seed's system prompt and reminders, generated, post-filtered.
+
+Context overflow policy: when a room's prompt exceeds ``max_context_tokens``, the oldest messages are
+dropped until the prompt fits in three quarters of the budget; the cache is rebuilt once, after which the
+next quarter of the budget is cheap again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from chimein.assistant.core import Decision, parse_reply
+from chimein.assistant.prompts import baseline_messages
+from chimein.data import Message
+from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
+from chimein.templates import CHATML
+
+
+@dataclass
+class RoomCache:
+    """One room's model state: the tokens the key/value cache covers, and the cache itself."""
+
+    ids: list[int] = field(default_factory=list)
+    cache: Any = None
+    start: int = 0  # index of the first message still inside the context window
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class MarkerSplit:
+    """Where ``(silence)`` and ``(response)`` part ways after the assistant-turn prefix, in tokens."""
+
+    shared: list[int]  # tokens both markers start with (often "(")
+    silence: int  # first token of the silence continuation after `shared`
+    response: int  # first token of the response continuation after `shared`
+    response_rest: list[int]  # the remaining tokens of "(response)" (forced before generating the reply)
+
+
+def find_marker_split(fmt: ChatFormat) -> MarkerSplit:
+    """Find the divergent tokens from the tokenizer, in context, not from hand-copied ids."""
+    turns = [{"role": "user", "content": "Ana: hello there"}]
+    prompt = fmt.render(turns, add_generation_prompt=True)
+    base = fmt.tokenize(prompt)
+    sil = fmt.tokenize(prompt + SILENCE)
+    res = fmt.tokenize(prompt + RESPONSE + " ok")
+    if sil[: len(base)] != base or res[: len(base)] != base:
+        raise ValueError(f"the assistant-turn prefix merges with the markers when tokenized: {prompt[-30:]!r}")
+    sil, res = sil[len(base):], res[len(base):]
+    k = common_prefix_len(sil, res)
+    if k >= len(sil) or k >= len(res):
+        raise ValueError("(silence) and (response) tokenize to the same tokens")
+    marker_only = fmt.tokenize(prompt + RESPONSE)[len(base):]
+    return MarkerSplit(shared=sil[:k], silence=sil[k], response=res[k], response_rest=marker_only[k + 1:])
+
+
+class HFBackend:
+    supports_probability = True
+
+    def __init__(self, model: Any, tokenizer: Any, fmt: ChatFormat, *, threshold: float = 0.5, mode: str = "fast",
+                 style: str = "finetuned", baseline_variant: str = "short", max_new_tokens: int = 80,
+                 max_context_tokens: int = 2048, name: str = "hf"):
+        if mode not in ("fast", "generate"):
+            raise ValueError("mode must be 'fast' or 'generate'")
+        if style not in ("finetuned", "baseline"):
+            raise ValueError("style must be 'finetuned' or 'baseline'")
+        self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
+        self.threshold, self.mode, self.style, self.variant = threshold, mode, style, baseline_variant
+        self.max_new_tokens, self.max_context_tokens, self.name = max_new_tokens, max_context_tokens, name
+        self.supports_probability = style == "finetuned" and mode == "fast"
+        self.split = find_marker_split(fmt) if style == "finetuned" else None
+        eot = fmt.tokenize(fmt.end_of_turn) if fmt.end_of_turn else []
+        self.stop_ids = {i for i in [tokenizer.eos_token_id, eot[0] if len(eot) == 1 else None] if i is not None}
+
+    @classmethod
+    def load(cls, name: str = "default", template: str | None = None, **kwargs: Any) -> "HFBackend":
+        from chimein.models import load_model_and_tokenizer
+
+        model, tokenizer, resolved = load_model_and_tokenizer(name)
+        if kwargs.get("style") == "baseline":
+            template = template or "model" if getattr(tokenizer, "chat_template", None) else CHATML.name
+            fmt = ChatFormat(tokenizer, tokenizer.chat_template, "model") if template == "model" else ChatFormat.for_tokenizer(tokenizer, template)
+            fmt.end_of_turn = fmt.end_of_turn or CHATML.end_of_turn
+        else:
+            fmt = ChatFormat.for_tokenizer(tokenizer, template or resolved.template)
+        if resolved.adapter is not None and "threshold" not in kwargs:
+            kwargs["threshold"] = _adapter_threshold(resolved.adapter)
+        return cls(model, tokenizer, fmt, name=name, **kwargs)
+
+    def new_state(self) -> RoomCache:
+        return RoomCache()
+
+    # -- the decision -------------------------------------------------------------------------------
+
+    def decide(self, messages: list[Message], state: RoomCache | None = None, threshold: float | None = None) -> Decision:
+        state = state if state is not None else RoomCache()
+        threshold = self.threshold if threshold is None else threshold
+        if self.style == "baseline":
+            return self._generate_baseline(messages)
+        prompt_ids = self._windowed_prompt(messages, state)
+        if self.mode == "generate":
+            raw = self._generate_fresh(prompt_ids)
+            speak, text = parse_reply(raw, (self.fmt.end_of_turn,))
+            return Decision(speak, text, None, raw, tokens_processed=len(prompt_ids))
+        assert self.split is not None
+        logits, processed = self._advance(state, prompt_ids + self.split.shared)
+        pair = torch.stack([logits[self.split.response], logits[self.split.silence]]).float()
+        p_speak = float(torch.softmax(pair, dim=0)[0])
+        if p_speak < threshold:
+            return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
+        raw = self._generate_reply(state)
+        speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))
+        return Decision(speak, text, p_speak, RESPONSE + raw, tokens_processed=processed)
+
+    def _windowed_prompt(self, messages: list[Message], state: RoomCache) -> list[int]:
+        if state.start >= len(messages):
+            state.start = 0
+        ids = self.fmt.prompt_ids(to_chat_turns(messages[state.start:], open_end=True))
+        if len(ids) <= self.max_context_tokens:
+            return ids
+        while len(ids) > self.max_context_tokens * 3 // 4:
+            nxt = next((i for i in range(state.start + 1, len(messages)) if messages[i].role == "user"), None)
+            if nxt is None or nxt == len(messages) - 1 and len(ids) <= self.max_context_tokens:
+                break
+            if nxt == len(messages) - 1:
+                # Only the newest message is left and it is still too long: keep its last tokens.
+                return ids[-self.max_context_tokens:]
+            state.start = nxt
+            ids = self.fmt.prompt_ids(to_chat_turns(messages[state.start:], open_end=True))
+        return ids
+
+    @torch.inference_mode()
+    def _advance(self, state: RoomCache, target: list[int]) -> tuple[torch.Tensor, int]:
+        """Bring the room's cache to ``target`` running only the tokens it does not hold; last logits."""
+        from transformers import DynamicCache
+
+        n = common_prefix_len(state.ids, target)
+        if n == len(target):
+            n -= 1  # we need the logits of the last position, so re-run at least one token
+        if state.cache is None or n == 0:
+            state.cache, n = DynamicCache(config=self.model.config), 0
+        elif n < len(state.ids):
+            state.cache.crop(n)
+        new = torch.tensor([target[n:]], dtype=torch.long)
+        out = self.model(input_ids=new, past_key_values=state.cache, use_cache=True)
+        state.cache = out.past_key_values
+        state.ids = list(target)
+        return out.logits[0, -1], len(target) - n
+
+    @torch.inference_mode()
+    def _generate_reply(self, state: RoomCache) -> str:
+        """Greedy continuation after forcing the rest of ``(response)``; the cache follows along."""
+        assert self.split is not None
+        forced = [self.split.response, *self.split.response_rest]
+        logits, _ = self._advance(state, state.ids + forced)
+        generated: list[int] = []
+        for _ in range(self.max_new_tokens):
+            scores = logits.clone()
+            for t in set(generated):  # mild repetition penalty: small models loop under greedy decoding
+                scores[t] = scores[t] / 1.3 if scores[t] > 0 else scores[t] * 1.3
+            token = int(torch.argmax(scores))
+            if token in self.stop_ids:
+                break
+            generated.append(token)
+            logits, _ = self._advance(state, state.ids + [token])
+        return self.tokenizer.decode(generated, skip_special_tokens=False)
+
+    @torch.inference_mode()
+    def _generate_fresh(self, prompt_ids: list[int]) -> str:
+        out = self.model.generate(
+            torch.tensor([prompt_ids]), max_new_tokens=self.max_new_tokens, do_sample=False,
+            repetition_penalty=1.3, eos_token_id=list(self.stop_ids) or None, pad_token_id=self.tokenizer.eos_token_id,
+        )
+        return self.tokenizer.decode(out[0, len(prompt_ids):], skip_special_tokens=False)
+
+    def _generate_baseline(self, messages: list[Message]) -> Decision:
+        chat = baseline_messages(messages, self.variant)
+        text = self.tokenizer.apply_chat_template(chat, chat_template=self.fmt.template, tokenize=False, add_generation_prompt=True)
+        ids = self.fmt.tokenize(text)
+        raw = self._generate_fresh(ids)
+        speak, reply = parse_reply(raw, (self.fmt.end_of_turn,))
+        return Decision(speak, reply, None, raw, tokens_processed=len(ids))
+
+
+def _adapter_threshold(adapter_dir: Any) -> float:
+    """The eagerness default saved with an adapter (F1-optimal on its validation split), else 0.5."""
+    import json
+    from pathlib import Path
+
+    meta = Path(adapter_dir) / "chimein.json"
+    if meta.exists():
+        return float(json.loads(meta.read_text()).get("threshold", 0.5))
+    return 0.5

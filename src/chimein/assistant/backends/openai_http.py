@@ -1,0 +1,79 @@
+"""Any OpenAI-compatible chat endpoint: OpenAI, Together, a vLLM or llama.cpp server, Ollama.
+
+Styles:
+- ``finetuned``: the fine-tuned format served elsewhere (no system prompt, ``Name: text`` user turns,
+  ``(silence)`` / ``(response)`` assistant turns). For example a vLLM server with chimein's adapter:
+  ``vllm serve HuggingFaceTB/SmolLM2-135M-Instruct --enable-lora --lora-modules chimein=runs/smollm2-135m``
+  (then ``--model chimein``), or ``python -m llama_cpp.server --model base.gguf --lora_path adapter.gguf``.
+- ``baseline``: the seed's prompted baseline (system prompt, optional reminders, speaker names), replies
+  of ``(silence)`` filtered out.
+
+The API key is read from an environment variable (``OPENAI_API_KEY`` unless told otherwise); local servers
+accept any key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chimein.assistant.core import Decision, parse_reply
+from chimein.assistant.prompts import baseline_messages, replier_messages
+from chimein.data import Message
+from chimein.format import to_chat_turns
+
+END_MARKERS = ("<|im_end|>", "</s>", "<end_of_turn>", "<|end_of_turn|>", "<|eot_id|>")
+
+
+def _client(base_url: str, api_key_env: str, timeout: float) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "not-needed", timeout=timeout, max_retries=0)
+
+
+class OpenAIBackend:
+    supports_probability = False
+
+    def __init__(self, base_url: str, model: str, *, style: str = "finetuned", variant: str = "short",
+                 names_in_field: bool = False, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
+                 max_tokens: int = 120):
+        if style not in ("finetuned", "baseline"):
+            raise ValueError("style must be 'finetuned' or 'baseline'")
+        self.client = _client(base_url, api_key_env, timeout)
+        self.model, self.style, self.variant = model, style, variant
+        self.names_in_field, self.max_tokens = names_in_field, max_tokens
+
+    def new_state(self) -> None:
+        return None  # the server keeps its own prefix cache
+
+    def request_messages(self, messages: list[Message]) -> list[dict[str, str]]:
+        if self.style == "baseline":
+            return baseline_messages(messages, self.variant, self.names_in_field)
+        return to_chat_turns(messages, open_end=True)
+
+    def decide(self, messages: list[Message], state: None = None, threshold: float | None = None) -> Decision:
+        response = self.client.chat.completions.create(
+            model=self.model, messages=self.request_messages(messages), max_tokens=self.max_tokens, temperature=0.0,
+        )
+        raw = response.choices[0].message.content or ""
+        speak, text = parse_reply(raw, END_MARKERS)
+        usage = getattr(response, "usage", None)
+        return Decision(speak, text, None, raw, tokens_processed=getattr(usage, "prompt_tokens", 0) or 0)
+
+
+class OpenAIReplier:
+    """Writes the reply when the decider chose to speak (two-stage assistant: decide small, reply strong)."""
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0,
+                 names_in_field: bool = False, max_tokens: int = 160):
+        self.client = _client(base_url, api_key_env, timeout)
+        self.model, self.names_in_field, self.max_tokens = model, names_in_field, max_tokens
+
+    def reply(self, messages: list[Message]) -> str:
+        response = self.client.chat.completions.create(
+            model=self.model, messages=replier_messages(messages, self.names_in_field), max_tokens=self.max_tokens,
+            temperature=0.2,
+        )
+        raw = response.choices[0].message.content or ""
+        speak, text = parse_reply(raw, END_MARKERS)
+        return text if speak else ""

