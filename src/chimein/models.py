@@ -170,9 +170,16 @@ def load_tokenizer(resolved: ResolvedModel) -> Any:
     from transformers import AutoTokenizer
 
     if resolved.tokenizer_file is not None:
-        from transformers import LlamaTokenizerFast
+        import shutil
 
-        return LlamaTokenizerFast(vocab_file=str(resolved.tokenizer_file), legacy=False)
+        from transformers import LlamaTokenizer
+
+        # transformers converts a sentencepiece model found as `tokenizer.model` in a directory.
+        folder = chimein_home() / "models" / f"{resolved.name}-tokenizer"
+        if not (folder / "tokenizer.model").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(resolved.tokenizer_file, folder / "tokenizer.model")
+        return LlamaTokenizer.from_pretrained(folder)
     cached = _hf_cache_dir(resolved)
     if resolved.gguf_file and (cached / "tokenizer_config.json").exists():
         return AutoTokenizer.from_pretrained(cached)

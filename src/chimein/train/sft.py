@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,67 +52,38 @@ def encode_and_check(conversations: list[Conversation], fmt: ChatFormat) -> list
     return encoded
 
 
-def pack(encoded: list[Encoded], max_length: int, seed: int = 0) -> list[dict[str, list[int]]]:
-    """First-fit-decreasing packing into sequences of at most ``max_length`` tokens.
-
-    ``position_ids`` restart at 0 for every conversation: transformers turns that into a block-diagonal
-    attention mask (no attention across conversations) without padding. A conversation longer than
-    ``max_length`` is kept alone and truncated by the trainer: reported, never silently dropped.
-    """
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
-    bins: list[list[int]] = []
-    room: list[int] = []
-    for i in order:
-        n = len(encoded[i].input_ids)
-        for b, free in enumerate(room):
-            if n <= free:
-                bins[b].append(i)
-                room[b] -= n
-                break
-        else:
-            bins.append([i])
-            room.append(max_length - n)
-    random.Random(seed).shuffle(bins)
-    rows = []
-    for b in bins:
-        row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
-        for i in b:
-            row["input_ids"] += encoded[i].input_ids
-            row["labels"] += encoded[i].labels
-            row["position_ids"] += list(range(len(encoded[i].input_ids)))
-        rows.append(row)
-    return rows
-
-
 def unpacked(encoded: list[Encoded]) -> list[dict[str, list[int]]]:
     return [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
 
 
-def explain_example(enc: Encoded, tokenizer: Any, width: int = 100) -> str:
+def explain_example(enc: Encoded, tokenizer: Any) -> str:
     """A readable view of one example: trained tokens in [[double brackets]], the rest as is."""
-    out, trained = [], False
+    runs: list[tuple[bool, list[int]]] = []
     for tid, label in zip(enc.input_ids, enc.labels):
-        piece = tokenizer.decode([tid], skip_special_tokens=False)
-        is_trained = label != IGNORE_INDEX
-        if is_trained and not trained:
-            out.append("[[")
-        if not is_trained and trained:
-            out.append("]]")
-        out.append(piece)
-        trained = is_trained
-    if trained:
-        out.append("]]")
-    return "".join(out)
+        trained = label != IGNORE_INDEX
+        if runs and runs[-1][0] == trained:
+            runs[-1][1].append(tid)
+        else:
+            runs.append((trained, [tid]))
+    text = (tokenizer.decode(ids, skip_special_tokens=False) for _, ids in runs)
+    return "".join(f"[[{t}]]" if trained else t for (trained, _), t in zip(runs, text))
 
 
 # -- model and trainer ----------------------------------------------------------------------------------
 
 
-def lora_config(cfg: TrainConfig) -> Any:
+LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # Llama, Mistral, Gemma
+
+
+def lora_config(cfg: TrainConfig, num_layers: int | None = None) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.target_modules, bias="none", task_type="CAUSAL_LM")
+    targets, layers = cfg.target_modules, None
+    if cfg.lora_top_layers and num_layers and cfg.lora_top_layers < num_layers:
+        layers = list(range(num_layers - cfg.lora_top_layers, num_layers))
+        targets = LINEAR_MODULES if targets == "all-linear" else targets  # peft needs a list with layers_to_transform
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
 
 
 def quantization_config(cfg: TrainConfig) -> Any:
@@ -142,11 +112,15 @@ def sft_config(cfg: TrainConfig, has_eval: bool) -> Any:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
         max_grad_norm=cfg.max_grad_norm,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        packing=False,  # chimein packs itself (see `pack`): trl's packing needs FlashAttention to be safe
+        # Several conversations per sequence, no padding. trl warns that this needs FlashAttention; with SDPA,
+        # transformers builds the block-diagonal mask from the restarting position_ids as long as the model
+        # runs without a KV cache (see `run`), and tests/train/test_packing.py checks there is no leakage.
+        packing=cfg.packing,
+        packing_strategy="bfd",
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
@@ -205,15 +179,18 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     too_long = sum(len(e.input_ids) > cfg.max_length for e in encoded)
     if too_long:
         print(f"warning: {too_long} conversation(s) longer than max_length={cfg.max_length} tokens will be truncated")
-    rows = pack(encoded, cfg.max_length, cfg.seed) if cfg.packing else unpacked(encoded)
-    train_ds = Dataset.from_list(rows)
+    train_ds = Dataset.from_list(unpacked(encoded))
     eval_ds = None
     if cfg.valid_file and cfg.eval_steps:
         eval_ds = Dataset.from_list(unpacked(encode_and_check(load_conversations(cfg.valid_file), fmt)))
 
     model = load_causal_lm(resolved, quantization_config=quantization_config(cfg)) if cfg.load_in_4bit else load_causal_lm(resolved)
+    # With a KV cache in the forward pass transformers ignores packed position_ids and lets a conversation
+    # attend to the one packed before it. Training never needs the cache.
+    model.config.use_cache = False
     trainer = SFTTrainer(model=model, args=sft_config(cfg, eval_ds is not None), train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg))
+                         eval_dataset=eval_ds, processing_class=tokenizer,
+                         peft_config=lora_config(cfg, model.config.num_hidden_layers))
     if not progress:
         trainer.remove_callback(__import__("transformers").trainer_callback.ProgressCallback)
     start = time.time()
@@ -229,7 +206,7 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     tokens = sum(len(e.input_ids) for e in encoded)
     trained = sum(e.trained_tokens for e in encoded)
     res = TrainResult(out, float(result.training_loss), int(result.global_step), seconds, tokens, trained)
-    _write_report(out, cfg, res, len(train_convs), len(rows))
+    _write_report(out, cfg, res, len(train_convs), trainer.train_dataset.num_rows)
     return res
 
 
@@ -248,3 +225,25 @@ def _write_report(out: Path, cfg: TrainConfig, res: TrainResult, n_convs: int, n
         f"- {res.steps} optimizer steps, {cfg.num_train_epochs} epochs, lr {cfg.learning_rate} ({cfg.lr_scheduler_type})\n"
         f"- final train loss {res.train_loss:.4f}; wall time {res.seconds / 60:.1f} min; about {tps:.0f} tokens/s\n"
     )
+
+
+def merge_adapter(run_dir: Path) -> Path:
+    """Write base + adapter as one plain model (``RUN/merged``), for tools that cannot load adapters."""
+    from chimein.models import load_model_and_tokenizer
+
+    model, tokenizer, _ = load_model_and_tokenizer(str(run_dir))
+    target = Path(run_dir) / "merged"
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def push_adapter(run_dir: Path, repo: str) -> None:
+    """Push the adapter and tokenizer to the hub; offline, a clear error and the run directory untouched."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        HfApi().upload_folder(folder_path=str(run_dir), repo_id=repo, ignore_patterns=["checkpoint-*", "merged/*"])
+    except (HfHubHTTPError, OSError) as e:
+        raise TrainingError(f"could not push {run_dir} to {repo} (offline or not logged in?): {e}. The run directory is intact.") from e
