@@ -84,43 +84,38 @@ class Replier(Protocol):
     def reply(self, messages: list[Message]) -> str: ...
 
 
-@dataclass
-class Assistant:
-    """One room's assistant: history, decider, optional separate replier, eagerness threshold."""
+class TwoStage:
+    """Decide small, reply strong: ``decider`` chooses when to speak, ``replier`` writes what to say.
 
-    decider: Backend
-    replier: Replier | None = None
-    threshold: float | None = None  # eagerness: speak when p_speak >= threshold (None: the backend's default)
-    on_replier_failure: str = "local"  # "local": fall back to the decider's own reply; "silent": say nothing
-    history: list[Message] = field(default_factory=list)
-    state: Any = None
+    The replier runs only on turns where the decider speaks. If it fails (timeout, HTTP error, empty
+    reply), the rule is: ``on_failure="local"`` keeps the decider's own reply (stays silent if it has
+    none), ``"silent"`` says nothing; either way the failure is logged and noted on the decision.
+    """
 
-    def __post_init__(self) -> None:
-        if self.on_replier_failure not in ("local", "silent"):
-            raise ValueError("on_replier_failure must be 'local' or 'silent'")
-        if self.state is None:
-            self.state = self.decider.new_state()
+    def __init__(self, decider: Backend, replier: Replier, on_failure: str = "local"):
+        if on_failure not in ("local", "silent"):
+            raise ValueError("on_failure must be 'local' or 'silent'")
+        self.decider, self.replier, self.on_failure = decider, replier, on_failure
+        self.supports_probability = decider.supports_probability
 
-    def hear(self, name: str, text: str) -> Decision:
-        """Add a user message to the room and decide; a spoken reply joins the history."""
-        self.history.append(Message("user", text, name))
-        start = time.perf_counter()
-        decision = self.decider.decide(list(self.history), self.state, self.threshold)
-        if decision.speak and self.replier is not None:
-            decision = self._reply_with_replier(decision)
-        decision.latency_s = time.perf_counter() - start
-        if decision.speak:
-            self.history.append(Message("assistant", decision.text))
-        return decision
+    @property
+    def threshold(self) -> float | None:
+        return getattr(self.decider, "threshold", None)
 
-    def _reply_with_replier(self, decision: Decision) -> Decision:
+    def new_state(self) -> Any:
+        return self.decider.new_state()
+
+    def decide(self, messages: list[Message], state: Any, threshold: float | None = None) -> Decision:
+        decision = self.decider.decide(messages, state, threshold)
+        if not decision.speak:
+            return decision
         try:
-            text = self.replier.reply(list(self.history)).strip()
+            text = self.replier.reply(messages).strip()
             if not text:
                 raise ValueError("the replier returned an empty reply")
             decision.text = text
         except Exception as e:  # a remote replier must never block or break the room
-            if self.on_replier_failure == "silent" or not decision.text:
+            if self.on_failure == "silent" or not decision.text:
                 decision.speak, decision.text = False, ""
                 decision.note = f"replier failed ({e}); stayed silent"
             else:
@@ -128,11 +123,38 @@ class Assistant:
             log.warning(decision.note)
         return decision
 
+
+@dataclass
+class Assistant:
+    """One room's assistant: history, decider, optional separate replier, eagerness threshold."""
+
+    decider: Backend
+    replier: Replier | None = None
+    threshold: float | None = None  # eagerness: speak when p_speak >= threshold (None: the backend's default)
+    on_replier_failure: str = "local"  # see TwoStage
+    history: list[Message] = field(default_factory=list)
+    state: Any = None
+
+    def __post_init__(self) -> None:
+        self.backend: Backend = TwoStage(self.decider, self.replier, self.on_replier_failure) if self.replier else self.decider
+        if self.state is None:
+            self.state = self.backend.new_state()
+
+    def hear(self, name: str, text: str) -> Decision:
+        """Add a user message to the room and decide; a spoken reply joins the history."""
+        self.history.append(Message("user", text, name))
+        start = time.perf_counter()
+        decision = self.backend.decide(list(self.history), self.state, self.threshold)
+        decision.latency_s = time.perf_counter() - start
+        if decision.speak:
+            self.history.append(Message("assistant", decision.text))
+        return decision
+
     def reset(self) -> None:
         self.history.clear()
-        self.state = self.decider.new_state()
+        self.state = self.backend.new_state()
 
     def seed(self, messages: list[Message]) -> None:
         """Start from an existing conversation (e.g. a room's recent history) without deciding on it."""
         self.history = list(messages)
-        self.state = self.decider.new_state()
+        self.state = self.backend.new_state()

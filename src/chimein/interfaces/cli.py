@@ -130,6 +130,92 @@ def train(
         push_adapter(result.output_dir, push_to_hub)
 
 
+# -- the assistant: chat, decide, eval -------------------------------------------------------------------
+
+ModelOpt = typer.Option("default", "--model", "-m", help=MODEL_HELP + "; or silent, mention, baseline, baseline-reminder, llamacpp:NAME, openai:NAME")
+BaseUrlOpt = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models (e.g. http://127.0.0.1:8080/v1)")
+KeyEnvOpt = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key")
+StyleOpt = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline (the seed's prompt)")
+EagerOpt = typer.Option(None, "--eagerness", help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the adapter's F1-optimal one")
+ReplyUrlOpt = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies")
+ReplyModelOpt = typer.Option(None, help="two-stage: the model name at --reply-base-url")
+ReplyKeyOpt = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key")
+
+
+def _backend(model: str, base_url: Optional[str], api_key_env: str, style: str, eagerness: Optional[float]):
+    from chimein.assistant import load_backend
+
+    return load_backend(model, base_url=base_url, api_key_env=api_key_env, threshold=eagerness,
+                        **({"style": style} if model.startswith("openai:") or base_url else {}))
+
+
+def _replier(reply_base_url: Optional[str], reply_model: Optional[str], reply_key_env: str):
+    if not reply_base_url:
+        return None
+    from chimein.assistant.backends.openai_http import OpenAIReplier
+
+    return OpenAIReplier(reply_base_url, reply_model or "default", api_key_env=reply_key_env)
+
+
+@app.command()
+def chat(
+    model: str = ModelOpt, base_url: Optional[str] = BaseUrlOpt, api_key_env: str = KeyEnvOpt, style: str = StyleOpt,
+    eagerness: Optional[float] = EagerOpt, reply_base_url: Optional[str] = ReplyUrlOpt,
+    reply_model: Optional[str] = ReplyModelOpt, reply_api_key_env: str = ReplyKeyOpt,
+    speaker: str = typer.Option("You", help="your name in the chat (switch with /as NAME)"),
+) -> None:
+    """An interactive group chat in the terminal: type as several people, the assistant chimes in or not."""
+    from chimein.assistant import Assistant
+    from chimein.interfaces.tui import run_chat
+
+    with console.status(f"loading {model}...", spinner="dots"):
+        backend = _backend(model, base_url, api_key_env, style, eagerness)
+    assistant = Assistant(backend, replier=_replier(reply_base_url, reply_model, reply_api_key_env), threshold=eagerness)
+    run_chat(assistant, console, speaker=speaker)
+
+
+@app.command()
+def decide(
+    model: str = ModelOpt, base_url: Optional[str] = BaseUrlOpt, api_key_env: str = KeyEnvOpt, style: str = StyleOpt,
+    eagerness: Optional[float] = EagerOpt, reply_base_url: Optional[str] = ReplyUrlOpt,
+    reply_model: Optional[str] = ReplyModelOpt, reply_api_key_env: str = ReplyKeyOpt,
+) -> None:
+    """JSON lines in, JSON lines out: {"messages": [...]} -> {"speak": ..., "text": ..., "p_speak": ...}.
+
+    One answer per input line, flushed at once. A request that extends an earlier request's conversation
+    reuses that conversation's model cache, so sending the growing history after each message stays cheap.
+    """
+    from chimein.interfaces.decider import JsonLinesDecider
+
+    backend = _backend(model, base_url, api_key_env, style, eagerness)
+    JsonLinesDecider(backend, _replier(reply_base_url, reply_model, reply_api_key_env), eagerness).run(sys.stdin, sys.stdout)
+
+
+@app.command("eval")
+def eval_(
+    files: List[Path] = typer.Argument(..., help="JSONL conversations with gold assistant turns"),
+    compare: str = typer.Option("default", help="comma-separated models: e.g. silent,mention,baseline,default"),
+    out: Path = typer.Option(Path("runs/eval"), help="directory for report.json, report.md, turns-*.jsonl, plots"),
+    base_url: Optional[str] = BaseUrlOpt, api_key_env: str = KeyEnvOpt, style: str = StyleOpt,
+    eagerness: Optional[float] = EagerOpt, reply_base_url: Optional[str] = ReplyUrlOpt,
+    reply_model: Optional[str] = ReplyModelOpt, reply_api_key_env: str = ReplyKeyOpt,
+    limit: Optional[int] = typer.Option(None, help="only the first N conversations"),
+    similarity: bool = typer.Option(True, help="score replies against gold with all-MiniLM-L6-v2"),
+) -> None:
+    """Teacher-forced evaluation of when to speak and what to say, several models side by side."""
+    from chimein.data import load_conversations
+    from chimein.eval.run import evaluate_models, markdown_table
+
+    conversations = load_conversations(*files)[: limit or None]
+    reports = evaluate_models(
+        [m.strip() for m in compare.split(",") if m.strip()], conversations, out, [str(f) for f in files],
+        lambda m: _backend(m, base_url, api_key_env, style, eagerness), eagerness,
+        _replier(reply_base_url, reply_model, reply_api_key_env), similarity,
+    )
+    console.print(markdown_table(reports), markup=False, highlight=False)
+    console.print(f"report written to {out}/report.md")
+
+
 from chimein.interfaces.generate_cmd import generate  # noqa: E402  (kept in its own module: it is long)
 
 app.command()(generate)

