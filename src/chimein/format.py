@@ -96,10 +96,9 @@ class ChatFormat:
         """Use ``template`` (a built-in name) if given, else the tokenizer's own template, else refuse."""
         if template and template != "model":
             builtin: BuiltinTemplate = get_builtin_template(template)
-            fmt = cls(tokenizer, builtin.source, builtin.name, builtin.end_of_turn, builtin.markers)
+            fmt = cls(tokenizer, builtin.source, builtin.name, markers=builtin.markers)
         elif getattr(tokenizer, "chat_template", None):
             fmt = cls(tokenizer, tokenizer.chat_template, "model")
-            fmt.end_of_turn = fmt._derive_end_of_turn()
         else:
             raise TemplateError(
                 "this tokenizer has no chat template; choose a built-in one with --template "
@@ -108,6 +107,7 @@ class ChatFormat:
         special = tuple(t for t in getattr(tokenizer, "all_special_tokens", []) if len(t) > 1)
         added = tuple(getattr(tokenizer, "get_added_vocab", dict)().keys())
         fmt.markers = tuple(sorted({*fmt.markers, *special, *added}, key=len, reverse=True))
+        fmt.end_of_turn = fmt._derive_end_of_turn()  # e.g. "{{ eos_token }}" is "</s>" for one tokenizer, "<|im_end|>" for another
         fmt.check()
         return fmt
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 class BuiltinTemplate:
     name: str
     source: str
-    end_of_turn: str  # the text that closes an assistant turn: generation stops there
+    end_of_turn: str  # what closes an assistant turn; for eos_token templates it depends on the tokenizer
     markers: tuple[str, ...]  # structural strings a user must not be able to type into the prompt
 
 

@@ -37,7 +37,7 @@ def validate(files: List[Path] = typer.Argument(..., help="JSONL files of conver
         conversations += c
         problems += p
     for p in problems:
-        err.print(str(p), markup=False, highlight=False)
+        typer.echo(str(p), err=True)  # plain lines, never wrapped: editors and grep read file:line
     _print_stats(compute_stats(conversations), files)
     if problems:
         err.print(f"[red]{len(problems)} problem(s) found[/red]")

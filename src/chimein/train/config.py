@@ -32,11 +32,11 @@ class TrainConfig:
     # single speed-up (about 1.5x for the top half of SmolLM2; bench/train_speed.py measures it).
     lora_top_layers: int | None = 15
     # optimisation
-    learning_rate: float = 2e-4
+    learning_rate: float = 3e-4
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.03
     max_grad_norm: float = 1.0
-    num_train_epochs: float = 1.5
+    num_train_epochs: float = 1.0
     max_steps: int = -1
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 8

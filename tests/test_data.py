@@ -1,0 +1,101 @@
+import json
+
+from typer.testing import CliRunner
+
+from chimein.data import Conversation, Message, compute_stats, load_conversations, read_conversations, write_conversations, DataError
+from chimein.interfaces.cli import app
+from conftest import write_jsonl
+
+GOOD = [{"role": "user", "name": "Ana", "content": "hi"}, {"role": "assistant", "content": "hello"},
+        {"role": "user", "name": "Ben", "content": "yo"}]
+
+
+def test_reads_arrays_and_objects_with_metadata(tmp_path):
+    f = write_jsonl(tmp_path / "a.jsonl", [GOOD, {"id": "x", "topic": "tea", "category": "chitchat", "messages": GOOD}])
+    convs = load_conversations(f)
+    assert [c.user_turns for c in convs] == [2, 2]
+    assert convs[1].meta["topic"] == "tea"
+    assert convs[0].decisions() == [(0, Message("assistant", "hello")), (2, None)]
+
+
+def test_every_problem_is_reported_with_file_line_and_field(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text("\n".join([
+        json.dumps(GOOD),
+        "{not json",
+        json.dumps([{"role": "assistant", "content": "first"}]),
+        json.dumps([{"role": "user", "content": "no name"}]),
+        json.dumps([{"role": "user", "name": "A", "content": "x"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]),
+        json.dumps([{"role": "user", "name": "A", "content": "   "}]),
+        json.dumps([{"role": "bot", "content": "x"}]),
+        json.dumps({"topic": "no messages"}),
+        json.dumps("a string"),
+    ]) + "\n")
+    convs, problems = read_conversations(f)
+    assert len(convs) == 1
+    text = "\n".join(str(p) for p in problems)
+    assert f"{f}:2: json: invalid JSON" in text
+    assert f"{f}:3: conversation[0].role: a conversation must start with a user message" in text
+    assert f"{f}:4: conversation[0].name: a user message needs a non-empty name" in text
+    assert f"{f}:5: conversation[2].role: two assistant messages in a row" in text
+    assert f"{f}:6: conversation[0].content: must be a non-empty string" in text
+    assert f"{f}:7: conversation[0].role: must be 'user' or 'assistant'" in text
+    assert f"{f}:8: messages: an object line needs a 'messages' list" in text
+    assert f"{f}:9: conversation: must be a list of messages" in text
+
+
+def test_load_raises_with_all_problems(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text("[]\n{}\n")
+    try:
+        load_conversations(f)
+    except DataError as e:
+        assert len(e.problems) == 2
+    else:
+        raise AssertionError("DataError expected")
+
+
+def test_write_round_trip_keeps_metadata(tmp_path):
+    convs = [Conversation([Message("user", "hi", "Ana")], {"id": "1", "topic": "t"}), Conversation([Message("user", "yo", "Ben")])]
+    write_conversations(tmp_path / "o.jsonl", convs)
+    back = load_conversations(tmp_path / "o.jsonl")
+    assert back[0].meta["id"] == "1" and back[0].messages == convs[0].messages
+    assert json.loads((tmp_path / "o.jsonl").read_text().splitlines()[1])[0]["name"] == "Ben"
+
+
+def test_stats(sample_conversations):
+    s = compute_stats(sample_conversations)
+    assert (s.conversations, s.user_turns, s.assistant_turns) == (2, 7, 2)
+    assert abs(s.speaking_rate - 2 / 7) < 1e-9
+    assert s.categories == {"addressed": 1, "stuck": 1}
+
+
+def test_cli_validate(tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", [GOOD, GOOD])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(GOOD) + "\n" + json.dumps([{"role": "user", "content": "x"}]) + "\n")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", str(good)])
+    assert ok.exit_code == 0, ok.output
+    assert "speaking rate" in ok.output and "50.0%" in ok.output
+    res = runner.invoke(app, ["validate", str(good), str(bad)])
+    assert res.exit_code == 1
+    assert f"{bad}:2: conversation[0].name" in res.output
+
+
+def test_shipped_dataset_is_valid_and_split_apart():
+    from pathlib import Path
+
+    from chimein.dedup import fingerprint
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    train, valid, adv = (load_conversations(data / f) for f in ("train.jsonl", "valid.jsonl", "adversarial.jsonl"))
+    assert len(train) + len(valid) >= 400 and len(valid) >= 60
+    topics = {c.meta["topic"] for c in train + valid}
+    assert len(topics) >= 120
+    rate = compute_stats(train + valid).speaking_rate
+    assert 0.15 <= rate <= 0.30
+    # validation topics are held out entirely, and nothing is shared between the files
+    assert not {c.meta["topic"] for c in valid} & {c.meta["topic"] for c in train}
+    fps = [fingerprint(c) for c in train + valid + adv]
+    assert len(fps) == len(set(fps))
