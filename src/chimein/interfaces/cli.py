@@ -216,9 +216,14 @@ def eval_(
     console.print(f"report written to {out}/report.md")
 
 
-from chimein.interfaces.generate_cmd import generate  # noqa: E402  (kept in its own module: it is long)
+# Longer commands live in their own modules.
+from chimein.interfaces.export_cmd import export  # noqa: E402
+from chimein.interfaces.generate_cmd import generate  # noqa: E402
+from chimein.interfaces.matrix_cmd import matrix  # noqa: E402
+from chimein.interfaces.serve_cmd import serve  # noqa: E402
 
-app.command()(generate)
+for _command in (generate, export, serve, matrix):
+    app.command()(_command)
 
 
 @app.command()

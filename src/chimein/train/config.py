@@ -90,10 +90,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def _coerce(value: str, current: Any) -> Any:
     """Turn a ``--set`` string into the type of the field it overrides (YAML rules otherwise)."""
-    parsed = yaml.safe_load(value)
-    if isinstance(current, float) and isinstance(parsed, int):
-        return float(parsed)
-    return parsed
+    if isinstance(current, float):
+        return float(value)  # YAML reads "3e-4" as a string
+    if isinstance(current, bool):
+        return bool(yaml.safe_load(value))
+    if isinstance(current, int):
+        return int(value)
+    return yaml.safe_load(value)
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,

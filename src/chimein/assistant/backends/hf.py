@@ -160,8 +160,8 @@ class HFBackend:
             n -= 1  # we need the logits of the last position, so re-run at least one token
         if state.cache is None or n == 0:
             state.cache, n = DynamicCache(config=self.model.config), 0
-        elif n < len(state.ids):
-            state.cache.crop(n)
+        elif n < state.cache.get_seq_length():
+            state.cache.crop(n - state.cache.get_seq_length())  # transformers 5: a negative count removes tokens
         new = torch.tensor([target[n:]], dtype=torch.long)
         out = self.model(input_ids=new, past_key_values=state.cache, use_cache=True)
         state.cache = out.past_key_values

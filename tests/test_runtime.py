@@ -1,0 +1,199 @@
+import io
+import json
+
+import pytest
+import torch
+
+from chimein.assistant.backends.hf import HFBackend, RoomCache, find_marker_split
+from chimein.assistant.backends.rules import MentionBackend, SilentBackend
+from chimein.assistant.core import Assistant, Decision, TwoStage, parse_reply
+from chimein.data import Message
+from chimein.format import ChatFormat
+from chimein.interfaces.decider import JsonLinesDecider
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("(silence)<|im_end|>", (False, "")),
+    ("", (False, "")),
+    ("   (silence) extra", (False, "")),
+    ("(response) Seventeen.<|im_end|>\n<|im_start|>user", (True, "Seventeen.")),
+    ("(response)", (False, "")),
+    ("Seventeen syllables.", (True, "Seventeen syllables.")),  # ignored the format but chose to talk
+    ("(response) Paris.\nBen: thanks", (True, "Paris.")),  # cut where it starts writing a user turn
+])
+def test_parse_reply_rules(raw, expected):
+    assert parse_reply(raw, ("<|im_end|>",)) == expected
+
+
+def test_parse_reply_caps_length():
+    speak, text = parse_reply("(response) " + "This is a sentence. " * 100)
+    assert speak and len(text) <= 600 and text.endswith(".")
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model, smollm2_tokenizer):
+    fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
+    return HFBackend(tiny_model, smollm2_tokenizer, fmt, threshold=0.5, max_new_tokens=8)
+
+
+def history(n: int) -> list[Message]:
+    names = ["Ana", "Ben", "Caro"]
+    return [Message("user", f"message number {i} about the trip to lisbon", names[i % 3]) for i in range(n)]
+
+
+def test_marker_split_is_found_from_the_tokenizer(backend, smollm2_tokenizer):
+    split = find_marker_split(backend.fmt)
+    assert split.silence != split.response
+    assert smollm2_tokenizer.decode(split.shared + [split.silence]) + "" in ("(silence", "(sil", "(s") or \
+        smollm2_tokenizer.decode(split.shared + [split.silence]).startswith("(")
+
+
+def test_cached_p_speak_equals_a_fresh_full_forward(backend):
+    msgs = history(12)
+    state = RoomCache()
+    cached = [backend.decide(msgs[: i + 1], state, threshold=1.1).p_speak for i in range(len(msgs))]
+    fresh = [backend.decide(msgs[: i + 1], RoomCache(), threshold=1.1).p_speak for i in range(len(msgs))]
+    assert cached == pytest.approx(fresh, abs=1e-5)
+
+
+def test_cache_makes_each_message_cost_only_its_own_tokens(backend):
+    msgs = history(10)
+    state = RoomCache()
+    costs = [backend.decide(msgs[: i + 1], state, threshold=1.1).tokens_processed for i in range(len(msgs))]
+    full = backend.decide(msgs, RoomCache(), threshold=1.1).tokens_processed
+    assert costs[-1] < 40 < full  # a new message plus the silence turn, not the whole history
+
+
+def test_speaking_generates_and_the_reply_joins_the_cache(backend):
+    msgs = history(3)
+    state = RoomCache()
+    d = backend.decide(msgs, state, threshold=0.0)  # threshold 0: always speak
+    assert d.speak and d.raw.startswith("(response)") and d.p_speak is not None
+    follow = msgs + [Message("assistant", d.text or "ok"), Message("user", "and then?", "Ana")]
+    d2 = backend.decide(follow, state, threshold=1.1)
+    assert not d2.speak and d2.tokens_processed < 40
+
+
+def test_rooms_do_not_mix(backend):
+    a, b = history(6), [Message("user", f"totally different {i}", "Zoe") for i in range(6)]
+    sa, sb = RoomCache(), RoomCache()
+    interleaved = []
+    for i in range(6):
+        interleaved.append(backend.decide(a[: i + 1], sa, threshold=1.1).p_speak)
+        backend.decide(b[: i + 1], sb, threshold=1.1)
+    alone = [backend.decide(a[: i + 1], st, threshold=1.1).p_speak for st in [RoomCache()] for i in range(6)]
+    assert interleaved == pytest.approx(alone, abs=1e-5)
+
+
+def test_long_conversation_overflows_by_dropping_the_oldest_turns(tiny_model, smollm2_tokenizer):
+    fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
+    small = HFBackend(tiny_model, smollm2_tokenizer, fmt, max_context_tokens=300)
+    msgs = history(80)
+    state = RoomCache()
+    for i in range(len(msgs)):
+        d = small.decide(msgs[: i + 1], state, threshold=1.1)
+        assert d.p_speak is not None
+        assert len(state.ids) <= 300 + 5
+    assert state.start > 0  # old messages were dropped
+    # the window decision equals a fresh decision on the same window
+    fresh = small.decide(msgs[state.start:], RoomCache(), threshold=1.1).p_speak
+    assert d.p_speak == pytest.approx(fresh, abs=1e-5)
+
+
+def test_naive_generate_mode_runs(tiny_model, smollm2_tokenizer):
+    fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
+    naive = HFBackend(tiny_model, smollm2_tokenizer, fmt, mode="generate", max_new_tokens=4)
+    d = naive.decide(history(3), naive.new_state())
+    assert d.p_speak is None and d.tokens_processed > 20
+
+
+class ScriptedBackend:
+    """A test double: returns queued decisions."""
+
+    supports_probability = True
+
+    def __init__(self, decisions):
+        self.decisions = list(decisions)
+        self.seen = []
+
+    def new_state(self):
+        return {}
+
+    def decide(self, messages, state, threshold=None):
+        self.seen.append((list(messages), threshold))
+        return self.decisions.pop(0)
+
+
+def test_assistant_keeps_history_in_the_trained_format():
+    backend = ScriptedBackend([Decision(False), Decision(True, "Seventeen.", 0.9)])
+    bot = Assistant(backend, threshold=0.3)
+    assert not bot.hear("Ana", "pizza?").speak
+    d = bot.hear("Ben", "bot, haiku syllables?")
+    assert d.speak and d.text == "Seventeen."
+    assert [m.role for m in bot.history] == ["user", "user", "assistant"]
+    assert backend.seen[-1][1] == 0.3
+
+
+class FailingReplier:
+    def reply(self, messages):
+        raise TimeoutError("replier down")
+
+
+class GoodReplier:
+    def __init__(self):
+        self.calls = 0
+
+    def reply(self, messages):
+        self.calls += 1
+        return "A better answer."
+
+
+def test_two_stage_uses_the_replier_only_when_speaking_and_falls_back():
+    replier = GoodReplier()
+    bot = Assistant(ScriptedBackend([Decision(False), Decision(True, "local", 0.9)]), replier=replier)
+    bot.hear("Ana", "hi")
+    assert replier.calls == 0
+    assert bot.hear("Ana", "bot?").text == "A better answer." and replier.calls == 1
+    local = TwoStage(ScriptedBackend([Decision(True, "local", 0.9)]), FailingReplier(), on_failure="local")
+    d = local.decide([Message("user", "bot?", "Ana")], {})
+    assert d.speak and d.text == "local" and "replier failed" in d.note
+    silent = TwoStage(ScriptedBackend([Decision(True, "local", 0.9)]), FailingReplier(), on_failure="silent")
+    assert not silent.decide([Message("user", "bot?", "Ana")], {}).speak
+
+
+def test_rule_baselines():
+    msgs = [Message("user", "bot, what's the capital of peru?", "Ana")]
+    assert MentionBackend().decide(msgs).speak
+    assert not MentionBackend().decide([Message("user", "pizza?", "Ana")]).speak
+    assert not SilentBackend().decide(msgs).speak
+
+
+def test_json_lines_decider_answers_each_line_and_reports_bad_ones(backend):
+    conv = [{"role": "user", "name": "Ana", "content": "hello all"}]
+    longer = conv + [{"role": "user", "name": "Ben", "content": "hi ana"}]
+    inp = io.StringIO("\n".join([json.dumps({"messages": conv}), "{broken", json.dumps({"messages": [{"role": "user", "content": "x"}]}),
+                                 json.dumps({"messages": longer})]) + "\n")
+    out = io.StringIO()
+    decider = JsonLinesDecider(backend, threshold=1.1)
+    decider.run(inp, out)
+    lines = [json.loads(l) for l in out.getvalue().splitlines()]
+    assert len(lines) == 4
+    assert lines[0]["speak"] is False and 0 <= lines[0]["p_speak"] <= 1
+    assert "line 2: json" in lines[1]["error"]
+    assert "line 3: messages[0].name" in lines[2]["error"]
+    assert len(decider.sessions) == 1  # the growing conversation reused the first request's session
+
+
+def test_chat_loop_through_scripted_input():
+    from rich.console import Console
+
+    from chimein.interfaces.tui import run_chat
+
+    backend = ScriptedBackend([Decision(False, p_speak=0.1), Decision(True, "Seventeen.", 0.9)])
+    bot = Assistant(backend)
+    lines = iter(["Ana: pizza tonight?", "/as Ben", "bot, haiku?", "/history", "/eagerness 0.2", "/quit"])
+    console = Console(file=io.StringIO(), width=100)
+    run_chat(bot, console, read=lambda prompt: next(lines))
+    out = console.file.getvalue()
+    assert "(silent p=0.10)" in out and "assistant: Seventeen." in out
+    assert bot.history[1].name == "Ben" and bot.threshold == 0.2
