@@ -54,7 +54,12 @@ WRAPPER_KEYS = ("messages", "conversation", "chat", "dialogue", "dialog", "turns
 
 
 class GenerateError(RuntimeError):
-    """The run cannot start or go on (bad options, an unreadable output file, an endpoint that refuses)."""
+    """The run cannot start or go on (bad options, an unreadable output file, an endpoint that refuses).
+
+    When raised during generation, ``counts`` holds what the run did (and wrote) before it stopped.
+    """
+
+    counts: "GenerateCounts | None" = None
 
 
 class InvalidReply(ValueError):
@@ -397,7 +402,12 @@ class Outcome:
 
 def _fatal(e: Exception, config: GenerateConfig) -> GenerateError:
     where = config.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    return GenerateError(f"the endpoint {where} (model {config.model!r}) failed: {type(e).__name__}: {e}")
+    hint = ""
+    if getattr(e, "status_code", None) in (401, 403):
+        hint = f" (is the API key in ${config.api_key_env}? choose the variable with --api-key-env)"
+    elif getattr(e, "status_code", None) == 404:
+        hint = " (check --base-url, usually ending in /v1, and --model)"
+    return GenerateError(f"the endpoint {where} (model {config.model!r}) failed: {type(e).__name__}: {e}{hint}")
 
 
 def run_item(client: Any, config: GenerateConfig, item: Item, template: str, example: str) -> Outcome:
@@ -417,7 +427,7 @@ def run_item(client: Any, config: GenerateConfig, item: Item, template: str, exa
         except InvalidReply as e:
             reasons.append(e.kind)
             continue
-        except (openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError) as e:
+        except (openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError):
             reasons.append("endpoint error")  # transient (the client already retried with backoff)
             time.sleep(min(2 ** attempt, 10))
             continue
@@ -491,7 +501,11 @@ def generate_file(config: GenerateConfig, on_progress: Callable[[GenerateCounts]
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for future in done:
                     del inflight[future]
-                    outcome = future.result()
+                    try:
+                        outcome = future.result()
+                    except GenerateError as e:
+                        e.counts = counts
+                        raise
                     counts.tried += 1
                     counts.retried += outcome.retries
                     counts.reasons.update(outcome.reasons)

@@ -70,18 +70,24 @@ def generate(
         text = (f"[green]ok {c.ok}[/green] [yellow]retried {c.retried}[/yellow] [red]rejected {c.rejected}[/red] "
                 f"[magenta]duplicate {c.duplicate}[/magenta]")
         if task is None:
+            progress.start()  # only now: option and file errors print without an empty bar
             task = progress.add_task("generate", total=c.target, completed=c.total, counts=text)
         else:
             progress.update(task, completed=c.total, counts=text)
 
     def log(message: str) -> None:
-        progress.console.print(f"[yellow]{message}[/yellow]", highlight=False)
+        progress.console.print(message, style="yellow", highlight=False, markup=False)
 
     try:
-        with progress:
+        try:
             counts = generate_file(config, on_progress=on_progress, log=log)
+        finally:
+            progress.stop()
     except GenerateError as e:
-        err.print(f"[red]{e}[/red]", highlight=False)
+        err.print(str(e), style="red", highlight=False, markup=False)
+        if e.counts is not None:
+            err.print(e.counts.summary(), highlight=False, markup=False)
+            err.print("what was written is kept; run the same command again to resume")
         raise typer.Exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: what was written is kept; run the same command again to resume[/yellow]")

@@ -20,7 +20,7 @@ next quarter of the budget is cheap again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -58,20 +58,21 @@ class MarkerSplit:
     response_rest: list[int]  # the remaining tokens of "(response)" (forced before generating the reply)
 
 
-def find_marker_split(fmt: ChatFormat) -> MarkerSplit:
+def find_marker_split(fmt: ChatFormat, tokenize: Callable[[str], list[int]] | None = None) -> MarkerSplit:
     """Find the divergent tokens from the tokenizer, in context, not from hand-copied ids."""
+    tokenize = tokenize or fmt.tokenize
     turns = [{"role": "user", "content": "Ana: hello there"}]
     prompt = fmt.render(turns, add_generation_prompt=True)
-    base = fmt.tokenize(prompt)
-    sil = fmt.tokenize(prompt + SILENCE)
-    res = fmt.tokenize(prompt + RESPONSE + " ok")
+    base = tokenize(prompt)
+    sil = tokenize(prompt + SILENCE)
+    res = tokenize(prompt + RESPONSE + " ok")
     if sil[: len(base)] != base or res[: len(base)] != base:
         raise ValueError(f"the assistant-turn prefix merges with the markers when tokenized: {prompt[-30:]!r}")
     sil, res = sil[len(base):], res[len(base):]
     k = common_prefix_len(sil, res)
     if k >= len(sil) or k >= len(res):
         raise ValueError("(silence) and (response) tokenize to the same tokens")
-    marker_only = fmt.tokenize(prompt + RESPONSE)[len(base):]
+    marker_only = tokenize(prompt + RESPONSE)[len(base):]
     return MarkerSplit(shared=sil[:k], silence=sil[k], response=res[k], response_rest=marker_only[k + 1:])
 
 

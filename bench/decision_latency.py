@@ -1,0 +1,107 @@
+"""Per-message decision latency and memory as a conversation grows: naive loop vs cached vs llama.cpp.
+
+    python bench/decision_latency.py                 # the default adapter, writes bench/results/decision_latency.json
+    python bench/decision_latency.py --quick         # fewer samples
+
+One process, one run, same conversation for every backend:
+- naive:     the seed's loop: re-encode the whole history and generate the assistant turn (transformers)
+- cached:    chimein's fast path: per-room KV cache, one forward pass over the new message, p_speak
+- llama.cpp: the same fast path on the quantized GGUF base + LoRA adapter GGUF
+
+Latency is measured on the messages just before each history length (10, 50, 200); ratios are taken
+against the naive loop measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from pathlib import Path
+
+import psutil
+
+from chimein.assistant import load_backend
+from chimein.data import Message, load_conversations
+
+ROOT = Path(__file__).resolve().parents[1]
+LENGTHS = (10, 50, 200)
+
+
+def long_conversation(n: int) -> list[Message]:
+    """User messages only (the assistant stays silent throughout), taken from the validation chats."""
+    out: list[Message] = []
+    for conv in load_conversations(ROOT / "data" / "valid.jsonl"):
+        out += [m for m in conv.messages if m.role == "user"]
+        if len(out) >= n:
+            return out[:n]
+    raise SystemExit("not enough validation messages")
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def measure(backend, messages: list[Message], samples: int, incremental: bool) -> dict[int, dict[str, float]]:
+    results = {}
+    state = backend.new_state()
+    fed = 0
+    for length in LENGTHS:
+        times = []
+        for end in range(length - samples + 1, length + 1):
+            if incremental:
+                while fed < end - 1:  # bring the room up to date, untimed
+                    backend.decide(messages[: fed + 1], state, threshold=1.01)
+                    fed += 1
+            start = time.perf_counter()
+            backend.decide(messages[:end], state if incremental else backend.new_state(), threshold=1.01)
+            times.append(time.perf_counter() - start)
+            fed = end
+        times.sort()
+        results[length] = {"p50": statistics.median(times), "p95": times[min(len(times) - 1, int(0.95 * len(times)))]}
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "decision_latency.json"))
+    args = ap.parse_args()
+    messages = long_conversation(max(LENGTHS))
+    samples = 2 if args.quick else 5
+    rows = {}
+    for name, spec, incremental, n in [
+        ("naive", dict(name=args.model, mode="generate"), False, 2 if args.quick else 3),
+        ("cached", dict(name=args.model), True, samples),
+        ("llama.cpp", dict(name=f"llamacpp:{args.model}"), True, samples),
+    ]:
+        gc.collect()
+        before = rss_mb()
+        backend = load_backend(**spec)
+        loaded = rss_mb()
+        res = measure(backend, messages, n, incremental)
+        rows[name] = {"latency_s": res, "rss_mb_after_load": round(loaded, 1), "rss_mb_after_run": round(rss_mb(), 1),
+                      "rss_mb_added": round(rss_mb() - before, 1)}
+        del backend
+        gc.collect()
+    naive50 = rows["naive"]["latency_s"][50]["p50"]
+    for name, row in rows.items():
+        lat = row["latency_s"]
+        row["speedup_vs_naive_at_50"] = round(naive50 / lat[50]["p50"], 1)
+        row["p50_200_over_p50_10"] = round(lat[200]["p50"] / lat[10]["p50"], 2)
+    print(f"{'backend':<10} " + " ".join(f"{'p50@' + str(n):>9} {'p95@' + str(n):>9}" for n in LENGTHS)
+          + f" {'x naive@50':>10} {'200/10':>7} {'RSS MB':>7}")
+    for name, row in rows.items():
+        lat = row["latency_s"]
+        cells = " ".join(f"{lat[n]['p50'] * 1000:>7.0f}ms {lat[n]['p95'] * 1000:>7.0f}ms" for n in LENGTHS)
+        print(f"{name:<10} {cells} {row['speedup_vs_naive_at_50']:>10} {row['p50_200_over_p50_10']:>7} {row['rss_mb_after_run']:>7}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"model": args.model, "lengths": LENGTHS, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

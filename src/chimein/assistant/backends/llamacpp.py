@@ -1,0 +1,146 @@
+"""llama.cpp backend (llama-cpp-python): the quantized GGUF base plus chimein's LoRA adapter GGUF.
+
+Same decision as the transformers fast path: one forward pass over the new tokens, ``p_speak`` from the
+first token where ``(silence)`` and ``(response)`` differ, generation only when speaking. One ``Llama``
+object holds one live sequence; rooms take turns on it: the active room's state is saved with
+``save_state()`` when another room needs the model and restored with ``load_state()`` when it comes back,
+so each room keeps its prefix cache. The prompt is rendered by the same :class:`ChatFormat` as in
+training, then tokenized by llama.cpp itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chimein.assistant.backends.hf import common_prefix_len, find_marker_split
+from chimein.assistant.core import Decision, parse_reply
+from chimein.data import Message
+from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
+
+
+@dataclass
+class LlamaRoom:
+    saved: Any = None  # llama_cpp.LlamaState while another room holds the model
+    start: int = 0  # first message inside the context window
+    ids: list[int] = field(default_factory=list)
+
+
+class LlamaCppBackend:
+    supports_probability = True
+
+    def __init__(self, llm: Any, fmt: ChatFormat, *, threshold: float = 0.5, max_new_tokens: int = 80):
+        self.llm, self.fmt, self.threshold, self.max_new_tokens = llm, fmt, threshold, max_new_tokens
+        self.split = find_marker_split(fmt, self.tokenize)
+        eot = self.tokenize(fmt.end_of_turn)
+        self.stop_ids = {llm.token_eos(), *(eot[:1] if len(eot) == 1 else [])}
+        self.max_context_tokens = llm.n_ctx() - max_new_tokens - 16
+        self._active: LlamaRoom | None = None
+
+    @classmethod
+    def load(cls, name: str = "default", *, threshold: float | None = None, n_ctx: int = 4096,
+             adapter_gguf: str | None = None, **kwargs: Any) -> "LlamaCppBackend":
+        """``name``: a chimein adapter (``default``, a run dir) or a registry/GGUF base model."""
+        from llama_cpp import Llama
+
+        from chimein.assistant.backends.hf import _adapter_threshold
+        from chimein.models import chimein_home, load_tokenizer, resolve_model
+
+        resolved = resolve_model(name)
+        if not resolved.gguf_file:
+            raise ValueError(f"{name}: the llama.cpp backend needs a GGUF base model")
+        lora = adapter_gguf
+        if resolved.adapter is not None and lora is None:
+            from chimein.export import write_adapter_gguf
+
+            # Convert once and keep it next to the converted models.
+            lora_path = chimein_home() / "gguf" / f"{Path(resolved.adapter).resolve().name}-{_mtime(resolved.adapter)}.gguf"
+            if not lora_path.exists():
+                lora_path.parent.mkdir(parents=True, exist_ok=True)
+                write_adapter_gguf(Path(resolved.adapter), Path(resolved.source) / resolved.gguf_file, lora_path)
+            lora = str(lora_path)
+        llm = Llama(model_path=str(Path(resolved.source) / resolved.gguf_file), lora_path=lora, n_ctx=n_ctx,
+                    n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(), logits_all=False, verbose=False)
+        fmt = ChatFormat.for_tokenizer(load_tokenizer(resolved), resolved.template)
+        if threshold is None:
+            threshold = _adapter_threshold(resolved.adapter) if resolved.adapter is not None else 0.5
+        return cls(llm, fmt, threshold=threshold, **kwargs)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def new_state(self) -> LlamaRoom:
+        return LlamaRoom()
+
+    def _activate(self, room: LlamaRoom) -> None:
+        if self._active is room:
+            return
+        if self._active is not None:
+            self._active.saved = self.llm.save_state()
+        if room.saved is not None:
+            self.llm.load_state(room.saved)
+            room.saved = None
+        else:
+            self.llm.reset()
+        self._active = room
+
+    def _advance(self, target: list[int]) -> tuple[np.ndarray, int]:
+        current = list(self.llm.input_ids[: self.llm.n_tokens])
+        n = common_prefix_len(current, target)
+        if n == len(target):
+            n -= 1
+        self.llm.n_tokens = n  # eval() drops the KV cache after n_tokens and appends from there
+        self.llm.eval(target[n:])
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        return logits.copy(), len(target) - n
+
+    def _prompt(self, messages: list[Message], room: LlamaRoom) -> list[int]:
+        if room.start >= len(messages):
+            room.start = 0
+        ids = self.tokenize(self.fmt.render(to_chat_turns(messages[room.start:], open_end=True), add_generation_prompt=True))
+        while len(ids) > self.max_context_tokens:
+            # Same policy as the transformers backend: drop the oldest messages, down to 3/4 of the budget.
+            nxt = next((i for i in range(room.start + 1, len(messages)) if messages[i].role == "user"), None)
+            if nxt is None or nxt == len(messages) - 1:
+                return ids[-self.max_context_tokens:]
+            room.start = nxt
+            ids = self.tokenize(self.fmt.render(to_chat_turns(messages[room.start:], open_end=True), add_generation_prompt=True))
+            if len(ids) <= self.max_context_tokens * 3 // 4:
+                break
+        return ids
+
+    def decide(self, messages: list[Message], state: LlamaRoom | None = None, threshold: float | None = None) -> Decision:
+        room = state if state is not None else LlamaRoom()
+        threshold = self.threshold if threshold is None else threshold
+        self._activate(room)
+        logits, processed = self._advance(self._prompt(messages, room) + self.split.shared)
+        pair = np.array([logits[self.split.response], logits[self.split.silence]], dtype=np.float64)
+        p_speak = float(1.0 / (1.0 + np.exp(pair[1] - pair[0])))
+        if p_speak < threshold:
+            return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
+        raw = self._generate()
+        speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))
+        return Decision(speak, text, p_speak, RESPONSE + raw, tokens_processed=processed)
+
+    def _generate(self) -> str:
+        ids = list(self.llm.input_ids[: self.llm.n_tokens])
+        logits, _ = self._advance(ids + [self.split.response, *self.split.response_rest])
+        out: list[int] = []
+        for _ in range(self.max_new_tokens):
+            scores = logits.copy()
+            for t in set(out):  # the same mild repetition penalty as the transformers backend
+                scores[t] = scores[t] / 1.3 if scores[t] > 0 else scores[t] * 1.3
+            token = int(np.argmax(scores))
+            if token in self.stop_ids:
+                break
+            out.append(token)
+            logits, _ = self._advance(list(self.llm.input_ids[: self.llm.n_tokens]) + [token])
+        return self.llm.detokenize(out, special=True).decode("utf-8", errors="replace")
+
+
+def _mtime(path: Any) -> int:
+    return int((Path(path) / "adapter_model.safetensors").stat().st_mtime)

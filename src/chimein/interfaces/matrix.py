@@ -1,0 +1,443 @@
+"""The assistant as a Matrix bot: it reads every text message of its rooms and speaks only when it decides to.
+
+    export MATRIX_PASSWORD=...
+    chimein matrix --homeserver https://matrix.example.org --user @chimein:example.org \\
+        --password-env MATRIX_PASSWORD --allow-from @ana:example.org --model default
+
+From Python (what the command does):
+
+    from chimein.assistant import Assistant, load_backend
+    from chimein.interfaces.matrix import MatrixBot, MatrixSettings
+
+    backend = load_backend("default")
+    settings = MatrixSettings("https://matrix.example.org", "@chimein:example.org", store_dir, password="...")
+    bot = MatrixBot(settings, lambda: Assistant(backend))
+    await bot.run()            # until bot.stop()
+
+How it behaves:
+
+- One :class:`~chimein.assistant.Assistant` per room, created when the room's first new message arrives and
+  seeded with the room's recent history (``room_messages``); the bot's own messages become assistant turns.
+- Every ``m.text`` message from another user is heard, with the sender's display name as speaker name; edits
+  (``m.replace`` / ``m.new_content``), notices and the bot's own messages are not.
+- Model calls run in one worker thread (backends are not thread-safe), so the sync loop stays responsive.
+- Invites are accepted from anyone, or only to ``rooms`` / from ``allow_from`` users when either is given;
+  other invites are declined. Messages sent before the bot joined a room are history, never answered.
+- Restarts: the access token, device id and sync token (``next_batch``) are saved in ``store_dir/session.json``.
+  A restarted bot restores the login and syncs from the saved token with full state (so display names are
+  known), hearing only what arrived since; the last answered message per room is saved too, so even a crash
+  between a reply and the next save does not answer a message twice.
+- Not supported: end-to-end encrypted rooms (the bot cannot read them; it logs a warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+try:
+    import nio
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError("the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'") from e
+
+from chimein.assistant.core import Assistant, Decision
+from chimein.data import Message
+
+log = logging.getLogger("chimein.matrix")
+
+SESSION_FILE = "session.json"
+
+
+class MatrixBotError(RuntimeError):
+    """Login or configuration problems the bot cannot recover from (bad password, wrong store dir, ...)."""
+
+
+@dataclass
+class MatrixSettings:
+    homeserver: str  # https://matrix.example.org
+    user_id: str  # @chimein:example.org
+    store_dir: Path  # session.json lives here: access token, device id, sync token
+    password: str | None = field(default=None, repr=False)  # needed only when there is no saved session
+    rooms: tuple[str, ...] = ()  # room IDs or aliases: joined at start; invites to them are accepted
+    allow_from: tuple[str, ...] = ()  # invites from these users (@u:server) or servers (:server) are accepted
+    history_limit: int = 40  # messages of room history a new room's assistant starts from
+    timeline_limit: int = 100  # events per room and sync; more than this in one sync are seeded, not heard
+    poll_timeout_ms: int = 30_000  # long-poll duration of each sync
+    device_name: str = "chimein"
+
+    def __post_init__(self) -> None:
+        self.store_dir = Path(self.store_dir).expanduser()
+        self.rooms, self.allow_from = tuple(self.rooms), tuple(self.allow_from)
+        if not re.fullmatch(r"@[^:\s]+:\S+", self.user_id):
+            raise ValueError(f"user must be a full Matrix ID like @bot:example.org, got {self.user_id!r}")
+        for entry in self.allow_from:
+            if not re.fullmatch(r"@?[^:\s]*:\S+", entry):
+                raise ValueError(f"allow_from entries are @user:server or :server, got {entry!r}")
+        if self.history_limit < 0 or self.timeline_limit < 1:
+            raise ValueError("history_limit must be >= 0 and timeline_limit >= 1")
+
+
+@dataclass
+class Heard:
+    """One message the bot heard and what it decided (passed to ``on_decision``)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    name: str
+    text: str
+    decision: Decision
+
+
+# -- pure helpers (unit-tested without a server) -------------------------------------------------------------
+
+def invite_allowed(room_id: str, inviter: str | None, rooms: Iterable[str] = (), allow_from: Iterable[str] = ()) -> bool:
+    """Accept every invite when neither ``rooms`` nor ``allow_from`` is set; else the room or inviter must match."""
+    rooms, allow_from = tuple(rooms), tuple(allow_from)
+    if not rooms and not allow_from:
+        return True
+    if room_id in rooms:
+        return True
+    if inviter is None:
+        return False
+    return any(inviter == a if a.startswith("@") else inviter.endswith(a) for a in allow_from)
+
+
+def is_edit(event: Any) -> bool:
+    content = event.source.get("content", {})
+    relation = content.get("m.relates_to") or {}
+    return relation.get("rel_type") == "m.replace" or "m.new_content" in content
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the ``> <@user> quoted text`` lines that clients put before a reply's own text."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    i = 0
+    while i < len(lines) and lines[i].startswith(">"):
+        i += 1
+    rest = "\n".join(lines[i:]).strip()
+    return rest or body
+
+
+def speaker_name(room: Any, user_id: str) -> str:
+    """The sender's display name in the room (nio disambiguates duplicates), else the ID's localpart."""
+    name = room.user_name(user_id) if room is not None else None
+    return name or user_id[1:].split(":", 1)[0]
+
+
+def normalize_history(messages: list[Message]) -> list[Message]:
+    """A seed the assistant can use: it starts with a user message and has no two assistant turns in a row."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "assistant" and not out:
+            continue
+        if m.role == "assistant" and out[-1].role == "assistant":
+            out[-1] = Message("assistant", f"{out[-1].content}\n{m.content}")
+        else:
+            out.append(m)
+    return out
+
+
+# -- the bot ----------------------------------------------------------------------------------------------
+
+class MatrixBot:
+    """A Matrix client that runs one assistant per room. ``make_assistant()`` builds a fresh, unseeded one."""
+
+    def __init__(self, settings: MatrixSettings, make_assistant: Callable[[], Assistant],
+                 on_decision: Callable[[Heard], None] | None = None):
+        self.settings = settings
+        self.make_assistant = make_assistant
+        self.on_decision = on_decision
+        self.assistants: dict[str, Assistant] = {}
+        self.client: nio.AsyncClient | None = None
+        self.ready = asyncio.Event()  # set once logged in and the first sync is handled
+        self._stop = asyncio.Event()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chimein-model")
+        self._session: dict[str, Any] = {}
+        self._room_ids: set[str] = set()  # settings.rooms, aliases resolved
+        self._warned_encrypted: set[str] = set()
+
+    @property
+    def session_path(self) -> Path:
+        return self.settings.store_dir / SESSION_FILE
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Log in (or restore the saved login), then sync and answer until :meth:`stop` is called."""
+        try:
+            await self.start()
+            while not self._stop.is_set():
+                response = await self._next_sync()
+                if response is not None:
+                    await self._handle_sync(response, initial=False)
+        finally:
+            await self.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish: a pending long poll is cancelled, a message being handled is finished."""
+        self._stop.set()
+
+    async def start(self) -> None:
+        self.settings.store_dir.mkdir(parents=True, exist_ok=True)
+        self._session = load_session(self.settings.store_dir, self.settings.user_id) or {}
+        config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False, max_timeout_retry_wait_time=30)
+        self.client = nio.AsyncClient(self.settings.homeserver, self.settings.user_id, config=config)
+        since = None
+        if self._session.get("access_token"):
+            self.client.restore_login(self.settings.user_id, self._session["device_id"], self._session["access_token"])
+            since = self._session.get("next_batch")
+            log.info("restored the login of %s (device %s)", self.settings.user_id, self.client.device_id)
+        else:
+            await self._login()
+        await self._resolve_rooms()
+        # With a saved token: only what arrived since, but full state, or display names are unknown after a restart.
+        response = await self._sync_or_relogin(since=since, full_state=True, timeout=0)
+        if not isinstance(response, nio.SyncResponse):
+            raise MatrixBotError(f"the first sync failed: {response}")
+        await self._handle_sync(response, initial=since is None)
+        await self._join_configured_rooms()
+        self.ready.set()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    async def _login(self) -> None:
+        if not self.settings.password:
+            raise MatrixBotError(f"no saved session in {self.settings.store_dir} and no password to log in with")
+        response = await self.client.login(self.settings.password, device_name=self.settings.device_name)
+        if not isinstance(response, nio.LoginResponse):
+            raise MatrixBotError(f"login as {self.settings.user_id} failed: {response}")
+        self._session.update(user_id=self.settings.user_id, homeserver=self.settings.homeserver,
+                             device_id=response.device_id, access_token=response.access_token)
+        self._save()
+        log.info("logged in as %s (device %s)", self.settings.user_id, response.device_id)
+
+    async def _resolve_rooms(self) -> None:
+        """Room IDs of ``settings.rooms`` (aliases resolved), before the first sync handles invites to them."""
+        for room in self.settings.rooms:
+            if not room.startswith("#"):
+                self._room_ids.add(room)
+                continue
+            resolved = await self.client.room_resolve_alias(room)
+            if isinstance(resolved, nio.RoomResolveAliasResponse):
+                self._room_ids.add(resolved.room_id)
+            else:
+                log.warning("cannot resolve %s: %s", room, resolved)
+
+    async def _join_configured_rooms(self) -> None:
+        for room_id in sorted(self._room_ids - set(self.client.rooms)):
+            response = await self.client.join(room_id)
+            if isinstance(response, nio.JoinResponse):
+                log.info("joined %s", room_id)
+            else:
+                log.warning("cannot join %s: %s", room_id, response)
+
+    # -- syncing --------------------------------------------------------------------------------------------
+
+    def _filter(self) -> dict:
+        return {"room": {"timeline": {"limit": self.settings.timeline_limit}}, "presence": {"not_types": ["*"]}}
+
+    async def _sync_or_relogin(self, **kwargs: Any) -> nio.SyncResponse | nio.SyncError:
+        response = await self.client.sync(sync_filter=self._filter(), **kwargs)
+        if isinstance(response, nio.SyncError) and response.status_code == "M_UNKNOWN_TOKEN":
+            log.warning("the access token was rejected; logging in again")
+            await self._login()
+            response = await self.client.sync(sync_filter=self._filter(), **kwargs)
+        return response
+
+    async def _next_sync(self) -> nio.SyncResponse | None:
+        """One long poll; None when stopped (the poll is cancelled) or when it failed (after a pause)."""
+        sync = asyncio.ensure_future(self._sync_or_relogin(timeout=self.settings.poll_timeout_ms))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({sync, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not sync.done():
+                sync.cancel()
+                await asyncio.gather(sync, return_exceptions=True)
+        if sync.cancelled():
+            return None
+        error = sync.exception()
+        if isinstance(error, MatrixBotError):
+            raise error  # the token was rejected and logging in again failed
+        if error is None and isinstance(sync.result(), nio.SyncResponse):
+            return sync.result()
+        # e.g. a 502 while the server restarts (nio itself retries refused connections and timeouts)
+        log.warning("sync failed (%s); retrying in 5 s", error or sync.result())
+        try:
+            await asyncio.wait_for(self._stop.wait(), 5)
+        except asyncio.TimeoutError:
+            pass
+        return None
+
+    async def _handle_sync(self, response: nio.SyncResponse, initial: bool) -> None:
+        for room_id in response.rooms.invite:
+            await self._on_invite(room_id)
+        for room_id in response.rooms.leave:
+            if self.assistants.pop(room_id, None) is not None:
+                log.info("left %s", room_id)
+        for room_id, info in response.rooms.join.items():
+            await self._on_timeline(room_id, info.timeline, initial)
+        self._session["next_batch"] = response.next_batch
+        self._save()
+
+    async def _on_invite(self, room_id: str) -> None:
+        room = self.client.invited_rooms.get(room_id)
+        inviter = getattr(room, "inviter", None)
+        if invite_allowed(room_id, inviter, self._room_ids | set(self.settings.rooms), self.settings.allow_from):
+            response = await self.client.join(room_id)
+            log.info("accepted the invite to %s from %s: %s", room_id, inviter, type(response).__name__)
+        else:
+            await self.client.room_leave(room_id)
+            log.info("declined the invite to %s from %s (not allowed)", room_id, inviter)
+
+    # -- hearing --------------------------------------------------------------------------------------------
+
+    def _joined_at(self, events: list) -> int:
+        """Index after the bot's own join in this timeline (0 if absent): earlier events are history."""
+        cut = 0
+        for i, ev in enumerate(events):
+            if (isinstance(ev, nio.RoomMemberEvent) and ev.state_key == self.settings.user_id
+                    and ev.membership == "join" and ev.prev_membership != "join"):
+                cut = i + 1
+        return cut
+
+    def _is_heard(self, event: Any) -> bool:
+        return isinstance(event, nio.RoomMessageText) and event.sender != self.settings.user_id and not is_edit(event)
+
+    def _to_message(self, room: Any, event: Any) -> Message | None:
+        """A history message: the bot's own text or notice, or another user's text; None for anything else."""
+        if isinstance(event, (nio.RoomMessageText, nio.RoomMessageNotice)) and event.sender == self.settings.user_id:
+            return None if is_edit(event) else Message("assistant", event.body)
+        if self._is_heard(event):
+            return Message("user", strip_reply_fallback(event.body), speaker_name(room, event.sender))
+        return None
+
+    async def _on_timeline(self, room_id: str, timeline: Any, initial: bool) -> None:
+        events = list(timeline.events)
+        if any(isinstance(ev, nio.MegolmEvent) for ev in events) and room_id not in self._warned_encrypted:
+            self._warned_encrypted.add(room_id)
+            log.warning("%s is end-to-end encrypted: the bot cannot read it", room_id)
+        joined = 0 if initial else self._joined_at(events)
+        if joined:
+            self.assistants.pop(room_id, None)  # (re)joined: start over from the room's history
+        cut = len(events) if initial else max(joined, self._after_last_answered(room_id, events))
+        new = [ev for ev in events[cut:] if self._is_heard(ev)]
+        if not new:
+            return
+        room = self.client.rooms.get(room_id)
+        assistant = self.assistants.get(room_id)
+        if assistant is None:
+            earlier = [m for ev in events[:cut] if (m := self._to_message(room, ev))]
+            assistant = await self._new_assistant(room_id, timeline.prev_batch, earlier)
+        for event in new:
+            await self._hear(room_id, room, assistant, event)
+
+    def _after_last_answered(self, room_id: str, events: list) -> int:
+        """Index after the last event answered before a crash (whose sync token was not saved), else 0."""
+        last = self._session.get("answered", {}).get(room_id)
+        ids = [getattr(ev, "event_id", None) for ev in events]
+        return ids.index(last) + 1 if last in ids else 0
+
+    async def _new_assistant(self, room_id: str, prev_batch: str | None, earlier: list[Message]) -> Assistant:
+        history = await self._room_history(room_id, prev_batch) if prev_batch else []
+        seed = normalize_history(history + earlier)[-self.settings.history_limit:] if self.settings.history_limit else []
+        assistant = await self._in_worker(self._seeded_assistant, seed)
+        self.assistants[room_id] = assistant
+        log.info("%s: assistant seeded with %d message(s) of history", room_id, len(seed))
+        return assistant
+
+    def _seeded_assistant(self, seed: list[Message]) -> Assistant:
+        assistant = self.make_assistant()  # backends may build state here: the worker thread does it
+        assistant.seed(normalize_history(seed))
+        return assistant
+
+    async def _room_history(self, room_id: str, before: str) -> list[Message]:
+        if not self.settings.history_limit:
+            return []
+        response = await self.client.room_messages(room_id, start=before, limit=self.settings.history_limit,
+                                                   message_filter={"types": ["m.room.message"]})
+        if not isinstance(response, nio.RoomMessagesResponse):
+            log.warning("%s: no history (%s)", room_id, response)
+            return []
+        room = self.client.rooms.get(room_id)
+        return [m for ev in reversed(response.chunk) if (m := self._to_message(room, ev))]
+
+    async def _hear(self, room_id: str, room: Any, assistant: Assistant, event: Any) -> None:
+        name, text = speaker_name(room, event.sender), strip_reply_fallback(event.body)
+        try:
+            decision = await self._in_worker(assistant.hear, name, text)
+        except Exception:  # a failing model must not take the bot down
+            log.exception("%s: deciding on %s failed", room_id, event.event_id)
+            return
+        p = "" if decision.p_speak is None else f" p={decision.p_speak:.2f}"
+        log.info("%s: %s -> %s%s (%.2f s)%s", room_id, name, "speak" if decision.speak else "silent", p,
+                 decision.latency_s, f" [{decision.note}]" if decision.note else "")
+        log.debug("%s: %s: %r -> %r", room_id, name, text, decision.text)
+        if decision.speak:
+            response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": decision.text})
+            if isinstance(response, nio.RoomSendResponse):
+                self._session.setdefault("answered", {})[room_id] = event.event_id
+                self._save()
+            else:
+                log.warning("%s: sending the reply failed: %s", room_id, response)
+        if self.on_decision is not None:
+            self.on_decision(Heard(room_id, event.event_id, event.sender, name, text, decision))
+
+    async def _in_worker(self, fn: Callable, *args: Any) -> Any:
+        """Run model code in the single worker thread: the event loop never blocks and backends never race."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, partial(fn, *args))
+
+    def _save(self) -> None:
+        save_session(self.settings.store_dir, self._session)
+
+
+# -- the session file -------------------------------------------------------------------------------------
+
+def load_session(store_dir: Path, user_id: str) -> dict[str, Any] | None:
+    """The saved session for ``user_id``, or None; raises if the store dir belongs to another user."""
+    path = Path(store_dir).expanduser() / SESSION_FILE
+    if not path.exists():
+        return None
+    session = json.loads(path.read_text())
+    if session.get("user_id") != user_id:
+        raise MatrixBotError(f"{path} belongs to {session.get('user_id')}, not {user_id}: use another store dir")
+    return session
+
+
+def save_session(store_dir: Path, session: dict[str, Any]) -> None:
+    """Write atomically and readable only by the owner: the file holds an access token."""
+    path = Path(store_dir) / SESSION_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(session, f, indent=1)
+    os.replace(tmp, path)
+
+
+def run_bot(settings: MatrixSettings, make_assistant: Callable[[], Assistant]) -> None:
+    """Run until SIGINT or SIGTERM, then save the session and exit cleanly (what ``chimein matrix`` calls)."""
+    import signal
+
+    async def main() -> None:
+        bot = MatrixBot(settings, make_assistant)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, bot.stop)
+        await bot.run()
+
+    asyncio.run(main())

@@ -1,0 +1,382 @@
+"""The live side of `chimein serve`: connected clients, one assistant worker per room, limits, wire errors.
+
+A :class:`Hub` owns the live rooms. A room wakes up when someone joins it: its :class:`Assistant` is built
+from the ONE shared backend (its per-room state comes from ``backend.new_state()``), seeded with the room's
+recent messages, and the user messages it had not decided on yet (a crash, a restart) are queued again.
+A room goes back to sleep (its assistant and model cache are dropped) when its last client has left and
+its queue is empty.
+
+Threads: everything here runs on the event loop except the model calls, which all go to ONE worker thread
+(``executor``, shared by every room and the OpenAI endpoint: backends are not thread-safe). Each room has
+its own queue and worker task, so a room's messages are decided one at a time in arrival order, while
+rooms take turns on the model thread. A message that arrives while the assistant writes a reply is stored,
+shown and queued at once; the assistant hears it right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+import time
+import unicodedata
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from chimein.assistant.core import Assistant, Backend, Decision
+from chimein.data import Message
+from chimein.interfaces.store import Room, Store, StoredMessage
+
+log = logging.getLogger("chimein.serve")
+
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# WebSocket close codes (besides 1000 and uvicorn's 1012 on shutdown).
+CLOSE_BAD_JOIN, CLOSE_UNAUTHORIZED, CLOSE_JOIN_TIMEOUT, CLOSE_FLOODING, CLOSE_TOO_SLOW = 4400, 4401, 4408, 4429, 4503
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_chars: int = 2000
+    max_frame_bytes: int = 16_384  # a bigger WebSocket frame is refused before it is parsed
+    burst: int = 10  # frames a connection may send at once ...
+    per_second: float = 1.0  # ... and per second after that (token bucket)
+    max_strikes: int = 20  # rate-limited frames in a row before the connection is closed
+    history: int = 500  # at most this many messages are sent on join
+    seed_messages: int = 50  # recent messages the assistant rereads when its room wakes up
+    stale_after_s: float = 600.0  # undecided messages older than this are skipped when a room wakes up
+    typing_after_s: float = 0.4  # show "typing" when a decision runs longer than this (it is writing)
+    join_timeout_s: float = 10.0
+    outbox: int = 1000  # frames queued for a client that reads too slowly before it is dropped
+    rooms_burst: int = 20  # rooms one address may create at once ...
+    rooms_per_second: float = 0.1  # ... and per second after that
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_message_chars": self.max_message_chars, "burst": self.burst, "per_second": self.per_second}
+
+
+class WireError(Exception):
+    """An error for the client: ``{"type": "error", "code": ..., "message": ...}``; with ``close`` set,
+    the connection is closed with that code afterwards."""
+
+    def __init__(self, code: str, message: str, close: int | None = None, **extra: Any):
+        super().__init__(message)
+        self.code, self.message, self.close, self.extra = code, message, close, extra
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "error", "code": self.code, "message": self.message, **self.extra}
+
+
+# -- validation -------------------------------------------------------------------------------------------
+
+def _is_control(c: str) -> bool:
+    return unicodedata.category(c) == "Cc"
+
+
+def validate_name(raw: Any, reserved: str = "assistant") -> str:
+    """A display name: 1-32 characters after trimming, no control or invisible formatting characters
+    (zero-width joiners in emoji excepted), not the assistant's name."""
+    if not isinstance(raw, str):
+        raise WireError("bad_name", "name must be a string", CLOSE_BAD_JOIN)
+    name = raw.strip()
+    if not 1 <= len(name) <= 32:
+        raise WireError("bad_name", "a name is 1 to 32 characters", CLOSE_BAD_JOIN)
+    if any((unicodedata.category(c)[0] == "C" and c != "\u200d") or unicodedata.category(c) in ("Zl", "Zp") for c in name):
+        raise WireError("bad_name", "a name cannot contain control, formatting or line-break characters", CLOSE_BAD_JOIN)
+    if name.casefold() == reserved.casefold():
+        raise WireError("bad_name", f"{reserved!r} is the assistant's name", CLOSE_BAD_JOIN)
+    return name
+
+
+def validate_text(raw: Any, max_chars: int) -> str:
+    if not isinstance(raw, str):
+        raise WireError("bad_request", "text must be a string")
+    text = raw.replace("\r\n", "\n").strip()
+    if not text:
+        raise WireError("empty", "the message is empty")
+    if len(text) > max_chars:
+        raise WireError("too_long", f"a message is at most {max_chars} characters (this one has {len(text)})")
+    if any(_is_control(c) and c not in "\n\t" for c in text):
+        raise WireError("bad_text", "a message cannot contain control characters")
+    return text
+
+
+def validate_client_id(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not CLIENT_ID.fullmatch(raw):
+        raise WireError("bad_request", "client_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return raw
+
+
+def validate_eagerness(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or not 0 <= raw <= 1:
+        raise WireError("bad_value", "eagerness is a number from 0 to 1 (or null for the default)")
+    return float(raw)
+
+
+class TokenBucket:
+    """``burst`` actions at once, then ``per_second``; ``take()`` returns 0 when allowed, else the wait."""
+
+    def __init__(self, burst: int, per_second: float, clock: Callable[[], float] = time.monotonic):
+        self.capacity, self.rate, self.clock = float(burst), per_second, clock
+        self.tokens, self.at = float(burst), clock()
+
+    def take(self) -> float:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate > 0 else math.inf
+
+
+# -- connections ------------------------------------------------------------------------------------------
+
+class Connection:
+    """One WebSocket client. Frames go through an outbox drained by :meth:`run_writer`, so a slow client
+    never holds up its room; one that falls ``limits.outbox`` frames behind is closed (it can reconnect
+    and fetch what it missed)."""
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]], limits: Limits):
+        self._send, self._close, self.limits = send, close, limits
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.bucket = TokenBucket(limits.burst, limits.per_second)
+        self.name: str | None = None
+        self.room: LiveRoom | None = None
+        self.closing: int | None = None
+        self.strikes = 0
+
+    def push(self, frame: dict[str, Any]) -> None:
+        if self.closing is not None:
+            return
+        if self.outbox.qsize() >= self.limits.outbox:
+            self.close(CLOSE_TOO_SLOW, WireError("too_slow", "this client fell too far behind; reconnect to catch up"))
+            return
+        self.outbox.put_nowait(json.dumps(frame, ensure_ascii=False))
+
+    def close(self, code: int = 1000, error: WireError | None = None) -> None:
+        """Send ``error`` (if any), then close; frames already queued go out first."""
+        if self.closing is not None:
+            return
+        if error is not None:
+            self.outbox.put_nowait(json.dumps(error.to_json(), ensure_ascii=False))
+        self.closing = code
+        self.outbox.put_nowait(None)
+
+    async def run_writer(self) -> None:
+        try:
+            while (frame := await self.outbox.get()) is not None:
+                await self._send(frame)
+            await self._close(self.closing or 1000)
+        except Exception:  # the client went away; the reader sees the disconnect
+            pass
+
+
+# -- rooms ------------------------------------------------------------------------------------------------
+
+def seed_order(messages: list[StoredMessage]) -> list[Message]:
+    """The conversation as the assistant heard it: each reply right after the message it answers (in the
+    room, a message can arrive between the two), starting with a user message."""
+    position = {m.id: m.seq for m in messages}
+    ordered = sorted(messages, key=lambda m: (position.get(m.reply_to, m.seq) if m.role == "assistant" else m.seq,
+                                              m.role == "assistant", m.seq))
+    out = [Message("user", m.content, m.name) if m.role == "user" else Message("assistant", m.content) for m in ordered]
+    while out and out[0].role != "user":
+        out.pop(0)
+    return out
+
+
+class LiveRoom:
+    """A room with clients: its assistant, its queue of messages to decide on, and the worker draining it."""
+
+    def __init__(self, hub: "Hub", room: Room, assistant: Assistant):
+        self.hub, self.id, self.eagerness, self.assistant = hub, room.id, room.eagerness, assistant
+        self.clients: set[Connection] = set()
+        self.queue: asyncio.Queue[StoredMessage] = asyncio.Queue()
+        self.busy = self.typing = False
+        self.worker: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.worker = asyncio.get_running_loop().create_task(self._work(), name=f"room-{self.id}")
+
+    @property
+    def idle(self) -> bool:
+        return not self.clients and not self.busy and self.queue.empty()
+
+    def broadcast(self, frame: dict[str, Any]) -> None:
+        for client in list(self.clients):
+            client.push(frame)
+
+    async def _work(self) -> None:
+        while True:
+            message = await self.queue.get()
+            self.busy = True
+            try:
+                await self._decide(message)
+            except Exception:
+                log.exception("room %s: could not record the decision on message %s", self.id, message.id)
+            finally:
+                self.busy = False
+            if self.idle:
+                self.hub.sleep(self)
+                return
+
+    async def _decide(self, message: StoredMessage) -> None:
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.hub.limits.typing_after_s, self._set_typing, True)
+        try:
+            decision = await loop.run_in_executor(self.hub.executor, self.assistant.hear, message.name, message.content)
+        except Exception as e:  # a failing model never breaks the room: it stays silent on that message
+            log.exception("room %s: the assistant failed on message %s", self.id, message.id)
+            decision = Decision(False, note=f"error: {e}")
+        finally:
+            timer.cancel()
+        reply = (self.hub.assistant_name, decision.text) if decision.speak else None
+        stored = self.hub.store.record_decision(message.id, decision.speak, decision.p_speak, decision.note, reply)
+        self._set_typing(False)
+        if stored is not None:
+            self.broadcast({"type": "message", "message": stored.to_json()})
+
+    def _set_typing(self, typing: bool) -> None:
+        if typing != self.typing:
+            self.typing = typing
+            self.broadcast({"type": "typing", "name": self.hub.assistant_name, "typing": typing})
+
+
+class Hub:
+    """All live rooms of one server, over one store, one backend and one model thread."""
+
+    def __init__(self, store: Store, backend: Backend, executor: Executor, *, replier: Any = None,
+                 eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
+                 model_name: str = "chimein"):
+        self.store, self.backend, self.executor, self.replier = store, backend, executor, replier
+        self.eagerness, self.limits, self.assistant_name, self.model_name = eagerness, limits, assistant_name, model_name
+        self.supports_eagerness = bool(getattr(backend, "supports_probability", False))
+        self.live: dict[str, LiveRoom] = {}
+
+    def default_eagerness(self) -> float | None:
+        return self.eagerness if self.eagerness is not None else getattr(self.backend, "threshold", None)
+
+    # -- the protocol -------------------------------------------------------------------------------------
+
+    def join(self, conn: Connection, frame: dict[str, Any]) -> None:
+        """``{"type": "join", "room", "token", "name", "since"}``: check, then send the history after ``since``."""
+        if frame.get("type") != "join":
+            raise WireError("not_joined", "the first frame must be {\"type\": \"join\", ...}", CLOSE_BAD_JOIN)
+        room = self.store.authorize(frame.get("room"), frame.get("token"))
+        if room is None:
+            raise WireError("unauthorized", "unknown room or wrong token", CLOSE_UNAUTHORIZED)
+        name = validate_name(frame.get("name"), self.assistant_name)
+        since = frame.get("since", 0)
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise WireError("bad_request", "since must be a message seq (an integer >= 0)", CLOSE_BAD_JOIN)
+        live = self.live.get(room.id) or self._wake(room)
+        history = self.store.messages(room.id, after=since, last=self.limits.history)
+        conn.name, conn.room = name, live
+        live.clients.add(conn)  # no await since the read above: no message can fall between the two
+        conn.push({"type": "joined", "room": room.id, "name": name, "history": [m.to_json() for m in history],
+                   "truncated": self.store.count_after(room.id, since) > len(history), "typing": live.typing,
+                   "assistant": self._assistant_info(live), "limits": self.limits.to_json()})
+
+    def handle(self, conn: Connection, frame: dict[str, Any]) -> None:
+        """A frame after the join: ``say``, ``eagerness`` or ``ping``. Raises :class:`WireError`."""
+        wait = conn.bucket.take()
+        if wait:
+            conn.strikes += 1
+            close = CLOSE_FLOODING if conn.strikes >= self.limits.max_strikes else None
+            raise WireError("rate_limited", "too many messages: slow down", close, retry_after=round(wait, 2),
+                            **_echo_client_id(frame))
+        conn.strikes = 0
+        kind = frame.get("type")
+        if kind == "say":
+            self.say(conn, frame.get("text"), frame.get("client_id"))
+        elif kind == "eagerness":
+            self.set_eagerness(conn, frame.get("value"))
+        elif kind == "ping":
+            conn.push({"type": "pong"})
+        else:
+            raise WireError("unknown_type", f"unknown frame type {kind!r}: use say, eagerness or ping")
+
+    def say(self, conn: Connection, text: Any, client_id: Any = None) -> None:
+        assert conn.room is not None and conn.name is not None
+        try:
+            text, client_id = validate_text(text, self.limits.max_message_chars), validate_client_id(client_id)
+        except WireError as e:
+            e.extra.update(_echo_client_id({"client_id": client_id}))
+            raise
+        live = conn.room
+        message, created = self.store.add_message(live.id, conn.name, "user", text, client_id)
+        if not created:  # a resend after a reconnect: show it to the sender again, store nothing
+            conn.push({"type": "message", "message": message.to_json()})
+            return
+        live.broadcast({"type": "message", "message": message.to_json()})
+        live.queue.put_nowait(message)
+
+    def set_eagerness(self, conn: Connection, value: Any) -> None:
+        if not self.supports_eagerness:
+            raise WireError("not_supported", f"the model {self.model_name!r} has no speaking probability to threshold")
+        assert conn.room is not None
+        live, value = conn.room, validate_eagerness(value)
+        self.store.set_eagerness(live.id, value)
+        live.eagerness = value
+        live.assistant.threshold = value if value is not None else self.eagerness
+        live.broadcast({"type": "settings", "by": conn.name, "assistant": self._assistant_info(live)})
+
+    def leave(self, conn: Connection) -> None:
+        live, conn.room = conn.room, None
+        if live is None:
+            return
+        live.clients.discard(conn)
+        if live.idle:
+            self.sleep(live)
+
+    # -- waking and sleeping --------------------------------------------------------------------------------
+
+    def _wake(self, room: Room) -> LiveRoom:
+        pending = self.store.undecided(room.id)
+        now = time.time()
+        fresh = [m for m in pending if now - m.time <= self.limits.stale_after_s]
+        for m in pending:
+            if now - m.time > self.limits.stale_after_s:
+                self.store.record_decision(m.id, False, note="skipped: too old when the room woke up")
+        upto = fresh[0].seq - 1 if fresh else None
+        recent = self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages)) if upto is not None \
+            else self.store.messages(room.id, last=self.limits.seed_messages)
+        threshold = room.eagerness if room.eagerness is not None else self.eagerness
+        assistant = Assistant(self.backend, replier=self.replier, threshold=threshold)
+        assistant.seed(seed_order([m for m in recent if upto is None or m.seq <= upto]))
+        live = self.live[room.id] = LiveRoom(self, room, assistant)
+        for m in fresh:
+            live.queue.put_nowait(m)
+        live.start()
+        return live
+
+    def sleep(self, live: LiveRoom) -> None:
+        if self.live.get(live.id) is live:
+            del self.live[live.id]
+        if live.worker is not None and live.worker is not asyncio.current_task():
+            live.worker.cancel()
+
+    async def close(self) -> None:
+        workers = [live.worker for live in self.live.values() if live.worker is not None]
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        self.live.clear()
+
+    def _assistant_info(self, live: LiveRoom) -> dict[str, Any]:
+        default = self.default_eagerness()
+        return {"name": self.assistant_name, "model": self.model_name, "supports_eagerness": self.supports_eagerness,
+                "eagerness": live.eagerness if live.eagerness is not None else default, "default_eagerness": default}
+
+
+def _echo_client_id(frame: dict[str, Any]) -> dict[str, Any]:
+    cid = frame.get("client_id")
+    return {"client_id": cid} if isinstance(cid, str) and CLIENT_ID.fullmatch(cid) else {}

