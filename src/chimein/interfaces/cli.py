@@ -84,13 +84,12 @@ def template_tokens(
             "response_template_ids_standalone": res.ids_standalone, "end_of_turn": fmt.end_of_turn,
         }))
         return
-    table = Table(title=f"{model} with template {fmt.template_name}")
-    for col in ("marker", "text", "in context: ids", "pieces", "standalone: ids"):
-        table.add_column(col)
+    typer.echo(f"{model}, template {fmt.template_name}, end of turn {fmt.end_of_turn!r}")
     for key, m in markers.items():
-        alone = "same" if not m.differs else f"{m.ids_standalone} {m.pieces_standalone}"
-        table.add_row(key, repr(m.text), str(m.ids_in_context), " ".join(m.pieces_in_context), alone)
-    console.print(table)
+        typer.echo(f"{key + ' marker':<20} {m.text!r}")
+        typer.echo(f"  in context:  {m.ids_in_context}  {m.pieces_in_context}")
+        alone = "same" if not m.differs else f"{m.ids_standalone}  {m.pieces_standalone}   <- differs"
+        typer.echo(f"  standalone:  {alone}")
 
 
 @app.command()

@@ -159,17 +159,15 @@ class MatrixBot:
         self.make_assistant = make_assistant
         self.on_decision = on_decision
         self.assistants: dict[str, Assistant] = {}
-        self.client: nio.AsyncClient | None = None
+        config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False, max_timeout_retry_wait_time=30)
+        self.client = nio.AsyncClient(settings.homeserver, settings.user_id, config=config)
         self.ready = asyncio.Event()  # set once logged in and the first sync is handled
         self._stop = asyncio.Event()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chimein-model")
         self._session: dict[str, Any] = {}
         self._room_ids: set[str] = set()  # settings.rooms, aliases resolved
+        self._accepted: set[str] = set()  # invites accepted (the room shows up as joined with the next sync)
         self._warned_encrypted: set[str] = set()
-
-    @property
-    def session_path(self) -> Path:
-        return self.settings.store_dir / SESSION_FILE
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -191,8 +189,6 @@ class MatrixBot:
     async def start(self) -> None:
         self.settings.store_dir.mkdir(parents=True, exist_ok=True)
         self._session = load_session(self.settings.store_dir, self.settings.user_id) or {}
-        config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False, max_timeout_retry_wait_time=30)
-        self.client = nio.AsyncClient(self.settings.homeserver, self.settings.user_id, config=config)
         since = None
         if self._session.get("access_token"):
             self.client.restore_login(self.settings.user_id, self._session["device_id"], self._session["access_token"])
@@ -210,8 +206,7 @@ class MatrixBot:
         self.ready.set()
 
     async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
+        await self.client.close()
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     async def _login(self) -> None:
@@ -238,7 +233,7 @@ class MatrixBot:
                 log.warning("cannot resolve %s: %s", room, resolved)
 
     async def _join_configured_rooms(self) -> None:
-        for room_id in sorted(self._room_ids - set(self.client.rooms)):
+        for room_id in sorted(self._room_ids - set(self.client.rooms) - self._accepted):
             response = await self.client.join(room_id)
             if isinstance(response, nio.JoinResponse):
                 log.info("joined %s", room_id)
@@ -300,7 +295,11 @@ class MatrixBot:
         inviter = getattr(room, "inviter", None)
         if invite_allowed(room_id, inviter, self._room_ids | set(self.settings.rooms), self.settings.allow_from):
             response = await self.client.join(room_id)
-            log.info("accepted the invite to %s from %s: %s", room_id, inviter, type(response).__name__)
+            if isinstance(response, nio.JoinResponse):
+                self._accepted.add(room_id)
+                log.info("accepted the invite to %s from %s", room_id, inviter)
+            else:
+                log.warning("cannot accept the invite to %s from %s: %s", room_id, inviter, response)
         else:
             await self.client.room_leave(room_id)
             log.info("declined the invite to %s from %s (not allowed)", room_id, inviter)
@@ -339,6 +338,8 @@ class MatrixBot:
         new = [ev for ev in events[cut:] if self._is_heard(ev)]
         if not new:
             return
+        if timeline.limited and room_id in self.assistants:
+            log.warning("%s: more than %d events in one sync; the earlier ones were not heard", room_id, len(events))
         room = self.client.rooms.get(room_id)
         assistant = self.assistants.get(room_id)
         if assistant is None:

@@ -1,8 +1,50 @@
-"""`chimein serve`: placeholder, being written."""
+"""`chimein serve`: group-chat rooms in the browser, where the assistant chimes in, plus an OpenAI-compatible API.
+
+    chimein serve                                   # http://127.0.0.1:8000, the fine-tuned default model
+    chimein serve --model mention --db /tmp/rooms.db --port 8080
+    chimein serve --model default --eagerness 0.3   # speak more often than the adapter's default threshold
+    chimein serve --reply-base-url http://127.0.0.1:8081/v1 --reply-model big   # decide small, reply strong
+
+The library behind it is :func:`chimein.interfaces.web.create_app`; docs/serve.md has the protocol.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+MODEL_HELP = ("default, silent, mention, baseline, llamacpp:NAME, openai:NAME, a registry name, a local dir or "
+              "an adapter dir (see `chimein models`)")
 
-def serve() -> None:
-    """Run the group-chat server (not written yet)."""
-    raise typer.Exit(2)
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to accept other machines)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
+    db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
+    eagerness: Optional[float] = typer.Option(None, "--eagerness", help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own; rooms can change theirs"),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key"),
+    style: str = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline"),
+    reply_base_url: Optional[str] = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"),
+    reply_model: Optional[str] = typer.Option(None, help="two-stage: the model name at --reply-base-url"),
+    reply_api_key_env: str = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key"),
+) -> None:
+    """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
+    import uvicorn
+
+    from chimein.interfaces.cli import _backend, _replier, err
+    from chimein.interfaces.rooms import Limits
+    from chimein.interfaces.web import create_app
+
+    if eagerness is not None and not 0 <= eagerness <= 1:
+        err.print("[red]--eagerness must be between 0 and 1[/red]")
+        raise typer.Exit(2)
+    with err.status(f"loading {model}...", spinner="dots"):
+        backend = _backend(model, base_url, api_key_env, style, eagerness)
+    app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness,
+                     replier=_replier(reply_base_url, reply_model, reply_api_key_env))
+    err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)
+    uvicorn.run(app, host=host, port=port, ws_max_size=Limits().max_frame_bytes, log_level="info")

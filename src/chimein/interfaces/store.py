@@ -146,11 +146,11 @@ class Store:
             (room_id, room_id, name, role, content, time.time(), client_id, reply_to)).fetchone()
         return StoredMessage(*row), True
 
-    def messages(self, room_id: str, after: int = 0, last: int | None = None) -> list[StoredMessage]:
-        """The room's messages with ``seq > after``, in order; only the ``last`` N of them when given."""
+    def messages(self, room_id: str, after: int = 0, last: int | None = None, first: int | None = None) -> list[StoredMessage]:
+        """The room's messages with ``seq > after``, in order; only the ``first`` or the ``last`` N of them when given."""
         where = f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
         if last is None:
-            rows = self.db.execute(f"{where} ORDER BY seq", (room_id, after))
+            rows = self.db.execute(f"{where} ORDER BY seq LIMIT ?", (room_id, after, -1 if first is None else first))
         else:
             rows = self.db.execute(f"SELECT * FROM ({where} ORDER BY seq DESC LIMIT ?) ORDER BY seq", (room_id, after, last))
         return [StoredMessage(*row) for row in rows]
