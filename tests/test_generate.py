@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from conftest import llama_server
 from typer.testing import CliRunner
 
 from chimein.data import read_conversations
@@ -252,48 +254,10 @@ TOPICS = ["brewing coffee at home", "painting a bedroom wall", "choosing a new l
           "planting tomatoes on a balcony"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from chimein.models import resolve_model
-
-    resolved = resolve_model(MODEL)
-    gguf = Path(resolved.source) / resolved.gguf_file
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "2048"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the llama.cpp server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the llama.cpp server did not answer in 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    with llama_server(tmp_path_factory.mktemp("server"), "--n_ctx", "2048") as base_url:
         yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _valid_lines(path: Path) -> list[dict]:

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from chimein.assistant.backends.hf import HFBackend, RoomCache, find_marker_split
+from chimein.assistant.backends.hf import HFBackend, RoomCache
+from chimein.assistant.markers import find_marker_split
 from chimein.assistant.backends.rules import MentionBackend, SilentBackend
 from chimein.assistant.core import Assistant, Decision, TwoStage, parse_reply
 from chimein.data import Message

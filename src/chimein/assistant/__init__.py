@@ -6,8 +6,9 @@ Model names understood by :func:`load_backend` (the ``--model`` option everywher
 |------------------------------|----------------------------------------------------------------|
 | ``silent``                   | never speaks (baseline)                                        |
 | ``mention``                  | speaks iff the message names the assistant (baseline)          |
-| ``baseline``                 | SmolLM2-135M-Instruct prompted with the seed's short prompt    |
+| ``baseline``                 | SmolLM2-135M-Instruct prompted with the seed's short prompt (llama.cpp) |
 | ``baseline-reminder``        | the same with "addressed as assistant" + a reminder per message |
+| ``hf:baseline[-reminder]``   | the same prompted baseline run with transformers               |
 | ``llamacpp:NAME``            | llama.cpp (GGUF) with the fine-tuned format, e.g. ``llamacpp:default`` |
 | ``openai:MODEL``             | an OpenAI-compatible endpoint (``base_url`` required)          |
 | anything else                | local transformers model: ``default``, a registry name, a dir  |
@@ -43,11 +44,18 @@ def load_backend(name: str = "default", *, base_url: str | None = None, api_key_
         if not base_url:
             raise ValueError(f"{name}: an OpenAI-compatible model needs --base-url")
         return OpenAIBackend(base_url, name.removeprefix("openai:"), api_key_env=api_key_env, style=style or "finetuned", **kwargs)
-    if name in ("baseline", "baseline-reminder"):
-        from chimein.assistant.backends.hf import HFBackend
+    if name in ("baseline", "baseline-reminder", "hf:baseline", "hf:baseline-reminder"):
+        # The seed's prompted baseline on the untuned SmolLM2-135M-Instruct. llama.cpp by default (its prefix
+        # cache makes replaying long conversations affordable); "hf:baseline" runs it with transformers.
+        variant = "reminder" if name.endswith("-reminder") else "short"
+        kwargs.setdefault("max_new_tokens", 40)  # the decision shows in the first tokens; replies stay short
+        if name.startswith("hf:"):
+            from chimein.assistant.backends.hf import HFBackend
 
-        variant = "reminder" if name == "baseline-reminder" else "short"
-        return HFBackend.load("smollm2-135m-instruct", style="baseline", baseline_variant=variant, **kwargs)
+            return HFBackend.load("smollm2-135m-instruct", style="baseline", baseline_variant=variant, **kwargs)
+        from chimein.assistant.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend.load("smollm2-135m-instruct", style="baseline", baseline_variant=variant, **kwargs)
     if name.startswith("llamacpp:"):
         from chimein.assistant.backends.llamacpp import LlamaCppBackend
 

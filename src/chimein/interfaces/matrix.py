@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import re
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -69,6 +70,7 @@ class MatrixSettings:
     rooms: tuple[str, ...] = ()  # room IDs or aliases: joined at start; invites to them are accepted
     allow_from: tuple[str, ...] = ()  # invites from these users (@u:server) or servers (:server) are accepted
     history_limit: int = 40  # messages of room history a new room's assistant starts from
+    max_history: int = 1000  # a room's history is cut back to its last history_limit messages at this length
     timeline_limit: int = 100  # events per room and sync; more than this in one sync are seeded, not heard
     poll_timeout_ms: int = 30_000  # long-poll duration of each sync
     device_name: str = "chimein"
@@ -81,8 +83,8 @@ class MatrixSettings:
         for entry in self.allow_from:
             if not re.fullmatch(r"@?[^:\s]*:\S+", entry):
                 raise ValueError(f"allow_from entries are @user:server or :server, got {entry!r}")
-        if self.history_limit < 0 or self.timeline_limit < 1:
-            raise ValueError("history_limit must be >= 0 and timeline_limit >= 1")
+        if self.history_limit < 0 or self.timeline_limit < 1 or self.max_history <= self.history_limit:
+            raise ValueError("need history_limit >= 0, timeline_limit >= 1 and max_history > history_limit")
 
 
 @dataclass
@@ -146,6 +148,13 @@ def normalize_history(messages: list[Message]) -> list[Message]:
         else:
             out.append(m)
     return out
+
+
+def hear_bounded(assistant: Assistant, name: str, text: str, max_history: int, keep: int) -> Decision:
+    """``assistant.hear``, after cutting a long-running room's history back to its last ``keep`` messages."""
+    if len(assistant.history) >= max_history:
+        assistant.seed(normalize_history(assistant.history[-keep:]) if keep else [])
+    return assistant.hear(name, text)
 
 
 # -- the bot ----------------------------------------------------------------------------------------------
@@ -356,10 +365,10 @@ class MatrixBot:
 
     async def _new_assistant(self, room_id: str, prev_batch: str | None, earlier: list[Message]) -> Assistant:
         history = await self._room_history(room_id, prev_batch) if prev_batch else []
-        seed = normalize_history(history + earlier)[-self.settings.history_limit:] if self.settings.history_limit else []
+        seed = (history + earlier)[-self.settings.history_limit:] if self.settings.history_limit else []
         assistant = await self._in_worker(self._seeded_assistant, seed)
         self.assistants[room_id] = assistant
-        log.info("%s: assistant seeded with %d message(s) of history", room_id, len(seed))
+        log.info("%s: assistant seeded with %d message(s) of history", room_id, len(assistant.history))
         return assistant
 
     def _seeded_assistant(self, seed: list[Message]) -> Assistant:
@@ -381,7 +390,8 @@ class MatrixBot:
     async def _hear(self, room_id: str, room: Any, assistant: Assistant, event: Any) -> None:
         name, text = speaker_name(room, event.sender), strip_reply_fallback(event.body)
         try:
-            decision = await self._in_worker(assistant.hear, name, text)
+            decision = await self._in_worker(hear_bounded, assistant, name, text, self.settings.max_history,
+                                             self.settings.history_limit)
         except Exception:  # a failing model must not take the bot down
             log.exception("%s: deciding on %s failed", room_id, event.event_id)
             return
@@ -432,7 +442,6 @@ def save_session(store_dir: Path, session: dict[str, Any]) -> None:
 
 def run_bot(settings: MatrixSettings, make_assistant: Callable[[], Assistant]) -> None:
     """Run until SIGINT or SIGTERM, then save the session and exit cleanly (what ``chimein matrix`` calls)."""
-    import signal
 
     async def main() -> None:
         bot = MatrixBot(settings, make_assistant)

@@ -20,15 +20,15 @@ next quarter of the budget is cheap again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from chimein.assistant.core import Decision, parse_reply
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
+from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
-from chimein.templates import CHATML
 
 
 @dataclass
@@ -38,42 +38,6 @@ class RoomCache:
     ids: list[int] = field(default_factory=list)
     cache: Any = None
     start: int = 0  # index of the first message still inside the context window
-
-
-def common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-@dataclass
-class MarkerSplit:
-    """Where ``(silence)`` and ``(response)`` part ways after the assistant-turn prefix, in tokens."""
-
-    shared: list[int]  # tokens both markers start with (often "(")
-    silence: int  # first token of the silence continuation after `shared`
-    response: int  # first token of the response continuation after `shared`
-    response_rest: list[int]  # the remaining tokens of "(response)" (forced before generating the reply)
-
-
-def find_marker_split(fmt: ChatFormat, tokenize: Callable[[str], list[int]] | None = None) -> MarkerSplit:
-    """Find the divergent tokens from the tokenizer, in context, not from hand-copied ids."""
-    tokenize = tokenize or fmt.tokenize
-    turns = [{"role": "user", "content": "Ana: hello there"}]
-    prompt = fmt.render(turns, add_generation_prompt=True)
-    base = tokenize(prompt)
-    sil = tokenize(prompt + SILENCE)
-    res = tokenize(prompt + RESPONSE + " ok")
-    if sil[: len(base)] != base or res[: len(base)] != base:
-        raise ValueError(f"the assistant-turn prefix merges with the markers when tokenized: {prompt[-30:]!r}")
-    sil, res = sil[len(base):], res[len(base):]
-    k = common_prefix_len(sil, res)
-    if k >= len(sil) or k >= len(res):
-        raise ValueError("(silence) and (response) tokenize to the same tokens")
-    marker_only = tokenize(prompt + RESPONSE)[len(base):]
-    return MarkerSplit(shared=sil[:k], silence=sil[k], response=res[k], response_rest=marker_only[k + 1:])
 
 
 class HFBackend:
@@ -99,14 +63,10 @@ class HFBackend:
         from chimein.models import load_model_and_tokenizer
 
         model, tokenizer, resolved = load_model_and_tokenizer(name)
-        if kwargs.get("style") == "baseline":
-            template = template or "model" if getattr(tokenizer, "chat_template", None) else CHATML.name
-            fmt = ChatFormat(tokenizer, tokenizer.chat_template, "model") if template == "model" else ChatFormat.for_tokenizer(tokenizer, template)
-            fmt.end_of_turn = fmt.end_of_turn or CHATML.end_of_turn
-        else:
-            fmt = ChatFormat.for_tokenizer(tokenizer, template or resolved.template)
+        # The prompted baseline has a system prompt, which ChatML renders; the fine-tuned format has none.
+        fmt = ChatFormat.for_tokenizer(tokenizer, template or resolved.template)
         if resolved.adapter is not None and "threshold" not in kwargs:
-            kwargs["threshold"] = _adapter_threshold(resolved.adapter)
+            kwargs["threshold"] = adapter_threshold(resolved.adapter)
         return cls(model, tokenizer, fmt, name=name, **kwargs)
 
     def new_state(self) -> RoomCache:
@@ -202,14 +162,3 @@ class HFBackend:
         raw = self._generate_fresh(ids)
         speak, reply = parse_reply(raw, (self.fmt.end_of_turn,))
         return Decision(speak, reply, None, raw, tokens_processed=len(ids))
-
-
-def _adapter_threshold(adapter_dir: Any) -> float:
-    """The eagerness default saved with an adapter (F1-optimal on its validation split), else 0.5."""
-    import json
-    from pathlib import Path
-
-    meta = Path(adapter_dir) / "chimein.json"
-    if meta.exists():
-        return float(json.loads(meta.read_text()).get("threshold", 0.5))
-    return 0.5

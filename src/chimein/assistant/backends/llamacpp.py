@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from chimein.assistant.backends.hf import common_prefix_len, find_marker_split
+from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
 from chimein.assistant.core import Decision, parse_reply
+from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
 
@@ -33,8 +34,13 @@ class LlamaRoom:
 class LlamaCppBackend:
     supports_probability = True
 
-    def __init__(self, llm: Any, fmt: ChatFormat, *, threshold: float = 0.5, max_new_tokens: int = 80):
+    def __init__(self, llm: Any, fmt: ChatFormat, *, threshold: float = 0.5, max_new_tokens: int = 80,
+                 style: str = "finetuned", baseline_variant: str = "short"):
+        if style not in ("finetuned", "baseline"):
+            raise ValueError("style must be 'finetuned' or 'baseline'")
         self.llm, self.fmt, self.threshold, self.max_new_tokens = llm, fmt, threshold, max_new_tokens
+        self.style, self.variant = style, baseline_variant
+        self.supports_probability = style == "finetuned"
         self.split = find_marker_split(fmt, self.tokenize)
         eot = self.tokenize(fmt.end_of_turn)
         self.stop_ids = {llm.token_eos(), *(eot[:1] if len(eot) == 1 else [])}
@@ -47,7 +53,6 @@ class LlamaCppBackend:
         """``name``: a chimein adapter (``default``, a run dir) or a registry/GGUF base model."""
         from llama_cpp import Llama
 
-        from chimein.assistant.backends.hf import _adapter_threshold
         from chimein.models import chimein_home, load_tokenizer, resolve_model
 
         resolved = resolve_model(name)
@@ -67,7 +72,7 @@ class LlamaCppBackend:
                     n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(), logits_all=False, verbose=False)
         fmt = ChatFormat.for_tokenizer(load_tokenizer(resolved), resolved.template)
         if threshold is None:
-            threshold = _adapter_threshold(resolved.adapter) if resolved.adapter is not None else 0.5
+            threshold = adapter_threshold(resolved.adapter) if resolved.adapter is not None else 0.5
         return cls(llm, fmt, threshold=threshold, **kwargs)
 
     def tokenize(self, text: str) -> list[int]:
@@ -117,6 +122,8 @@ class LlamaCppBackend:
         room = state if state is not None else LlamaRoom()
         threshold = self.threshold if threshold is None else threshold
         self._activate(room)
+        if self.style == "baseline":
+            return self._baseline(messages)
         logits, processed = self._advance(self._prompt(messages, room) + self.split.shared)
         pair = np.array([logits[self.split.response], logits[self.split.silence]], dtype=np.float64)
         p_speak = float(1.0 / (1.0 + np.exp(pair[1] - pair[0])))
@@ -126,9 +133,20 @@ class LlamaCppBackend:
         speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))
         return Decision(speak, text, p_speak, RESPONSE + raw, tokens_processed=processed)
 
-    def _generate(self) -> str:
-        ids = list(self.llm.input_ids[: self.llm.n_tokens])
-        logits, _ = self._advance(ids + [self.split.response, *self.split.response_rest])
+    def _baseline(self, messages: list[Message]) -> Decision:
+        """The seed's prompted baseline: system prompt (+ reminders), free generation, post-filtered."""
+        chat = baseline_messages(messages, self.variant)
+        text = self.fmt.tokenizer.apply_chat_template(chat, chat_template=self.fmt.template, tokenize=False, add_generation_prompt=True)
+        logits, processed = self._advance(self.tokenize(text))
+        raw = self._generate(logits)
+        speak, reply = parse_reply(raw, (self.fmt.end_of_turn,))
+        return Decision(speak, reply, None, raw, tokens_processed=processed)
+
+    def _generate(self, logits: np.ndarray | None = None) -> str:
+        """Greedy decoding; without ``logits``, first force the rest of the ``(response)`` marker."""
+        if logits is None:
+            ids = list(self.llm.input_ids[: self.llm.n_tokens])
+            logits, _ = self._advance(ids + [self.split.response, *self.split.response_rest])
         out: list[int] = []
         for _ in range(self.max_new_tokens):
             scores = logits.copy()

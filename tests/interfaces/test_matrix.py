@@ -1,0 +1,319 @@
+"""The Matrix bot against a real Synapse homeserver (started by the test), with real nio clients as users.
+
+    pip install -e '.[dev]'                      # matrix-nio and matrix-synapse
+    python -m pytest tests/interfaces/test_matrix.py -q -x
+
+The model is the ``mention`` rule (speaks iff the message names the assistant): deterministic and instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+nio = pytest.importorskip("nio", reason="pip install -e '.[dev]' (matrix-nio)")
+pytest.importorskip("synapse", reason="pip install -e '.[dev]' (matrix-synapse)")
+
+from chimein.assistant import Assistant, load_backend  # noqa: E402
+from chimein.assistant.backends.rules import CANNED_REPLY  # noqa: E402
+from chimein.data import Message  # noqa: E402
+from chimein.interfaces.matrix import (  # noqa: E402
+    MatrixBot, MatrixSettings, hear_bounded, invite_allowed, is_edit, normalize_history, strip_reply_fallback,
+)
+
+
+def _load_helpers():
+    # By path, under another name: a module called "synapse" on sys.path would shadow the real Synapse.
+    spec = importlib.util.spec_from_file_location("chimein_test_synapse", Path(__file__).with_name("synapse.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+synapse_server = _load_helpers().synapse_server  # session fixture: one fresh homeserver for this module's tests
+
+WAIT_S = 30  # upper bound for anything to happen (it takes well under a second on an idle machine)
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+async def login(hs, user) -> nio.AsyncClient:
+    client = nio.AsyncClient(hs.url, user.user_id)
+    assert isinstance(await client.login(user.password), nio.LoginResponse)
+    return client
+
+
+async def send(client: nio.AsyncClient, room_id: str, text: str, **extra) -> str:
+    response = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": text, **extra})
+    assert isinstance(response, nio.RoomSendResponse), response
+    return response.event_id
+
+
+async def edit(client: nio.AsyncClient, room_id: str, event_id: str, text: str) -> str:
+    return await send(client, room_id, f"* {text}", **{
+        "m.new_content": {"msgtype": "m.text", "body": text},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    })
+
+
+async def texts_from(client: nio.AsyncClient, room_id: str, sender: str) -> list[str]:
+    """The text messages ``sender`` has sent to the room, oldest first (as another member sees them)."""
+    response = await client.room_messages(room_id, limit=100, message_filter={"types": ["m.room.message"]})
+    assert isinstance(response, nio.RoomMessagesResponse), response
+    return [ev.body for ev in reversed(response.chunk) if isinstance(ev, nio.RoomMessageText) and ev.sender == sender]
+
+
+async def wait_until(condition, task: asyncio.Task | None = None, what: str = "condition") -> None:
+    """Poll ``condition()`` (sync or async); fail fast if the bot's task died, and after WAIT_S seconds."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if task is not None and task.done():
+            task.result()  # raises the bot's exception
+            raise AssertionError(f"the bot stopped before: {what}")
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {WAIT_S} s waiting for: {what}")
+
+
+class ThreadRecordingMention:
+    """The mention rule, noting which thread each decision runs in."""
+
+    def __init__(self):
+        self.rule, self.threads = load_backend("mention"), set()
+        self.supports_probability = False
+
+    def new_state(self):
+        return self.rule.new_state()
+
+    def decide(self, messages, state, threshold=None):
+        self.threads.add(threading.current_thread().name)
+        return self.rule.decide(messages, state, threshold)
+
+
+def mention_bot(settings: MatrixSettings, heard: list) -> MatrixBot:
+    backend = ThreadRecordingMention()
+    bot = MatrixBot(settings, lambda: Assistant(backend), on_decision=heard.append)
+    bot.model_threads = backend.threads
+    return bot
+
+
+async def stop(bot: MatrixBot, task: asyncio.Task) -> None:
+    bot.stop()
+    await asyncio.wait_for(task, WAIT_S)
+
+
+# -- against a real homeserver -------------------------------------------------------------------------------
+
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_silent_in_chit_chat_replies_when_addressed_and_never_twice_across_a_restart(synapse_server, tmp_path):
+    asyncio.run(asyncio.wait_for(_conversation_and_restart(synapse_server, tmp_path / "store"), 150))
+
+
+async def _conversation_and_restart(hs, store: Path) -> None:
+    alice_u, bob_u, bot_u = hs.register("alice", "Alice A."), hs.register("bob", "Bob B."), hs.register("bot", "chimein")
+    alice, bob = await login(hs, alice_u), await login(hs, bob_u)
+    try:
+        room = (await alice.room_create(name="lunch", invite=[bob_u.user_id, bot_u.user_id])).room_id
+        assert isinstance(await bob.join(room), nio.JoinResponse)
+        await send(alice, room, "hey bot, are you there?")  # before the bot joins: history, never answered
+
+        # 1. The bot accepts the invite, sits through chit-chat and an edit, and answers when addressed.
+        settings = MatrixSettings(hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=5000)
+        heard: list = []
+        bot = mention_bot(settings, heard)
+        task = asyncio.create_task(bot.run())
+        await wait_until(lambda: room in bot.client.rooms, task, "the bot joins the room")
+        await send(alice, room, "pizza or sushi tonight?")
+        sushi = await send(bob, room, "sushi, obviously")
+        await edit(bob, room, sushi, "sushi obviously, right bot?")  # an edit that names the bot: not heard
+        await send(bob, room, "bot, how many syllables does a haiku have?")
+        await wait_until(lambda: len(heard) >= 3, task, "three messages heard")
+        assert [(h.name, h.text, h.decision.speak) for h in heard] == [
+            ("Alice A.", "pizza or sushi tonight?", False),
+            ("Bob B.", "sushi, obviously", False),
+            ("Bob B.", "bot, how many syllables does a haiku have?", True),
+        ]
+        assert await texts_from(bob, room, bot_u.user_id) == [CANNED_REPLY]
+        assert bot.assistants[room].history[0] == Message("user", "hey bot, are you there?", "Alice A.")
+        assert len(bot.model_threads) == 1 and next(iter(bot.model_threads)).startswith("chimein-model")
+        device = bot.client.device_id
+        await stop(bot, task)
+        assert (store / "session.json").stat().st_mode & 0o777 == 0o600
+
+        # 2. While it is away, Alice addresses it. Restarted without a password, it restores its login,
+        #    answers that message (with Alice's display name known) and nothing it has already heard.
+        await send(alice, room, "ok bot, what about a limerick?")
+        heard2: list = []
+        bot2 = mention_bot(MatrixSettings(hs.url, bot_u.user_id, store, poll_timeout_ms=5000), heard2)
+        task2 = asyncio.create_task(bot2.run())
+        await wait_until(lambda: len(heard2) >= 1, task2, "the message sent while the bot was away")
+        assert bot2.client.device_id == device
+        before_thanks = json.loads((store / "session.json").read_text())["next_batch"]
+        await send(bob, room, "thanks bot!")
+        await wait_until(lambda: len(heard2) >= 2, task2, "a new message after the restart")
+        assert [(h.name, h.text, h.decision.speak) for h in heard2] == [
+            ("Alice A.", "ok bot, what about a limerick?", True),
+            ("Bob B.", "thanks bot!", True),
+        ]
+        seeded = bot2.assistants[room].history
+        assert Message("user", "bot, how many syllables does a haiku have?", "Bob B.") in seeded
+        assert Message("assistant", CANNED_REPLY) in seeded
+        assert await texts_from(alice, room, bot_u.user_id) == [CANNED_REPLY] * 3
+        await stop(bot2, task2)
+
+        # 3. A crash loses the sync token saved after "thanks bot!" was answered: the answered message is
+        #    delivered again, and skipped because the last answered event is saved with each reply.
+        session = json.loads((store / "session.json").read_text())
+        (store / "session.json").write_text(json.dumps({**session, "next_batch": before_thanks}))
+        heard3: list = []
+        bot3 = mention_bot(MatrixSettings(hs.url, bot_u.user_id, store, poll_timeout_ms=5000), heard3)
+        task3 = asyncio.create_task(bot3.run())
+        await send(alice, room, "one last thing, bot")
+        await wait_until(lambda: len(heard3) >= 1, task3, "a message after the crash")
+        assert [h.text for h in heard3] == ["one last thing, bot"]
+        assert await texts_from(alice, room, bot_u.user_id) == [CANNED_REPLY] * 4
+        await stop(bot3, task3)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+@pytest.mark.server
+@pytest.mark.timeout(120)
+def test_invites_only_from_allowed_users(synapse_server, tmp_path):
+    async def scenario() -> None:
+        carol_u, dave_u, bot_u = (synapse_server.register(n, d) for n, d in (("carol", "Carol"), ("dave", "Dave"), ("gate", "bot")))
+        carol, dave = await login(synapse_server, carol_u), await login(synapse_server, dave_u)
+        try:
+            denied = (await dave.room_create(invite=[bot_u.user_id])).room_id
+            allowed = (await carol.room_create(invite=[bot_u.user_id])).room_id
+            settings = MatrixSettings(synapse_server.url, bot_u.user_id, tmp_path, password=bot_u.password,
+                                      allow_from=(carol_u.user_id,), poll_timeout_ms=5000)
+            bot = MatrixBot(settings, lambda: Assistant(load_backend("mention")))
+            task = asyncio.create_task(bot.run())
+            await wait_until(lambda: allowed in bot.client.rooms, task, "the allowed invite is accepted")
+
+            async def declined() -> bool:
+                state = await dave.room_get_state_event(denied, "m.room.member", bot_u.user_id)
+                return isinstance(state, nio.RoomGetStateEventResponse) and state.content.get("membership") == "leave"
+
+            await wait_until(declined, task, "the other invite is declined")
+            assert denied not in bot.client.rooms
+            await stop(bot, task)
+        finally:
+            await carol.close()
+            await dave.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 100))
+
+
+@pytest.mark.server
+@pytest.mark.timeout(120)
+def test_command_joins_configured_room_answers_and_stops_on_sigterm(synapse_server, tmp_path):
+    """`chimein matrix` in a subprocess: --rooms joins the room, the mention model answers, SIGTERM exits 0."""
+    erin_u, bot_u = synapse_server.register("erin", "Erin"), synapse_server.register("cli", "chimein")
+
+    async def scenario() -> None:
+        erin = await login(synapse_server, erin_u)
+        try:
+            room = (await erin.room_create(invite=[bot_u.user_id])).room_id
+            cmd = [sys.executable, "-c", "from chimein.interfaces.cli import app; app()", "matrix",
+                   "--homeserver", synapse_server.url, "--user", bot_u.user_id, "--password-env", "BOT_PW",
+                   "--rooms", room, "--model", "mention", "--store-dir", str(tmp_path / "store")]
+            log = open(tmp_path / "bot.log", "wb")
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "BOT_PW": bot_u.password})
+            try:
+                async def joined() -> bool:
+                    members = await erin.joined_members(room)
+                    return isinstance(members, nio.JoinedMembersResponse) and bot_u.user_id in {m.user_id for m in members.members}
+
+                await wait_until(joined, what="the bot joins the configured room")
+                await send(erin, room, "is the bot online?")
+
+                async def answered() -> bool:
+                    assert proc.poll() is None, (tmp_path / "bot.log").read_text()
+                    return await texts_from(erin, room, bot_u.user_id) == [CANNED_REPLY]
+
+                await wait_until(answered, what="the reply")
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.to_thread(proc.wait, WAIT_S) == 0, (tmp_path / "bot.log").read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+                log.close()
+        finally:
+            await erin.close()
+        assert (tmp_path / "store" / "session.json").exists()
+        assert "speak" in (tmp_path / "bot.log").read_text()  # decisions are logged
+
+    asyncio.run(asyncio.wait_for(scenario(), 100))
+
+
+# -- without a server ----------------------------------------------------------------------------------------
+
+def test_invite_rules():
+    assert invite_allowed("!r:hs", "@anyone:else")  # nothing configured: accept all
+    assert invite_allowed("!r:hs", "@ana:hs", allow_from=["@ana:hs"])
+    assert invite_allowed("!r:hs", "@ben:corp.example", allow_from=[":corp.example"])
+    assert not invite_allowed("!r:hs", "@ben:hs", allow_from=["@ana:hs"])
+    assert invite_allowed("!r:hs", "@ben:hs", rooms=["!r:hs"])
+    assert not invite_allowed("!other:hs", None, rooms=["!r:hs"])
+    with pytest.raises(ValueError, match="full Matrix ID"):
+        MatrixSettings("http://hs", "bot", Path("x"))
+    with pytest.raises(ValueError, match="allow_from"):
+        MatrixSettings("http://hs", "@bot:hs", Path("x"), allow_from=("ana",))
+
+
+def test_message_helpers():
+    class Ev:
+        def __init__(self, content):
+            self.source = {"content": content}
+
+    assert is_edit(Ev({"body": "* hi", "m.relates_to": {"rel_type": "m.replace", "event_id": "$e"}}))
+    assert is_edit(Ev({"body": "* hi", "m.new_content": {"body": "hi"}}))
+    assert not is_edit(Ev({"body": "hi", "m.relates_to": {"m.in_reply_to": {"event_id": "$e"}}}))
+    assert strip_reply_fallback("> <@ana:hs> pizza?\n> more\n\nsushi") == "sushi"
+    assert strip_reply_fallback("plain > text") == "plain > text"
+    a, u = Message("assistant", "hi"), Message("user", "yo", "Ana")
+    assert normalize_history([a, u, a, Message("assistant", "again")]) == [u, Message("assistant", "hi\nagain")]
+    assistant = Assistant(load_backend("mention"))
+    assistant.seed([Message("user", str(i), "Ana") for i in range(10)])
+    assert hear_bounded(assistant, "Ben", "bot?", max_history=10, keep=3).speak
+    assert [m.content for m in assistant.history] == ["7", "8", "9", "bot?", CANNED_REPLY]
+
+
+def test_command_errors(monkeypatch, tmp_path):
+    from chimein.interfaces.cli import app
+
+    runner = CliRunner()
+    args = ["matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:hs", "--model", "mention",
+            "--password-env", "NO_SUCH_VAR_FOR_CHIMEIN", "--store-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "NO_SUCH_VAR_FOR_CHIMEIN" in result.output
+    monkeypatch.delitem(sys.modules, "chimein.interfaces.matrix")
+    monkeypatch.setitem(sys.modules, "nio", None)  # as if matrix-nio were not installed
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "pip install 'chimein[matrix]'" in result.output
+
+
+def test_core_cli_does_not_import_nio():
+    code = "import sys, chimein, chimein.interfaces.cli; assert 'nio' not in sys.modules, 'nio imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

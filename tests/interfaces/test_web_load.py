@@ -1,0 +1,203 @@
+"""Load and faults: 50 WebSocket clients in 10 rooms, 300 messages, the server killed (SIGKILL) mid-burst.
+
+Phase 1: every client sends 3 messages at once; wait until every client has every message of its room.
+Crash: every client sends 1 more message and the server process is killed while those are in flight.
+It restarts on the same db; clients reconnect, fetch what they missed (join with ``since``) and resend what
+was never acknowledged (same ``client_id``, so nothing is stored twice). Phase 2: 2 more messages each.
+Then, from the SQLite file: every message stored exactly once, in each sender's order, seqs without gaps;
+every "bot" message answered exactly once by the `mention` backend; every client saw every message of its
+room. Prints messages per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from . import ServerProcess
+
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(300)]
+
+ROOMS, PEOPLE, BEFORE, DURING, AFTER = 10, 5, 3, 1, 2
+PER_PERSON = BEFORE + DURING + AFTER
+
+
+class Client:
+    """One person: reconnects, rejoins with ``since``, resends unacknowledged messages in order."""
+
+    def __init__(self, url: str, room: str, token: str, name: str, tag: str):
+        self.url, self.room, self.token, self.name, self.tag = url, room, token, name, tag
+        self.sent: list[tuple[str, str]] = []  # (client_id, text), in sending order
+        self.acked: set[str] = set()
+        self.seen: dict[int, dict[str, Any]] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.ws: Any = None
+        self.reader: asyncio.Task | None = None
+
+    def users_seen(self) -> int:
+        return sum(1 for m in self.seen.values() if m["role"] == "user")
+
+    async def connect(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.ws = await connect(self.url, open_timeout=5, close_timeout=1)
+                since = max(self.seen, default=0)  # one connection delivers in order: seen is a prefix
+                await self.ws.send(json.dumps({"type": "join", "room": self.room, "token": self.token,
+                                               "name": self.name, "since": since}))
+                joined = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+                assert joined["type"] == "joined", joined
+                for m in joined["history"]:
+                    self.record(m)
+                self.reader = asyncio.create_task(self.read())
+                for cid, text in self.sent:
+                    if cid not in self.acked:
+                        await self.ws.send(json.dumps({"type": "say", "text": text, "client_id": cid}))
+                return
+            except (OSError, ConnectionClosed, asyncio.TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                if frame["type"] == "message":
+                    self.record(frame["message"])
+                elif frame["type"] == "error":
+                    self.errors.append(frame)
+        except ConnectionClosed:
+            pass
+
+    def record(self, m: dict[str, Any]) -> None:
+        assert self.seen.setdefault(m["seq"], m) == m, (self.seen[m["seq"]], m)
+        if m.get("client_id"):
+            self.acked.add(m["client_id"])
+
+    async def say(self, count: int) -> None:
+        for _ in range(count):
+            i = len(self.sent)
+            text = f"{self.name} message {i}" + (" hey bot, you there?" if i % 3 == 2 else "")
+            self.sent.append((f"{self.tag}-{i}", text))
+            try:
+                await self.ws.send(json.dumps({"type": "say", "text": text, "client_id": f"{self.tag}-{i}"}))
+            except ConnectionClosed:
+                pass  # resent after the reconnect
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self.reader:
+            await asyncio.wait_for(self.reader, 5)
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def room_messages(http: httpx.AsyncClient, room: dict[str, str]) -> list[dict[str, Any]]:
+    r = await http.get(f"/api/rooms/{room['room']}/messages", params={"limit": 5000},
+                       headers={"authorization": f"Bearer {room['token']}"})
+    return r.json()["messages"]
+
+
+async def scenario(server: ServerProcess) -> tuple[list[Client], list[dict[str, str]], dict[str, float]]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        rooms = [(await http.post("/api/rooms")).json() for _ in range(ROOMS)]
+    clients = [Client(server.ws_url, r["room"], r["token"], f"P{j}", f"r{i}p{j}")
+               for i, r in enumerate(rooms) for j in range(PEOPLE)]
+    await asyncio.gather(*(c.connect() for c in clients))
+    timings: dict[str, float] = {}
+
+    start = time.monotonic()
+    await asyncio.gather(*(c.say(BEFORE) for c in clients))
+    await until(lambda: all(c.users_seen() >= PEOPLE * BEFORE for c in clients), 60, "phase 1 delivered")
+    timings["phase1"] = time.monotonic() - start
+
+    await asyncio.gather(*(c.say(DURING) for c in clients))
+    await asyncio.sleep(0.01)
+    server.kill()  # a crash, with messages in flight
+    in_flight = {cid for c in clients for cid, _ in c.sent[BEFORE:]}
+    timings["acked"] = len(in_flight & {cid for c in clients for cid in c.acked})
+    with sqlite3.connect(server.db) as conn:
+        timings["stored"] = sum(conn.execute("SELECT 1 FROM messages WHERE client_id = ?", (cid,)).fetchone() is not None
+                                for cid in in_flight)
+    start = time.monotonic()
+    await asyncio.to_thread(server.start)
+    await asyncio.gather(*(c.connect() for c in clients))
+    timings["restart"] = time.monotonic() - start
+
+    start = time.monotonic()
+    await asyncio.gather(*(c.say(AFTER) for c in clients))
+    await until(lambda: all(c.users_seen() >= PEOPLE * PER_PERSON for c in clients), 60, "phase 2 delivered")
+    timings["phase2"] = time.monotonic() - start
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:  # the assistant's last replies
+        deadline = time.monotonic() + 60
+        while True:
+            stored = [await room_messages(http, r) for r in rooms]
+            bots = sum(1 for msgs in stored for m in msgs if m["role"] == "user" and "bot" in m["content"])
+            replies = sum(1 for msgs in stored for m in msgs if m["role"] == "assistant")
+            if replies >= bots and all(len(c.seen) == len(stored[i // PEOPLE]) for i, c in enumerate(clients)):
+                break
+            assert time.monotonic() < deadline, "timed out waiting for the assistant's replies"
+            await asyncio.sleep(0.05)
+    await asyncio.gather(*(c.close() for c in clients))
+    return clients, rooms, timings
+
+
+def check_db(db: Path, clients: list[Client], rooms: list[dict[str, str]]) -> int:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        total = 0
+        for i, room in enumerate(rooms):
+            rows = conn.execute("SELECT id, seq, name, role, content, client_id, reply_to FROM messages "
+                                "WHERE room = ? ORDER BY seq", (room["room"],)).fetchall()
+            assert [r[1] for r in rows] == list(range(1, len(rows) + 1))  # no gaps, no duplicates
+            users = [r for r in rows if r[3] == "user"]
+            assert len(users) == PEOPLE * PER_PERSON
+            members = clients[i * PEOPLE:(i + 1) * PEOPLE]
+            for c in members:  # each message exactly once, in the order its sender sent it
+                assert [(r[5], r[4]) for r in users if r[2] == c.name] == c.sent
+            bot_ids = {r[0] for r in users if "bot" in r[4]}
+            replied = [r[6] for r in rows if r[3] == "assistant"]
+            assert sorted(replied) == sorted(bot_ids)  # every "bot" message answered exactly once
+            decided = conn.execute("SELECT COUNT(*) FROM decisions d JOIN messages m ON m.id = d.message_id "
+                                   "WHERE m.room = ?", (room["room"],)).fetchone()[0]
+            assert decided == len(users)
+            for c in members:  # every client saw every message of its room
+                assert {s: (m["name"], m["content"]) for s, m in c.seen.items()} == {r[1]: (r[2], r[4]) for r in rows}
+                assert not c.errors, c.errors
+            total += len(rows)
+    return total
+
+
+def test_fifty_clients_ten_rooms_and_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    server = ServerProcess(tmp_path / "rooms.db", tmp_path / "server.log", "mention").start()
+    try:
+        clients, rooms, timings = asyncio.run(scenario(server))
+    finally:
+        server.stop()
+    total = check_db(tmp_path / "rooms.db", clients, rooms)
+    n1, n2 = len(clients) * BEFORE, len(clients) * AFTER
+    with capsys.disabled():
+        print(f"\nload: {len(clients)} clients in {ROOMS} rooms, {len(clients) * PER_PERSON} user messages, {total} stored "
+              f"with the replies; each message fanned out to {PEOPLE} clients")
+        print(f"load: before the crash {n1} messages in {timings['phase1']:.2f} s = {n1 / timings['phase1']:.0f} msg/s "
+              f"({n1 * PEOPLE / timings['phase1']:.0f} deliveries/s); after it {n2} in {timings['phase2']:.2f} s = "
+              f"{n2 / timings['phase2']:.0f} msg/s; restart + all clients back: {timings['restart']:.2f} s")
+        print(f"load: at the crash {len(clients) * DURING} messages were in flight: {timings['stored']:.0f} stored, "
+              f"{timings['acked']:.0f} of those acknowledged; the rest were resent after the restart")

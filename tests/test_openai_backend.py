@@ -1,0 +1,75 @@
+"""The OpenAI-compatible backend and the two-stage replier against a real local server (llama.cpp)."""
+
+from pathlib import Path
+
+import pytest
+
+from chimein.assistant.backends.openai_http import OpenAIBackend, OpenAIReplier
+from chimein.assistant.backends.rules import MentionBackend
+from chimein.assistant.core import Assistant
+from chimein.assistant.prompts import REMINDER, baseline_messages
+from chimein.data import Message, load_conversations
+from chimein.models import DEFAULT_ADAPTER_DIR
+from conftest import llama_server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_baseline_request_shapes():
+    msgs = [Message("user", "hi all", "Ana María"), Message("assistant", "hello"), Message("user", "bot?", "Ben")]
+    short = baseline_messages(msgs, "short")
+    assert short[0]["role"] == "system" and short[1] == {"role": "user", "content": "Ana María: hi all"}
+    reminder = baseline_messages(msgs, "reminder", names_in_field=True)
+    assert reminder[1] == {"role": "user", "name": "Ana_Mar_a", "content": "hi all"}
+    assert reminder[2] == {"role": "system", "content": REMINDER}
+    assert [m["role"] for m in reminder] == ["system", "user", "system", "assistant", "user", "system"]
+
+
+@pytest.fixture(scope="module")
+def base_server(tmp_path_factory):
+    with llama_server(tmp_path_factory.mktemp("base"), "--n_ctx", "2048") as url:
+        yield url
+
+
+def test_prompted_baseline_against_a_real_server(base_server):
+    backend = OpenAIBackend(base_server, "smollm2", style="baseline", variant="reminder", max_tokens=24)
+    d = backend.decide([Message("user", "what's the capital of peru?", "Ana"), Message("user", "bot, do you know?", "Ben")])
+    assert d.raw and d.tokens_processed > 50
+    assert d.speak == (d.text != "")
+
+
+def test_two_stage_replier_and_its_failure_path(tmp_path):
+    """Decide with the mention rule, reply with the served model; then the server dies mid-conversation."""
+    ctx = llama_server(tmp_path, "--n_ctx", "2048")
+    url = ctx.__enter__()
+    try:
+        bot = Assistant(MentionBackend(), replier=OpenAIReplier(url, "smollm2", timeout=20, max_tokens=24))
+        assert not bot.hear("Ana", "pizza tonight?").speak
+        d = bot.hear("Ben", "bot, what's the capital of peru?")
+        assert d.speak and d.text and d.text != "I'm here: what do you need?" and not d.note
+    finally:
+        ctx.__exit__(None, None, None)
+    d = bot.hear("Ana", "bot, and of chile?")  # the server is gone
+    assert d.speak and d.text == "I'm here: what do you need?" and "replier failed" in d.note
+    strict = Assistant(MentionBackend(), replier=OpenAIReplier(url, "smollm2", timeout=5), on_replier_failure="silent")
+    assert not strict.hear("Ana", "bot, still there?").speak
+
+
+@pytest.mark.skipif(not (DEFAULT_ADAPTER_DIR / "adapter_config.json").exists(), reason="no default adapter shipped yet")
+def test_finetuned_model_served_by_llama_cpp_decides_like_the_local_runtime(tmp_path):
+    """Serve base GGUF + exported adapter; the fine-tuned format over HTTP must match the local decisions."""
+    from chimein.assistant import load_backend
+    from chimein.export import export
+
+    out = export("default", tmp_path / "exported", copy_base=False)
+    convs = load_conversations(ROOT / "data" / "valid.jsonl")[:3]
+    local = load_backend("llamacpp:default", threshold=0.5)
+    with llama_server(tmp_path, "--n_ctx", "2048", "--lora_path", str(out.adapter), "--chat_format", "chatml") as url:
+        remote = OpenAIBackend(url, "chimein", style="finetuned", max_tokens=48)
+        agree = total = 0
+        for conv in convs:
+            state = local.new_state()
+            for i, _ in conv.decisions():
+                agree += local.decide(conv.messages[: i + 1], state).speak == remote.decide(conv.messages[: i + 1]).speak
+                total += 1
+    assert agree / total >= 0.85, f"{agree}/{total}"
