@@ -183,8 +183,26 @@ def load_tokenizer(resolved: ResolvedModel) -> Any:
     cached = _hf_cache_dir(resolved)
     if resolved.gguf_file and (cached / "tokenizer_config.json").exists():
         return AutoTokenizer.from_pretrained(cached)
-    kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
-    return AutoTokenizer.from_pretrained(resolved.source, **kwargs)
+    if resolved.gguf_file:
+        # Reading the vocabulary out of a GGUF takes seconds; keep a converted copy for next time.
+        tokenizer = AutoTokenizer.from_pretrained(resolved.source, gguf_file=resolved.gguf_file)
+        _save_into(tokenizer, cached, marker="tokenizer_config.json")
+        return tokenizer
+    return AutoTokenizer.from_pretrained(resolved.source)
+
+
+def _save_into(obj: Any, folder: Path, marker: str) -> None:
+    """save_pretrained into ``folder`` so that a killed process never leaves a half-written cache:
+    write to a temporary folder, move the files over, and the file that marks the cache as ready last."""
+    import shutil
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        obj.save_pretrained(tmp)
+        files = sorted(Path(tmp).iterdir(), key=lambda p: p.name == marker)
+        for f in files:
+            os.replace(f, folder / f.name) if f.is_file() else shutil.copytree(f, folder / f.name, dirs_exist_ok=True)
 
 
 def load_causal_lm(resolved: ResolvedModel, dtype: Any = None, **kwargs: Any) -> Any:
@@ -199,14 +217,12 @@ def load_causal_lm(resolved: ResolvedModel, dtype: Any = None, **kwargs: Any) ->
         cached = _hf_cache_dir(resolved)
         if not (cached / "config.json").exists():
             model = AutoModelForCausalLM.from_pretrained(resolved.source, gguf_file=resolved.gguf_file, dtype=torch.float32)
-            tokenizer = load_tokenizer(resolved)  # still from the GGUF: the cache is not written yet
-            cached.mkdir(parents=True, exist_ok=True)
+            load_tokenizer(resolved)  # caches the tokenizer beside the weights
             # The weights are plain float32 now; drop the GGUF "quantizer" marker so they can be saved.
             model.hf_quantizer = None
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
-            model.save_pretrained(cached)
-            tokenizer.save_pretrained(cached)
+            _save_into(model, cached, marker="config.json")
         return AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, **kwargs)
     return AutoModelForCausalLM.from_pretrained(resolved.source, dtype=dtype, **kwargs)
 

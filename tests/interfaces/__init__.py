@@ -44,7 +44,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"chimein serve exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200 and self.proc.poll() is None:
                     return self
             except httpx.HTTPError:
                 pass
@@ -66,7 +66,7 @@ class ServerProcess:
                 self.kill()
 
     def __enter__(self) -> "ServerProcess":
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *_: object) -> None:
         self.stop()

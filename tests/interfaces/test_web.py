@@ -150,7 +150,8 @@ def test_rooms_are_isolated_and_since_skips_what_a_client_has(client: TestClient
 
 def test_a_room_needs_its_token(client: TestClient) -> None:
     room, token = new_room(client)
-    for bad_room, bad_token in ((room, token[:-1] + "x"), (room, ""), ("nope", token), (room, None)):
+    wrong = token[:-1] + ("y" if token.endswith("x") else "x")
+    for bad_room, bad_token in ((room, wrong), (room, ""), ("nope", token), (room, None), (room, token + "x")):
         with client.websocket_connect("/ws") as ws:
             ws.send_json({"type": "join", "room": bad_room, "token": bad_token, "name": "Eve"})
             assert ws.receive_json() == {"type": "error", "code": "unauthorized", "message": "unknown room or wrong token"}
@@ -163,13 +164,15 @@ def test_a_room_needs_its_token(client: TestClient) -> None:
     assert r.status_code == 200 and r.json() == {"room": room, "messages": []}
 
 
-def test_the_first_frame_must_be_a_join_in_time(db: Path) -> None:
-    with make_client(db, limits=Limits(join_timeout_s=0.2)) as client:
-        room, token = new_room(client)
-        with client.websocket_connect("/ws") as ws:
-            ws.send_json({"type": "say", "text": "hi"})
-            assert ws.receive_json()["code"] == "not_joined"
-            assert closed_with(ws) == 4400
+def test_the_first_frame_must_be_a_join(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "say", "text": "hi"})
+        assert ws.receive_json()["code"] == "not_joined"
+        assert closed_with(ws) == 4400
+
+
+def test_the_join_must_come_in_time(db: Path) -> None:
+    with make_client(db, limits=Limits(join_timeout_s=0.3)) as client:
         with client.websocket_connect("/ws") as ws:
             assert ws.receive_json()["code"] == "join_timeout"
             assert closed_with(ws) == 4408
@@ -352,7 +355,12 @@ def test_eagerness_is_per_room_shared_live_and_kept(db: Path) -> None:
     with make_client(db, backend) as client:  # a restart keeps the room's setting
         with client.websocket_connect("/ws") as ws:
             assert join(ws, room, token, "Ana")["assistant"]["eagerness"] == 0.05
-    assert backend.calls[-1][2] == 0.05
+            assert backend.calls[-1][2] == 0.05
+            ws.send_json({"type": "eagerness", "value": None})  # back to the server's default
+            assert receive(ws, "settings")["assistant"]["eagerness"] == 0.5
+            say(ws, "quiet again")
+            wait_until(lambda: len(backend.calls) == 2)
+    assert backend.calls[-1][2] is None  # None: the backend's own threshold
 
 
 def test_history_survives_a_restart(db: Path) -> None:

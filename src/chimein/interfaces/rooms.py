@@ -41,7 +41,7 @@ CLOSE_BAD_JOIN, CLOSE_UNAUTHORIZED, CLOSE_JOIN_TIMEOUT, CLOSE_FLOODING, CLOSE_TO
 @dataclass(frozen=True)
 class Limits:
     max_message_chars: int = 2000
-    max_frame_bytes: int = 16_384  # a bigger WebSocket frame is refused before it is parsed
+    max_frame_bytes: int = 32_768  # a bigger WebSocket frame is refused before it is parsed
     burst: int = 10  # frames a connection may send at once ...
     per_second: float = 1.0  # ... and per second after that (token bucket)
     max_strikes: int = 20  # rate-limited frames in a row before the connection is closed

@@ -42,8 +42,14 @@ def serve(
     if eagerness is not None and not 0 <= eagerness <= 1:
         err.print("[red]--eagerness must be between 0 and 1[/red]")
         raise typer.Exit(2)
-    with err.status(f"loading {model}...", spinner="dots"):
-        backend = _backend(model, base_url, api_key_env, style, eagerness)
+    from chimein.models import ModelNotFound
+
+    try:
+        with err.status(f"loading {model}...", spinner="dots"):
+            backend = _backend(model, base_url, api_key_env, style, eagerness)
+    except (ModelNotFound, ValueError) as e:
+        err.print(f"[red]cannot load {model}: {e}[/red]")
+        raise typer.Exit(2)
     app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness,
                      replier=_replier(reply_base_url, reply_model, reply_api_key_env))
     err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)
