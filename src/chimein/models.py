@@ -229,6 +229,9 @@ def load_causal_lm(resolved: ResolvedModel, dtype: Any = None, **kwargs: Any) ->
 
 def load_model_and_tokenizer(name: str, dtype: Any = None, with_adapter: bool = True, **kwargs: Any) -> tuple[Any, Any, ResolvedModel]:
     """Base model (+ the chimein adapter when ``name`` is one) and its tokenizer, ready for inference."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise in a chat
     resolved = resolve_model(name)
     model = load_causal_lm(resolved, dtype=dtype, **kwargs)
     tokenizer = load_tokenizer(resolved)

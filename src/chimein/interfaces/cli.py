@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+# Deprecation notices from inside transformers/peft say nothing a chimein user can act on.
+warnings.filterwarnings("ignore", category=FutureWarning)
 
 app = typer.Typer(help="chimein: a group-chat assistant that knows when to stay silent.", no_args_is_help=True, add_completion=False)
 console = Console()
