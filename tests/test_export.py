@@ -20,23 +20,3 @@ def test_adapter_gguf_has_llama_cpp_metadata(tmp_path):
     names = {t.name for t in reader.tensors}
     assert any(n.endswith("attn_q.weight.lora_a") for n in names) and any(n.endswith("ffn_down.weight.lora_b") for n in names)
     assert "ADAPTER" in out.modelfile.read_text()
-
-
-@pytest.mark.slow
-def test_llama_cpp_decisions_agree_with_pytorch_on_validation():
-    from pathlib import Path
-
-    from chimein.assistant import load_backend
-    from chimein.data import load_conversations
-
-    convs = load_conversations(Path(__file__).resolve().parents[1] / "data" / "valid.jsonl")[:12]
-    torch_backend, llama_backend = load_backend("default"), load_backend("llamacpp:default")
-    agree = total = 0
-    for conv in convs:
-        st, sl = torch_backend.new_state(), llama_backend.new_state()
-        for i, _ in conv.decisions():
-            a = torch_backend.decide(conv.messages[: i + 1], st).speak
-            b = llama_backend.decide(conv.messages[: i + 1], sl).speak
-            agree += a == b
-            total += 1
-    assert agree / total >= 0.95, f"{agree}/{total}"

@@ -9,7 +9,6 @@ from chimein.assistant.backends.rules import MentionBackend
 from chimein.assistant.core import Assistant
 from chimein.assistant.prompts import REMINDER, baseline_messages
 from chimein.data import Message, load_conversations
-from chimein.models import DEFAULT_ADAPTER_DIR
 from conftest import llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,23 +52,3 @@ def test_two_stage_replier_and_its_failure_path(tmp_path):
     assert d.speak and d.text == "I'm here: what do you need?" and "replier failed" in d.note
     strict = Assistant(MentionBackend(), replier=OpenAIReplier(url, "smollm2", timeout=5), on_replier_failure="silent")
     assert not strict.hear("Ana", "bot, still there?").speak
-
-
-@pytest.mark.skipif(not (DEFAULT_ADAPTER_DIR / "adapter_config.json").exists(), reason="no default adapter shipped yet")
-def test_finetuned_model_served_by_llama_cpp_decides_like_the_local_runtime(tmp_path):
-    """Serve base GGUF + exported adapter; the fine-tuned format over HTTP must match the local decisions."""
-    from chimein.assistant import load_backend
-    from chimein.export import export
-
-    out = export("default", tmp_path / "exported", copy_base=False)
-    convs = load_conversations(ROOT / "data" / "valid.jsonl")[:3]
-    local = load_backend("llamacpp:default", threshold=0.5)
-    with llama_server(tmp_path, "--n_ctx", "2048", "--lora_path", str(out.adapter), "--chat_format", "chatml") as url:
-        remote = OpenAIBackend(url, "chimein", style="finetuned", max_tokens=48)
-        agree = total = 0
-        for conv in convs:
-            state = local.new_state()
-            for i, _ in conv.decisions():
-                agree += local.decide(conv.messages[: i + 1], state).speak == remote.decide(conv.messages[: i + 1]).speak
-                total += 1
-    assert agree / total >= 0.85, f"{agree}/{total}"

@@ -64,6 +64,6 @@ def _user(m: Message, names_in_field: bool) -> dict[str, str]:
 
 def _safe_name(name: str) -> str:
     # OpenAI restricts `name` to [a-zA-Z0-9_-]{1,64}.
-    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64]
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in name)[:64]
     return cleaned or "user"
 
