@@ -132,7 +132,6 @@ def sft_config(cfg: TrainConfig, has_eval: bool) -> Any:
         per_device_eval_batch_size=1,
         seed=cfg.seed,
         report_to="none",
-        dataset_kwargs={"skip_prepare_dataset": False},
         remove_unused_columns=False,
         dataloader_num_workers=0,
         use_cpu=not _cuda(),
@@ -158,7 +157,9 @@ class TrainResult:
 def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress: bool = True) -> TrainResult:
     """Train a LoRA adapter as configured and write the run directory."""
     import torch
+    import yaml
     from datasets import Dataset
+    from transformers.trainer_callback import ProgressCallback
     from trl import SFTTrainer
 
     from chimein.models import load_causal_lm, load_tokenizer, resolve_model
@@ -192,7 +193,7 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
                          eval_dataset=eval_ds, processing_class=tokenizer,
                          peft_config=lora_config(cfg, model.config.num_hidden_layers))
     if not progress:
-        trainer.remove_callback(__import__("transformers").trainer_callback.ProgressCallback)
+        trainer.remove_callback(ProgressCallback)
     start = time.time()
     last = _last_checkpoint(out) if resume else None
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
@@ -200,7 +201,7 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
 
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "config.yaml").write_text(__import__("yaml").safe_dump(cfg.to_dict(), sort_keys=False))
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     (out / "chimein.json").write_text(json.dumps({"base_model": cfg.model, "template": fmt.template_name}, indent=2))
     (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
     tokens = sum(len(e.input_ids) for e in encoded)
