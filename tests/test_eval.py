@@ -3,7 +3,7 @@ import json
 from typer.testing import CliRunner
 
 from chimein.assistant.backends.rules import MentionBackend, SilentBackend
-from chimein.eval.run import evaluate, summarize, write_outputs
+from chimein.eval.run import evaluate, evaluate_models, summarize
 from chimein.interfaces.cli import app
 from conftest import write_jsonl
 
@@ -33,18 +33,57 @@ class Scored:
         from chimein.assistant.core import Decision
 
         p = 0.9 if "bot" in messages[-1].content or "clue" in messages[-1].content else 0.2
-        return Decision(p >= (threshold or 0.5), "x" if p >= 0.5 else "", p)
+        speak = p >= (0.5 if threshold is None else threshold)
+        return Decision(speak, "x" if speak else "", p)
 
 
 def test_probability_backends_get_a_threshold_sweep_and_a_plot(tmp_path, sample_conversations):
-    records = evaluate(Scored(), sample_conversations)
-    report = summarize(records)
+    report = evaluate_models(["scored"], sample_conversations, tmp_path, ["x.jsonl"], lambda _: Scored(), with_similarity=False)["scored"]
     assert report["best_threshold_f1"] > 0 and report["pr_curve"]
-    write_outputs(tmp_path, {"scored": report}, {"scored": records}, ["x.jsonl"])
     assert (tmp_path / "pr_curve-scored.png").stat().st_size > 1000
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["models"]["scored"]["f1"] == report["f1"]
     assert len((tmp_path / "turns-scored.jsonl").read_text().splitlines()) == 7
+
+
+class Counting(Scored):
+    """Scored, counting its decisions; raises (like a kill) once ``fail_after`` decisions are made."""
+
+    def __init__(self, fail_after=None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def decide(self, messages, state=None, threshold=None):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return super().decide(messages, state, threshold)
+
+
+def test_an_interrupted_eval_resumes_after_the_last_whole_conversation(tmp_path, sample_conversations):
+    convs = sample_conversations * 3  # 6 conversations, 21 decisions
+    full = evaluate_models(["scored"], convs, tmp_path / "full", ["x"], lambda _: Counting(), with_similarity=False)
+    first = convs[0].user_turns
+    try:
+        evaluate_models(["scored"], convs, tmp_path / "cut", ["x"], lambda _: Counting(fail_after=first + 2), with_similarity=False)
+    except KeyboardInterrupt:
+        pass
+    # the first conversation was written whole; the half-done second one is dropped and redone
+    assert len((tmp_path / "cut" / "turns-scored.jsonl").read_text().splitlines()) == first
+    again = Counting()
+    resumed = evaluate_models(["scored"], convs, tmp_path / "cut", ["x"], lambda _: again, with_similarity=False)
+    assert again.calls == sum(c.user_turns for c in convs) - first
+    assert resumed["scored"] == full["scored"] | {"latency_s": resumed["scored"]["latency_s"]}
+    # different data: nothing is reused
+    fresh = Counting()
+    evaluate_models(["scored"], convs[:2], tmp_path / "cut", ["x"], lambda _: fresh, with_similarity=False)
+    assert fresh.calls == sum(c.user_turns for c in convs[:2])
+
+
+def test_decisions_only_takes_the_decision_from_p_speak_without_replies(sample_conversations):
+    full = evaluate(Scored(), sample_conversations)
+    quick = evaluate(Scored(), sample_conversations, decisions_only=True)
+    assert [r.speak for r in quick] == [r.speak for r in full] and any(r.speak for r in quick)
+    assert all(r.reply == "" for r in quick) and any(r.reply for r in full)
 
 
 def test_cli_eval_compare_writes_the_report(tmp_path, sample_conversations):

@@ -10,6 +10,7 @@ when the backend gives probabilities.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import time
@@ -40,24 +41,37 @@ class TurnRecord:
 
 
 def evaluate(backend: Any, conversations: list[Conversation], *, threshold: float | None = None,
-             on_turn: Callable[[], None] | None = None) -> list[TurnRecord]:
-    """Teacher-forced replay: one decision per user message, the gold history before it."""
+             decisions_only: bool = False, on_turn: Callable[[], None] | None = None,
+             on_conversation: Callable[[list[TurnRecord]], None] | None = None) -> list[TurnRecord]:
+    """Teacher-forced replay: one decision per user message, the gold history before it.
+
+    ``decisions_only``: with a backend that gives ``p_speak``, decide from it and never generate a reply
+    (several times faster; reply quality is then not measured). Other backends run as usual.
+    """
     records = []
+    skip_replies = decisions_only and getattr(backend, "supports_probability", False)
+    cut = threshold if threshold is not None else getattr(backend, "threshold", 0.5)
     for n, conv in enumerate(conversations):
         state = backend.new_state()
         cid = str(conv.meta.get("id") or conv.meta.get("source") or n)
+        done: list[TurnRecord] = []
         for i, gold in conv.decisions():
             start = time.perf_counter()
-            d = backend.decide(conv.messages[: i + 1], state, threshold)
+            # A threshold above 1 asks for p_speak only: the backend never reaches generation.
+            d = backend.decide(conv.messages[: i + 1], state, 2.0 if skip_replies else threshold)
             latency = time.perf_counter() - start
+            speak = d.p_speak is not None and d.p_speak >= cut if skip_replies else d.speak
             msg = conv.messages[i]
-            records.append(TurnRecord(
+            done.append(TurnRecord(
                 cid, str(conv.meta.get("category", "")), i, msg.name or "", msg.content, gold is not None,
-                gold.content if gold else "", d.speak, d.text, d.p_speak, latency, d.tokens_processed,
+                gold.content if gold else "", speak, d.text, d.p_speak, latency, d.tokens_processed,
                 turn_category(gold is not None, msg.content),
             ))
             if on_turn:
                 on_turn()
+        records += done
+        if on_conversation:
+            on_conversation(done)
     return records
 
 
@@ -146,21 +160,17 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, reports: dict[str, dict[str, Any]], records: dict[str, list[TurnRecord]], data: Iterable[str]) -> None:
+def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[str]) -> None:
+    """report.json, report.md and the PR-curve plots (the turn records are written as the run goes)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps({"data": list(data), "models": reports}, indent=2))
-    for name, rs in records.items():
-        safe = name.replace("/", "_").replace(":", "_")
-        with open(out / f"turns-{safe}.jsonl", "w") as f:
-            for r in rs:
-                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
     md = [f"# chimein eval: {', '.join(data)}", "", markdown_table(reports), "",
           "Per-turn categories: `addressed` (gold speaks, the assistant is named), `volunteered` (gold speaks, not named),",
           "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.", ""]
     for name, r in reports.items():
         if "best_threshold" in r:
             md.append(f"- {name}: F1-optimal speaking threshold {r['best_threshold']} (F1 {r['best_threshold_f1']})")
-            plot_pr_curve(r["pr_curve"], out / f"pr_curve-{name.replace('/', '_').replace(':', '_')}.png", name)
+            plot_pr_curve(r["pr_curve"], out / f"pr_curve-{_safe(name)}.png", name)
     (out / "report.md").write_text("\n".join(md) + "\n")
 
 
@@ -185,25 +195,81 @@ def plot_pr_curve(points: list[dict[str, float]], path: Path, title: str) -> Non
     plt.close(fig)
 
 
+def _safe(name: str) -> str:
+    return name.replace("/", "_").replace(":", "_")
+
+
+def run_fingerprint(name: str, conversations: list[Conversation], **settings: Any) -> dict[str, Any]:
+    """What a model's turn records depend on: the model (adapter weights included), the data, the settings."""
+    data = hashlib.sha256("\n".join(json.dumps(c.to_json(), sort_keys=True) for c in conversations).encode()).hexdigest()
+    weights = None
+    try:
+        from chimein.models import resolve_model
+
+        adapter = resolve_model(name.removeprefix("llamacpp:")).adapter
+        if adapter is not None:
+            weights = hashlib.sha256((Path(adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()
+    except Exception:  # rules, prompted baselines, endpoints: the name says it all
+        pass
+    return {"model": name, "adapter_sha256": weights, "data_sha256": data, **settings}
+
+
+def _resume(path: Path, fingerprint: dict[str, Any], conversations: list[Conversation]) -> tuple[list[TurnRecord], int]:
+    """Records of the conversations a killed or earlier run finished with the same fingerprint, and their count."""
+    key = path.with_suffix(".fingerprint.json")
+    if not path.exists() or not key.exists() or json.loads(key.read_text()) != fingerprint:
+        key.write_text(json.dumps(fingerprint, indent=2))
+        path.write_text("")
+        return [], 0
+    rows = [TurnRecord(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    kept, n = 0, 0
+    for conv in conversations:  # keep whole conversations only
+        if n + conv.user_turns > len(rows):
+            break
+        n += conv.user_turns
+        kept += 1
+    rows = rows[:n]
+    path.write_text("".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows))
+    return rows, kept
+
+
 def evaluate_models(names: list[str], conversations: list[Conversation], out: Path, data: list[str],
                     load: Callable[[str], Any], threshold: float | None = None, replier: Any = None,
-                    with_similarity: bool = True) -> dict[str, dict[str, Any]]:
-    """Evaluate several models on the same conversations, with a progress bar; write the outputs."""
+                    with_similarity: bool = True, decisions_only: bool = False) -> dict[str, dict[str, Any]]:
+    """Evaluate several models on the same conversations, with a progress bar; write the outputs.
+
+    Turn records are appended to ``OUT/turns-MODEL.jsonl`` after every conversation. A later run with the
+    same model, data and settings picks up where the file ends (after a kill, or to add a model to a
+    comparison without re-running the others).
+    """
     from rich.progress import Progress
 
     from chimein.assistant.core import TwoStage
 
+    out.mkdir(parents=True, exist_ok=True)
     total = sum(c.user_turns for c in conversations)
     similarity = embedding_similarity() if with_similarity else None
-    reports, records = {}, {}
+    reports = {}
     with Progress() as progress:
         for name in names:
-            task = progress.add_task(f"{name}: loading", total=total)
-            backend = load(name)
-            if replier is not None and name not in ("silent", "mention"):
-                backend = TwoStage(backend, replier)
-            progress.update(task, description=name)
-            records[name] = evaluate(backend, conversations, threshold=threshold, on_turn=lambda: progress.advance(task))
-            reports[name] = summarize(records[name], similarity)
-    write_outputs(out, reports, records, data)
+            path = out / f"turns-{_safe(name)}.jsonl"
+            fingerprint = run_fingerprint(name, conversations, threshold=threshold, decisions_only=decisions_only,
+                                          replier=getattr(replier, "model", None))
+            done, n_done = _resume(path, fingerprint, conversations)
+            task = progress.add_task(f"{name}: loading", total=total, completed=len(done))
+            todo = conversations[n_done:]
+            if todo:
+                backend = load(name)
+                if replier is not None and name not in ("silent", "mention"):
+                    backend = TwoStage(backend, replier)
+                progress.update(task, description=name)
+
+                def append(rows: list[TurnRecord], path: Path = path) -> None:
+                    with open(path, "a") as f:
+                        f.writelines(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows)
+
+                done += evaluate(backend, todo, threshold=threshold, decisions_only=decisions_only,
+                                 on_turn=lambda: progress.advance(task), on_conversation=append)
+            reports[name] = summarize(done, similarity)
+    write_outputs(out, reports, data)
     return reports

@@ -204,8 +204,13 @@ def eval_(
     reply_model: Optional[str] = ReplyModelOpt, reply_api_key_env: str = ReplyKeyOpt,
     limit: Optional[int] = typer.Option(None, help="only the first N conversations"),
     similarity: bool = typer.Option(True, help="score replies against gold with all-MiniLM-L6-v2"),
+    decisions_only: bool = typer.Option(False, help="models with p_speak: decide only, write no replies (fast)"),
 ) -> None:
-    """Teacher-forced evaluation of when to speak and what to say, several models side by side."""
+    """Teacher-forced evaluation of when to speak and what to say, several models side by side.
+
+    Turn records are written as the run goes: run the same command again after a kill, or with one more
+    model in --compare, and finished work is reused.
+    """
     from chimein.data import load_conversations
     from chimein.eval.run import evaluate_models, markdown_table
 
@@ -213,7 +218,7 @@ def eval_(
     reports = evaluate_models(
         [m.strip() for m in compare.split(",") if m.strip()], conversations, out, [str(f) for f in files],
         lambda m: _backend(m, base_url, api_key_env, style, eagerness), eagerness,
-        _replier(reply_base_url, reply_model, reply_api_key_env), similarity,
+        _replier(reply_base_url, reply_model, reply_api_key_env), similarity, decisions_only,
     )
     console.print(markdown_table(reports), markup=False, highlight=False)
     console.print(f"report written to {out}/report.md")

@@ -36,6 +36,10 @@ class TrainConfig:
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.03
     max_grad_norm: float = 1.0
+    # Loss weight of the token that decides (silence) vs (response) in each assistant turn (1 = plain SFT).
+    # The decision is about one trained token in eight; weighting it makes the adapter learn when to speak
+    # before it learns reply wording (train/trainer.py).
+    decision_weight: float = 1.0
     num_train_epochs: float = 1.0
     max_steps: int = -1
     per_device_train_batch_size: int = 1
@@ -62,6 +66,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.load_in_4bit and (self.bf16 and self.fp16):
             raise ValueError("choose bf16 or fp16 compute, not both")
+        if self.decision_weight <= 0:
+            raise ValueError("decision_weight must be positive")
         if self.lora_r <= 0:
             raise ValueError("lora_r must be positive")
         if self.packing and self.per_device_train_batch_size != 1:
@@ -80,7 +86,8 @@ _SEED_7B = dict(
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU default: fast on 2 cores, full precision weights dequantized from the shipped GGUF.
-    "smollm2-135m": dict(model="smollm2-135m-instruct", output_dir="runs/smollm2-135m"),
+    "smollm2-135m": dict(model="smollm2-135m-instruct", output_dir="runs/smollm2-135m", num_train_epochs=2.0,
+                         decision_weight=5.0),
     "gemma3-270m": dict(model="gemma3-270m", template="gemma", output_dir="runs/gemma3-270m", max_length=1536),
     "llama-2-7b-chat": dict(lora_top_layers=None, target_modules="all-linear", model="llama-2-7b-chat", template="llama-2", output_dir="runs/llama-2-7b-chat", **_SEED_7B),
     "zephyr-7b-beta": dict(lora_top_layers=None, target_modules="all-linear", model="zephyr-7b-beta", template="zephyr", output_dir="runs/zephyr-7b-beta", **_SEED_7B),

@@ -160,7 +160,9 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     import yaml
     from datasets import Dataset
     from transformers.trainer_callback import ProgressCallback
-    from trl import SFTTrainer
+
+    from chimein.assistant.markers import find_marker_split
+    from chimein.train.trainer import DecisionWeightedSFTTrainer
 
     from chimein.models import load_causal_lm, load_tokenizer, resolve_model
 
@@ -189,9 +191,10 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     # With a KV cache in the forward pass transformers ignores packed position_ids and lets a conversation
     # attend to the one packed before it. Training never needs the cache.
     model.config.use_cache = False
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, eval_ds is not None), train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tokenizer,
-                         peft_config=lora_config(cfg, model.config.num_hidden_layers))
+    trainer = DecisionWeightedSFTTrainer(
+        model=model, args=sft_config(cfg, eval_ds is not None), train_dataset=train_ds, eval_dataset=eval_ds,
+        processing_class=tokenizer, peft_config=lora_config(cfg, model.config.num_hidden_layers),
+        decision_weight=cfg.decision_weight, decision_tokens=len(find_marker_split(fmt).shared) + 1)
     if not progress:
         trainer.remove_callback(ProgressCallback)
     start = time.time()
