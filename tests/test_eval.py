@@ -92,6 +92,8 @@ def test_cli_eval_compare_writes_the_report(tmp_path, sample_conversations):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "ev" / "report.md").read_text()
     assert "| silent |" in md and "| mention |" in md and "balanced_accuracy" in md
+    # mention speaks on 2 of the 7 turns ("bot, how many...", "lol the bot was slow"), silent on none
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["agreement"] == {"silent vs mention": round(5 / 7, 4)}
 
 
 def test_reply_similarity_uses_the_packaged_embedding_model():

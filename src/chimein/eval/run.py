@@ -160,10 +160,26 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[str]) -> None:
+def decision_agreement(records: dict[str, list[TurnRecord]]) -> dict[str, float]:
+    """Fraction of turns on which two models made the same speak/silent decision, for every pair.
+
+    ``default`` against ``llamacpp:default`` is the GGUF round-trip check (same adapter, quantized base).
+    """
+    names = list(records)
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pairs = list(zip(records[a], records[b]))
+            if pairs:
+                out[f"{a} vs {b}"] = round(sum(x.speak == y.speak for x, y in pairs) / len(pairs), 4)
+    return out
+
+
+def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[str],
+                  agreement: dict[str, float] | None = None) -> None:
     """report.json, report.md and the PR-curve plots (the turn records are written as the run goes)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps({"data": list(data), "models": reports}, indent=2))
+    (out / "report.json").write_text(json.dumps({"data": list(data), "models": reports, "agreement": agreement or {}}, indent=2))
     md = [f"# chimein eval: {', '.join(data)}", "", markdown_table(reports), "",
           "Per-turn categories: `addressed` (gold speaks, the assistant is named), `volunteered` (gold speaks, not named),",
           "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.", ""]
@@ -171,6 +187,9 @@ def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[
         if "best_threshold" in r:
             md.append(f"- {name}: F1-optimal speaking threshold {r['best_threshold']} (F1 {r['best_threshold_f1']})")
             plot_pr_curve(r["pr_curve"], out / f"pr_curve-{_safe(name)}.png", name)
+    if agreement:
+        md += ["", "Decision agreement (same speak/silent decision on a turn):", ""]
+        md += [f"- {pair}: {value:.1%}" for pair, value in agreement.items()]
     (out / "report.md").write_text("\n".join(md) + "\n")
 
 
@@ -249,7 +268,7 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
     out.mkdir(parents=True, exist_ok=True)
     total = sum(c.user_turns for c in conversations)
     similarity = embedding_similarity() if with_similarity else None
-    reports = {}
+    reports, records = {}, {}
     with Progress() as progress:
         for name in names:
             path = out / f"turns-{_safe(name)}.jsonl"
@@ -270,6 +289,7 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
 
                 done += evaluate(backend, todo, threshold=threshold, decisions_only=decisions_only,
                                  on_turn=lambda: progress.advance(task), on_conversation=append)
+            records[name] = done
             reports[name] = summarize(done, similarity)
-    write_outputs(out, reports, data)
+    write_outputs(out, reports, data, decision_agreement(records))
     return reports
