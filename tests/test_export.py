@@ -2,6 +2,7 @@
 
 import pytest
 
+from chimein.export import export
 from chimein.models import DEFAULT_ADAPTER_DIR
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_ADAPTER_DIR / "adapter_config.json").exists(), reason="no default adapter shipped yet")
@@ -9,8 +10,6 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_ADAPTER_DIR / "adapter_config.json"
 
 def test_adapter_gguf_has_llama_cpp_metadata(tmp_path):
     import gguf
-
-    from chimein.export import export
 
     out = export("default", tmp_path, copy_base=False)
     reader = gguf.GGUFReader(str(out.adapter))
@@ -20,3 +19,24 @@ def test_adapter_gguf_has_llama_cpp_metadata(tmp_path):
     names = {t.name for t in reader.tensors}
     assert any(n.endswith("attn_q.weight.lora_a") for n in names) and any(n.endswith("ffn_down.weight.lora_b") for n in names)
     assert "ADAPTER" in out.modelfile.read_text()
+
+
+@pytest.mark.slow
+def test_exported_gguf_decides_like_the_pytorch_model(tmp_path):
+    """Round trip: the exported adapter on llama.cpp's quantized base agrees with PyTorch on >= 95% of turns."""
+    from pathlib import Path
+
+    from chimein.assistant.backends.hf import HFBackend
+    from chimein.assistant.backends.llamacpp import LlamaCppBackend
+    from chimein.data import load_conversations
+    from chimein.eval.run import decision_agreement, evaluate
+
+    out = export("default", tmp_path, copy_base=False)
+    convs = load_conversations(Path(__file__).resolve().parents[1] / "data" / "valid.jsonl")[:8]
+    torch_records = evaluate(HFBackend.load("default"), convs, decisions_only=True)
+    llama_records = evaluate(LlamaCppBackend.load("default", adapter_gguf=str(out.adapter)), convs, decisions_only=True)
+    assert sum(r.gold_speak for r in torch_records) >= 10  # the sample has real speaking turns to agree on
+    assert decision_agreement({"torch": torch_records, "llama.cpp": llama_records})["torch vs llama.cpp"] >= 0.95
+    # and the probabilities themselves are close, not just the thresholded decisions
+    gaps = sorted(abs(a.p_speak - b.p_speak) for a, b in zip(torch_records, llama_records))
+    assert gaps[len(gaps) // 2] < 0.05
