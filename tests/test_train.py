@@ -148,3 +148,14 @@ def test_decision_weight_multiplies_exactly_the_decision_token_loss(tiny_model, 
     assert torch.isclose(plain, (nll * trained).sum() / n, atol=1e-4)
     assert torch.isclose(weighted, ((nll * trained).sum() + 4.0 * (nll * decision).sum()) / n, atol=1e-4)
     assert decision.sum() == k * sample_conversations[0].user_turns
+
+
+def test_the_config_file_and_the_preset_are_the_same_recipe():
+    from pathlib import Path
+
+    from chimein.models import resolve_model
+
+    preset = build_config("smollm2-135m").to_dict()
+    from_file = build_config(None, Path(__file__).resolve().parents[1] / "configs" / "smollm2-135m.yaml").to_dict()
+    preset["template"] = preset["template"] or resolve_model(preset["model"]).template
+    assert from_file == preset
