@@ -90,6 +90,7 @@ def test_short_real_training_lowers_the_loss_on_assistant_tokens_only(tmp_path):
     assert losses[-1] < losses[0]  # the same two conversations every step: the loss on them must fall
     for f in ("adapter_config.json", "adapter_model.safetensors", "config.yaml", "chimein.json", "report.md", "tokenizer.json"):
         assert (tmp_path / "run" / f).exists(), f
+    assert json.loads((tmp_path / "run" / "adapter_config.json").read_text())["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     # Only assistant tokens carried loss: the labels the trainer saw are -100 everywhere else.
     from chimein.models import load_tokenizer, resolve_model
 

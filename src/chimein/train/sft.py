@@ -203,6 +203,7 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     seconds = time.time() - start
 
     trainer.model.save_pretrained(out)
+    _name_the_base_model(out / "adapter_config.json", cfg.model)
     tokenizer.save_pretrained(out)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     (out / "chimein.json").write_text(json.dumps({"base_model": cfg.model, "template": fmt.template_name}, indent=2))
@@ -212,6 +213,18 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     res = TrainResult(out, float(result.training_loss), int(result.global_step), seconds, tokens, trained)
     _write_report(out, cfg, res, len(train_convs), trainer.train_dataset.num_rows)
     return res
+
+
+def _name_the_base_model(adapter_config: Path, model: str) -> None:
+    """peft records the path the base was loaded from (chimein's cache of the dequantized GGUF); write the
+    registry's hub id instead, so the adapter also loads elsewhere (vLLM, peft, the hub)."""
+    from chimein.models import REGISTRY
+
+    spec = REGISTRY.get(model)
+    if spec is not None and spec.hub_id:
+        data = json.loads(adapter_config.read_text())
+        data["base_model_name_or_path"] = spec.hub_id
+        adapter_config.write_text(json.dumps(data, indent=2))
 
 
 def _last_checkpoint(out: Path) -> Path | None:
