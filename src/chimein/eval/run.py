@@ -125,6 +125,7 @@ def _per_group(records: list[TurnRecord], key: Callable[[TurnRecord], str]) -> d
         m = decision_metrics([r.gold_speak for r in rs], [r.speak for r in rs])
         # Within a per-turn category all gold labels agree, so accuracy says it all.
         out[name] = {"turns": m.n, "accuracy": round(m.accuracy, 4), "f1": round(m.f1, 4),
+                     "balanced_accuracy": round(m.balanced_accuracy, 4),
                      "false_interjection_rate": round(m.false_interjection_rate, 4)}
     return out
 
@@ -175,6 +176,21 @@ def decision_agreement(records: dict[str, list[TurnRecord]]) -> dict[str, float]
     return out
 
 
+def category_table(reports: dict[str, dict[str, Any]]) -> str:
+    """Speak-F1 / false-interjection rate per conversation category (the data's ``category`` field)."""
+    cats = sorted({c for r in reports.values() for c in r.get("per_conversation_category", {})})
+    if not cats:
+        return ""
+    some = next(r for r in reports.values() if "per_conversation_category" in r)["per_conversation_category"]
+    head = ["model", *(f"{c} ({some[c]['turns']} turns)" for c in cats)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in reports.items():
+        per = r.get("per_conversation_category", {})
+        cells = [f"{per[c]['f1']:.2f} / {per[c]['false_interjection_rate']:.2f}" if c in per else "-" for c in cats]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[str],
                   agreement: dict[str, float] | None = None) -> None:
     """report.json, report.md and the PR-curve plots (the turn records are written as the run goes)."""
@@ -183,6 +199,9 @@ def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[
     md = [f"# chimein eval: {', '.join(data)}", "", markdown_table(reports), "",
           "Per-turn categories: `addressed` (gold speaks, the assistant is named), `volunteered` (gold speaks, not named),",
           "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.", ""]
+    by_category = category_table(reports)
+    if by_category:
+        md += ["Speak F1 / false-interjection rate per conversation category:", "", by_category, ""]
     for name, r in reports.items():
         if "best_threshold" in r:
             md.append(f"- {name}: F1-optimal speaking threshold {r['best_threshold']} (F1 {r['best_threshold_f1']})")
