@@ -271,9 +271,17 @@ def _resume(path: Path, fingerprint: dict[str, Any], conversations: list[Convers
     return rows, kept
 
 
+def group_conversations(records: list[TurnRecord], conversations: list[Conversation], field: str) -> None:
+    """Set each record's ``conversation_category`` from the conversation's ``field`` (records are in order)."""
+    labels = [str(c.meta.get(field, "")) for c in conversations for _ in range(c.user_turns)]
+    for record, label in zip(records, labels):
+        record.conversation_category = label
+
+
 def evaluate_models(names: list[str], conversations: list[Conversation], out: Path, data: list[str],
                     load: Callable[[str], Any], threshold: float | None = None, replier: Any = None,
-                    with_similarity: bool = True, decisions_only: bool = False) -> dict[str, dict[str, Any]]:
+                    with_similarity: bool = True, decisions_only: bool = False,
+                    group_by: str = "category") -> dict[str, dict[str, Any]]:
     """Evaluate several models on the same conversations, with a progress bar; write the outputs.
 
     Turn records are appended to ``OUT/turns-MODEL.jsonl`` after every conversation. A later run with the
@@ -308,6 +316,7 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
 
                 done += evaluate(backend, todo, threshold=threshold, decisions_only=decisions_only,
                                  on_turn=lambda: progress.advance(task), on_conversation=append)
+            group_conversations(done, conversations, group_by)
             records[name] = done
             reports[name] = summarize(done, similarity)
     write_outputs(out, reports, data, decision_agreement(records))

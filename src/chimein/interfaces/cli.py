@@ -205,6 +205,7 @@ def eval_(
     limit: Optional[int] = typer.Option(None, help="only the first N conversations"),
     similarity: bool = typer.Option(True, help="score replies against gold with all-MiniLM-L6-v2"),
     decisions_only: bool = typer.Option(False, help="models with p_speak: decide only, write no replies (fast)"),
+    group_by: str = typer.Option("category", help="conversation field for the per-category table (e.g. attack)"),
 ) -> None:
     """Teacher-forced evaluation of when to speak and what to say, several models side by side.
 
@@ -218,7 +219,7 @@ def eval_(
     reports = evaluate_models(
         [m.strip() for m in compare.split(",") if m.strip()], conversations, out, [str(f) for f in files],
         lambda m: _backend(m, base_url, api_key_env, style, eagerness), eagerness,
-        _replier(reply_base_url, reply_model, reply_api_key_env), similarity, decisions_only,
+        _replier(reply_base_url, reply_model, reply_api_key_env), similarity, decisions_only, group_by,
     )
     console.print(markdown_table(reports), markup=False, highlight=False)
     console.print(f"report written to {out}/report.md")
