@@ -198,3 +198,19 @@ def test_chat_loop_through_scripted_input():
     out = console.file.getvalue()
     assert "(silent p=0.10)" in out and "assistant: Seventeen." in out
     assert bot.history[1].name == "Ben" and bot.threshold == 0.2
+
+
+def test_the_overflow_policy_rebuilds_rarely():
+    """Each overflow drops the oldest turns down to 3/4 of the budget, so rebuilds are rare."""
+    from chimein.assistant.window import fit_window
+
+    msgs = history(200)
+    tokens = lambda ms: [0] * (10 * len(ms))  # noqa: E731 - ten tokens per message
+    start, rebuilds = 0, 0
+    for i in range(len(msgs)):
+        new_start, ids = fit_window(msgs[: i + 1], start, tokens, budget=400)
+        rebuilds += new_start != start
+        start = new_start
+        assert len(ids) <= 400
+    assert start > 0
+    assert rebuilds <= 200 // 9  # one per ~10 messages (a quarter of the budget), never one per message

@@ -12,9 +12,7 @@ generate the assistant turn token by token, every message.
 
 Prompted baseline (``style="baseline"``): the seed's system prompt and reminders, generated, post-filtered.
 
-Context overflow policy: when a room's prompt exceeds ``max_context_tokens``, the oldest messages are
-dropped until the prompt fits in three quarters of the budget; the cache is rebuilt once, after which the
-next quarter of the budget is cheap again.
+Context overflow: ``assistant/window.py`` (drop the oldest turns down to 3/4 of ``max_context_tokens``).
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from chimein.assistant.core import Decision, parse_reply
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
 from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
+from chimein.assistant.window import fit_window
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
 
 
@@ -95,20 +94,8 @@ class HFBackend:
         return Decision(speak, text, p_speak, RESPONSE + raw, tokens_processed=processed)
 
     def _windowed_prompt(self, messages: list[Message], state: RoomCache) -> list[int]:
-        if state.start >= len(messages):
-            state.start = 0
-        ids = self.fmt.prompt_ids(to_chat_turns(messages[state.start:], open_end=True))
-        if len(ids) <= self.max_context_tokens:
-            return ids
-        while len(ids) > self.max_context_tokens * 3 // 4:
-            nxt = next((i for i in range(state.start + 1, len(messages)) if messages[i].role == "user"), None)
-            if nxt is None or nxt == len(messages) - 1 and len(ids) <= self.max_context_tokens:
-                break
-            if nxt == len(messages) - 1:
-                # Only the newest message is left and it is still too long: keep its last tokens.
-                return ids[-self.max_context_tokens:]
-            state.start = nxt
-            ids = self.fmt.prompt_ids(to_chat_turns(messages[state.start:], open_end=True))
+        state.start, ids = fit_window(messages, state.start, lambda ms: self.fmt.prompt_ids(to_chat_turns(ms, open_end=True)),
+                                      self.max_context_tokens)
         return ids
 
     @torch.inference_mode()

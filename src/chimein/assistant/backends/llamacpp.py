@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
+from chimein.assistant.window import fit_window
 from chimein.assistant.core import Decision, parse_reply
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
@@ -104,18 +105,8 @@ class LlamaCppBackend:
         return logits.copy(), len(target) - n
 
     def _prompt(self, messages: list[Message], room: LlamaRoom) -> list[int]:
-        if room.start >= len(messages):
-            room.start = 0
-        ids = self.tokenize(self.fmt.render(to_chat_turns(messages[room.start:], open_end=True), add_generation_prompt=True))
-        while len(ids) > self.max_context_tokens:
-            # Same policy as the transformers backend: drop the oldest messages, down to 3/4 of the budget.
-            nxt = next((i for i in range(room.start + 1, len(messages)) if messages[i].role == "user"), None)
-            if nxt is None or nxt == len(messages) - 1:
-                return ids[-self.max_context_tokens:]
-            room.start = nxt
-            ids = self.tokenize(self.fmt.render(to_chat_turns(messages[room.start:], open_end=True), add_generation_prompt=True))
-            if len(ids) <= self.max_context_tokens * 3 // 4:
-                break
+        render = lambda ms: self.tokenize(self.fmt.render(to_chat_turns(ms, open_end=True), add_generation_prompt=True))  # noqa: E731
+        room.start, ids = fit_window(messages, room.start, render, self.max_context_tokens)
         return ids
 
     def decide(self, messages: list[Message], state: LlamaRoom | None = None, threshold: float | None = None) -> Decision:
