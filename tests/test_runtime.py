@@ -214,3 +214,15 @@ def test_the_overflow_policy_rebuilds_rarely():
         assert len(ids) <= 400
     assert start > 0
     assert rebuilds <= 200 // 9  # one per ~10 messages (a quarter of the budget), never one per message
+
+
+@pytest.mark.slow
+def test_the_naive_loop_of_the_real_default_stops_at_the_end_of_its_turn():
+    """The seed's loop (generate the whole assistant turn) must stop after "(silence)", not run to the limit."""
+    from chimein.assistant.backends.hf import HFBackend
+
+    naive = HFBackend.load("default", mode="generate", max_new_tokens=40)
+    d = naive.decide(history(4), naive.new_state())
+    generated = naive.tokenizer(d.raw.split(naive.fmt.end_of_turn)[0], add_special_tokens=False)["input_ids"]
+    assert d.raw.startswith("(silence)") and not d.speak
+    assert len(generated) < 10

@@ -136,9 +136,11 @@ class HFBackend:
 
     @torch.inference_mode()
     def _generate_fresh(self, prompt_ids: list[int]) -> str:
+        # No repetition penalty here: transformers applies it to the prompt too, where the end-of-turn token
+        # appears after every message, so the model could no longer stop and every turn ran to max_new_tokens.
         out = self.model.generate(
             torch.tensor([prompt_ids]), max_new_tokens=self.max_new_tokens, do_sample=False,
-            repetition_penalty=1.3, eos_token_id=list(self.stop_ids) or None, pad_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=list(self.stop_ids) or None, pad_token_id=self.tokenizer.eos_token_id,
         )
         return self.tokenizer.decode(out[0, len(prompt_ids):], skip_special_tokens=False)
 
