@@ -111,7 +111,9 @@ class HFBackend:
         elif n < state.cache.get_seq_length():
             state.cache.crop(n - state.cache.get_seq_length())  # transformers 5: a negative count removes tokens
         new = torch.tensor([target[n:]], dtype=torch.long)
-        out = self.model(input_ids=new, past_key_values=state.cache, use_cache=True)
+        # Only the last position's logits are needed: a rebuild after an overflow would otherwise materialise
+        # (tokens x vocabulary) floats, about 400 MB for a 2,048-token window.
+        out = self.model(input_ids=new, past_key_values=state.cache, use_cache=True, logits_to_keep=1)
         state.cache = out.past_key_values
         state.ids = list(target)
         return out.logits[0, -1], len(target) - n
