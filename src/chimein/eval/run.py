@@ -237,9 +237,12 @@ def _safe(name: str) -> str:
     return name.replace("/", "_").replace(":", "_")
 
 
-def run_fingerprint(name: str, conversations: list[Conversation], **settings: Any) -> dict[str, Any]:
+def data_fingerprint(conversations: list[Conversation]) -> str:
+    return hashlib.sha256("\n".join(json.dumps(c.to_json(), sort_keys=True) for c in conversations).encode()).hexdigest()
+
+
+def run_fingerprint(name: str, data_sha256: str, **settings: Any) -> dict[str, Any]:
     """What a model's turn records depend on: the model (adapter weights included), the data, the settings."""
-    data = hashlib.sha256("\n".join(json.dumps(c.to_json(), sort_keys=True) for c in conversations).encode()).hexdigest()
     weights = None
     try:
         from chimein.models import resolve_model
@@ -249,7 +252,7 @@ def run_fingerprint(name: str, conversations: list[Conversation], **settings: An
             weights = hashlib.sha256((Path(adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()
     except Exception:  # rules, prompted baselines, endpoints: the name says it all
         pass
-    return {"model": name, "adapter_sha256": weights, "data_sha256": data, **settings}
+    return {"model": name, "adapter_sha256": weights, "data_sha256": data_sha256, **settings}
 
 
 def _resume(path: Path, fingerprint: dict[str, Any], conversations: list[Conversation]) -> tuple[list[TurnRecord], int]:
@@ -296,10 +299,11 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
     total = sum(c.user_turns for c in conversations)
     similarity = embedding_similarity() if with_similarity else None
     reports, records = {}, {}
+    data_sha256 = data_fingerprint(conversations)  # once, not once per model
     with Progress() as progress:
         for name in names:
             path = out / f"turns-{_safe(name)}.jsonl"
-            fingerprint = run_fingerprint(name, conversations, threshold=threshold, decisions_only=decisions_only,
+            fingerprint = run_fingerprint(name, data_sha256, threshold=threshold, decisions_only=decisions_only,
                                           replier=getattr(replier, "model", None))
             done, n_done = _resume(path, fingerprint, conversations)
             task = progress.add_task(f"{name}: loading", total=total, completed=len(done))
