@@ -9,7 +9,9 @@ One process, one run, same conversation for every backend:
 - llama.cpp: the same fast path on the quantized GGUF base + LoRA adapter GGUF
 
 Latency is measured on the messages just before each history length (10, 50, 200); ratios are taken
-against the naive loop measured in the same run.
+against the naive loop measured in the same run. Memory is the peak RSS of a fresh process per fast backend
+(this script re-run with ``--memory-of NAME``) replaying the same 200 messages: in the latency process
+every backend after the first would inherit what the earlier ones left behind (torch, the heap).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import argparse
 import gc
 import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
-
-import psutil
 
 from chimein.assistant import load_backend
 from chimein.data import Message, load_conversations
@@ -40,8 +42,26 @@ def long_conversation(n: int) -> list[Message]:
     raise SystemExit("not enough validation messages")
 
 
-def rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
+def peak_rss_mb() -> float:
+    """The kernel's high-water mark of this process's resident memory (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def replay_for_memory(spec: str, messages: list[Message]) -> None:
+    """Child process: load one backend, replay every message into one room, print the peak RSS."""
+    backend = load_backend(name=spec)
+    state = backend.new_state()
+    for end in range(1, len(messages) + 1):
+        backend.decide(messages[:end], state, threshold=1.01)
+    print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+def fresh_process_peak(spec: str) -> float:
+    out = subprocess.run([sys.executable, __file__, "--memory-of", spec], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
 def measure(backend, messages: list[Message], samples: int, incremental: bool) -> dict[int, dict[str, float]]:
@@ -69,38 +89,36 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "decision_latency.json"))
+    ap.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: the fresh-process memory replay
     args = ap.parse_args()
     messages = long_conversation(max(LENGTHS))
+    if args.memory_of:
+        return replay_for_memory(args.memory_of, messages)
     samples = 2 if args.quick else 5
     rows = {}
-    # The cached backend goes first so that its memory is that of a fresh process: the "inference memory"
-    # figure. The later rows add to what is already there, so their memory is reported as the increase.
     for name, spec, incremental, n in [
         ("cached", dict(name=args.model), True, samples),
         ("llama.cpp", dict(name=f"llamacpp:{args.model}"), True, samples),
         ("naive", dict(name=args.model, mode="generate"), False, 2 if args.quick else 3),
     ]:
-        gc.collect()
-        before = rss_mb()
         backend = load_backend(**spec)
-        loaded = rss_mb()
-        res = measure(backend, messages, n, incremental)
-        rows[name] = {"latency_s": res, "rss_mb_after_load": round(loaded, 1), "rss_mb_after_run": round(rss_mb(), 1),
-                      "rss_mb_added": round(rss_mb() - before, 1)}
+        rows[name] = {"latency_s": measure(backend, messages, n, incremental)}
         del backend
         gc.collect()
+    for name, spec in [("cached", args.model), ("llama.cpp", f"llamacpp:{args.model}")]:
+        rows[name]["fresh_process_peak_rss_mb"] = fresh_process_peak(spec)
     naive50 = rows["naive"]["latency_s"][50]["p50"]
     for name, row in rows.items():
         lat = row["latency_s"]
         row["speedup_vs_naive_at_50"] = round(naive50 / lat[50]["p50"], 1)
         row["p50_200_over_p50_10"] = round(lat[200]["p50"] / lat[10]["p50"], 2)
     print(f"{'backend':<10} " + " ".join(f"{'p50@' + str(n):>9} {'p95@' + str(n):>9}" for n in LENGTHS)
-          + f" {'x naive@50':>10} {'200/10':>7} {'+RSS MB':>8}")
+          + f" {'x naive@50':>10} {'200/10':>7} {'peak MB':>8}")
     for name, row in rows.items():
         lat = row["latency_s"]
         cells = " ".join(f"{lat[n]['p50'] * 1000:>7.0f}ms {lat[n]['p95'] * 1000:>7.0f}ms" for n in LENGTHS)
-        print(f"{name:<10} {cells} {row['speedup_vs_naive_at_50']:>10} {row['p50_200_over_p50_10']:>7} {row['rss_mb_added']:>8}")
-    print(f"process memory with the cached {args.model} model loaded and run: {rows['cached']['rss_mb_after_run']:.0f} MB")
+        print(f"{name:<10} {cells} {row['speedup_vs_naive_at_50']:>10} {row['p50_200_over_p50_10']:>7} {row.get('fresh_process_peak_rss_mb', '-'):>8}")
+    print("peak MB: peak RSS of a fresh process replaying the 200 messages with that backend alone")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": args.model, "lengths": LENGTHS, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from chimein.assistant.backends.hf import HFBackend, RoomCache
+from chimein.assistant.backends.hf import PREFILL_CHUNK, HFBackend, RoomCache
 from chimein.assistant.markers import find_marker_split
 from chimein.assistant.backends.rules import MentionBackend, SilentBackend
 from chimein.assistant.core import Assistant, Decision, TwoStage, parse_reply
@@ -55,6 +55,16 @@ def test_cached_p_speak_equals_a_fresh_full_forward(backend):
     cached = [backend.decide(msgs[: i + 1], state, threshold=1.1).p_speak for i in range(len(msgs))]
     fresh = [backend.decide(msgs[: i + 1], RoomCache(), threshold=1.1).p_speak for i in range(len(msgs))]
     assert cached == pytest.approx(fresh, abs=1e-5)
+
+
+def test_a_long_prompt_runs_in_chunks_and_equals_one_full_forward(backend):
+    state = RoomCache()
+    d = backend.decide(history(40), state, threshold=1.1)
+    assert len(state.ids) > 2 * PREFILL_CHUNK  # the first decision ran several chunks
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([state.ids])).logits[0, -1]
+    pair = torch.stack([logits[backend.split.response], logits[backend.split.silence]]).float()
+    assert d.p_speak == pytest.approx(float(torch.softmax(pair, dim=0)[0]), abs=1e-5)
 
 
 def test_cache_makes_each_message_cost_only_its_own_tokens(backend):

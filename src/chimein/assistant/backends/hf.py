@@ -30,6 +30,9 @@ from chimein.assistant.window import fit_window
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
 
 
+PREFILL_CHUNK = 256  # tokens per forward pass when a room's cache is (re)built
+
+
 @dataclass
 class RoomCache:
     """One room's model state: the tokens the key/value cache covers, and the cache itself."""
@@ -110,11 +113,13 @@ class HFBackend:
             state.cache, n = DynamicCache(config=self.model.config), 0
         elif n < state.cache.get_seq_length():
             state.cache.crop(n - state.cache.get_seq_length())  # transformers 5: a negative count removes tokens
-        new = torch.tensor([target[n:]], dtype=torch.long)
-        # Only the last position's logits are needed: a rebuild after an overflow would otherwise materialise
-        # (tokens x vocabulary) floats, about 400 MB for a 2,048-token window.
-        out = self.model(input_ids=new, past_key_values=state.cache, use_cache=True, logits_to_keep=1)
-        state.cache = out.past_key_values
+        # A rebuild after an overflow runs a whole window: in chunks, so that the attention scores and MLP
+        # activations of one chunk are all that is ever held (a 1,500-token pass in one go adds ~250 MB).
+        # Only the last position's logits are kept: (tokens x vocabulary) floats would be ~400 MB more.
+        for start in range(n, len(target), PREFILL_CHUNK):
+            new = torch.tensor([target[start:start + PREFILL_CHUNK]], dtype=torch.long)
+            out = self.model(input_ids=new, past_key_values=state.cache, use_cache=True, logits_to_keep=1)
+            state.cache = out.past_key_values
         state.ids = list(target)
         return out.logits[0, -1], len(target) - n
 
