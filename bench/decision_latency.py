@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,11 +44,8 @@ def long_conversation(n: int) -> list[Message]:
 
 
 def peak_rss_mb() -> float:
-    """The kernel's high-water mark of this process's resident memory (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    """This process's high-water mark of resident memory (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def replay_for_memory(spec: str, messages: list[Message]) -> None:

@@ -6,6 +6,7 @@ import torch
 
 from chimein.assistant.backends.hf import PREFILL_CHUNK, HFBackend, RoomCache
 from chimein.assistant.markers import find_marker_split
+from chimein.assistant.window import fit_window
 from chimein.assistant.backends.rules import MentionBackend, SilentBackend
 from chimein.assistant.core import Assistant, Decision, TwoStage, parse_reply
 from chimein.data import Message
@@ -212,8 +213,6 @@ def test_chat_loop_through_scripted_input():
 
 def test_the_overflow_policy_rebuilds_rarely():
     """Each overflow drops the oldest turns down to 3/4 of the budget, so rebuilds are rare."""
-    from chimein.assistant.window import fit_window
-
     msgs = history(200)
     tokens = lambda ms: [0] * (10 * len(ms))  # noqa: E731 - ten tokens per message
     start, rebuilds = 0, 0
@@ -229,8 +228,6 @@ def test_the_overflow_policy_rebuilds_rarely():
 @pytest.mark.slow
 def test_the_naive_loop_of_the_real_default_stops_at_the_end_of_its_turn():
     """The seed's loop (generate the whole assistant turn) must stop after "(silence)", not run to the limit."""
-    from chimein.assistant.backends.hf import HFBackend
-
     naive = HFBackend.load("default", mode="generate", max_new_tokens=40)
     d = naive.decide(history(4), naive.new_state())
     generated = naive.tokenizer(d.raw.split(naive.fmt.end_of_turn)[0], add_special_tokens=False)["input_ids"]
