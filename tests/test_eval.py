@@ -86,6 +86,23 @@ def test_decisions_only_takes_the_decision_from_p_speak_without_replies(sample_c
     assert all(r.reply == "" for r in quick) and any(r.reply for r in full)
 
 
+class Unsure(Scored):
+    """p_speak 0.1 everywhere; the direct-question rule is the only reason to speak."""
+    answer_direct_questions = True
+
+    def decide(self, messages, state=None, threshold=None):
+        from chimein.assistant.core import Decision, should_speak
+
+        speak = should_speak(0.1, 0.5 if threshold is None else threshold, messages[-1].content)
+        return Decision(speak, "x" if speak else "", 0.1)
+
+
+def test_eval_applies_the_direct_question_rule_with_and_without_replies(sample_conversations):
+    spoken = lambda records: [r.text for r in records if r.speak]  # noqa: E731
+    assert spoken(evaluate(Unsure(), sample_conversations, decisions_only=True)) == ["bot, how many syllables does a haiku have?"]
+    assert spoken(evaluate(Unsure(), sample_conversations)) == ["bot, how many syllables does a haiku have?"]
+
+
 def test_cli_eval_compare_writes_the_report(tmp_path, sample_conversations):
     f = write_jsonl(tmp_path / "v.jsonl", [c.to_json() for c in sample_conversations])
     res = CliRunner().invoke(app, ["eval", str(f), "--compare", "silent,mention", "--out", str(tmp_path / "ev"), "--no-similarity"])

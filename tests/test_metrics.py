@@ -1,7 +1,7 @@
 import pytest
 
 from chimein.eval.metrics import best_threshold, decision_metrics, pr_curve, turn_category
-from chimein.mentions import addresses_assistant, mentions_assistant
+from chimein.mentions import addresses_assistant, asks_the_assistant, mentions_assistant
 
 
 def test_confusion_and_rates_on_a_hand_made_case():
@@ -43,6 +43,19 @@ def test_threshold_sweep_finds_the_separating_threshold():
 def test_mention_and_address_rules(text, mention, address):
     assert mentions_assistant(text) is mention
     assert addresses_assistant(text) is address
+
+
+@pytest.mark.parametrize("text,asks", [
+    ("bot, how many syllables in a haiku?", True),
+    ("assistant are you even there?", True),
+    ("is it 5 or 7, bot?", True),
+    ("bot, sit this one out", False),  # addressed, asks nothing
+    ("thanks bot", False),
+    ("did the bot answer you yesterday?", False),  # a question, but about the bot
+    ("Sam, are you coming?", False),
+])
+def test_asking_the_assistant_directly(text, asks):
+    assert asks_the_assistant(text) is asks
 
 
 def test_turn_categories():

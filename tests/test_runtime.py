@@ -8,7 +8,7 @@ from chimein.assistant.backends.hf import PREFILL_CHUNK, HFBackend, RoomCache
 from chimein.assistant.markers import find_marker_split
 from chimein.assistant.window import fit_window
 from chimein.assistant.backends.rules import MentionBackend, SilentBackend
-from chimein.assistant.core import Assistant, Decision, TwoStage, parse_reply
+from chimein.assistant.core import Assistant, Decision, TwoStage, parse_reply, should_speak
 from chimein.data import Message
 from chimein.format import ChatFormat
 from chimein.interfaces.decider import JsonLinesDecider
@@ -84,6 +84,27 @@ def test_speaking_generates_and_the_reply_joins_the_cache(backend):
     follow = msgs + [Message("assistant", d.text or "ok"), Message("user", "and then?", "Ana")]
     d2 = backend.decide(follow, state, threshold=1.1)
     assert not d2.speak and d2.tokens_processed < 40
+
+
+def test_a_direct_question_is_answered_below_the_threshold(backend):
+    asked = history(3) + [Message("user", "bot, how long is the flight to lisbon?", "Ana")]
+    told = history(3) + [Message("user", "bot, sit this one out", "Ana")]
+    # threshold 1.0: p_speak (a two-way softmax) never reaches it, only the rule can make it speak
+    d = backend.decide(asked, RoomCache(), threshold=1.0)
+    assert d.speak and d.raw.startswith("(response)") and d.p_speak < 1.0
+    assert not backend.decide(told, RoomCache(), threshold=1.0).speak
+    backend.answer_direct_questions = False
+    try:
+        assert not backend.decide(asked, RoomCache(), threshold=1.0).speak
+    finally:
+        backend.answer_direct_questions = True
+
+
+def test_should_speak_rules():
+    assert should_speak(0.7, 0.5, "sushi obviously") and not should_speak(0.3, 0.5, "sushi obviously")
+    assert should_speak(0.1, 0.5, "bot, what time is it?")
+    assert not should_speak(0.1, 0.5, "bot, what time is it?", answer_direct_questions=False)
+    assert not should_speak(0.99, 2.0, "bot, what time is it?")  # above 1: p_speak only, never speaks
 
 
 def test_rooms_do_not_mix(backend):

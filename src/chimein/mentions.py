@@ -33,3 +33,9 @@ def addresses_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NA
         rf"\b(?:can|could|would|will)\s+(?:the\s+|you\s+)?(?:{n})(?!\w)",
     )
     return any(re.search(p, text.strip(), re.IGNORECASE) for p in patterns)
+
+
+def asks_the_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NAMES) -> bool:
+    """A direct address that asks something (WHEN-TO-SPEAK rule 1: always answered): :func:`addresses_assistant`
+    and a question mark. "thanks bot" and "ok bot, sit this one out" are addressed but ask nothing."""
+    return "?" in text and addresses_assistant(text, names)

@@ -1,7 +1,7 @@
 """The assistant in one room: it hears every user message and decides to stay silent or to reply.
 
     from chimein.assistant import load_assistant
-    bot = load_assistant("default")
+    bot = load_assistant()  # the shipped default assistant (on llama.cpp)
     bot.hear("Ana", "pizza or sushi tonight?")              # Decision(speak=False, ...)
     bot.hear("Ben", "bot, how many syllables in a haiku?")  # Decision(speak=True, text="Seventeen, ...")
 
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE
+from chimein.mentions import asks_the_assistant
 
 log = logging.getLogger("chimein.assistant")
 
@@ -68,6 +69,17 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]
     return True, text
 
 
+def should_speak(p_speak: float, threshold: float, message: str, answer_direct_questions: bool = True) -> bool:
+    """The decision of a backend with a speaking probability: ``p_speak`` reaches the eagerness threshold,
+    or the message addresses the assistant with a question (``answer_direct_questions``), which the policy
+    always answers: a small model's p_speak can land just under the threshold on such a turn.
+    A threshold above 1 never speaks: callers use it to ask for ``p_speak`` alone.
+    """
+    if threshold > 1.0:
+        return False
+    return p_speak >= threshold or (answer_direct_questions and asks_the_assistant(message))
+
+
 class Backend(Protocol):
     """What the assistant needs from a model. ``state`` is per room and owned by the caller."""
 
@@ -97,6 +109,7 @@ class TwoStage:
             raise ValueError("on_failure must be 'local' or 'silent'")
         self.decider, self.replier, self.on_failure = decider, replier, on_failure
         self.supports_probability = decider.supports_probability
+        self.answer_direct_questions = getattr(decider, "answer_direct_questions", False)
 
     @property
     def threshold(self) -> float | None:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from chimein.assistant.core import should_speak
 from chimein.data import Conversation
 from chimein.eval.metrics import best_threshold, decision_metrics, pr_curve, turn_category
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES, addresses_assistant
@@ -60,8 +61,9 @@ def evaluate(backend: Any, conversations: list[Conversation], *, threshold: floa
             # A threshold above 1 asks for p_speak only: the backend never reaches generation.
             d = backend.decide(conv.messages[: i + 1], state, 2.0 if skip_replies else threshold)
             latency = time.perf_counter() - start
-            speak = d.p_speak is not None and d.p_speak >= cut if skip_replies else d.speak
             msg = conv.messages[i]
+            speak = d.speak if not skip_replies else d.p_speak is not None and should_speak(
+                d.p_speak, cut, msg.content, getattr(backend, "answer_direct_questions", False))
             done.append(TurnRecord(
                 cid, str(conv.meta.get("category", "")), i, msg.name or "", msg.content, gold is not None,
                 gold.content if gold else "", speak, d.text, d.p_speak, latency, d.tokens_processed,

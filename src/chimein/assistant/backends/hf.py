@@ -5,7 +5,8 @@ Fast path (``mode="fast"``, the default):
    everything but the newest message, so only the new tokens are run through the model.
 2. ``(silence)`` and ``(response)`` share their first token(s); after those, the first token where they
    differ decides. ``p_speak`` is the two-way softmax of the model's logits for those two tokens.
-3. Speak when ``p_speak >= threshold``; only then generate the reply (greedy), after forcing ``(response)``.
+3. Speak when ``p_speak >= threshold`` or the message asks the assistant directly (``core.should_speak``);
+   only then generate the reply (greedy), after forcing ``(response)``.
 
 Naive path (``mode="generate"``, the seed's loop, kept for benchmarks): re-encode the whole history and
 generate the assistant turn token by token, every message.
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from chimein.assistant.core import Decision, parse_reply
+from chimein.assistant.core import Decision, parse_reply, should_speak
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
 from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
@@ -47,7 +48,7 @@ class HFBackend:
 
     def __init__(self, model: Any, tokenizer: Any, fmt: ChatFormat, *, threshold: float = 0.5, mode: str = "fast",
                  style: str = "finetuned", baseline_variant: str = "short", max_new_tokens: int = 80,
-                 max_context_tokens: int = 2048, name: str = "hf"):
+                 max_context_tokens: int = 2048, name: str = "hf", answer_direct_questions: bool = True):
         if mode not in ("fast", "generate"):
             raise ValueError("mode must be 'fast' or 'generate'")
         if style not in ("finetuned", "baseline"):
@@ -55,6 +56,7 @@ class HFBackend:
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
         self.threshold, self.mode, self.style, self.variant = threshold, mode, style, baseline_variant
         self.max_new_tokens, self.max_context_tokens, self.name = max_new_tokens, max_context_tokens, name
+        self.answer_direct_questions = answer_direct_questions
         self.supports_probability = style == "finetuned" and mode == "fast"
         self.split = find_marker_split(fmt) if style == "finetuned" else None
         eot = fmt.tokenize(fmt.end_of_turn) if fmt.end_of_turn else []
@@ -90,7 +92,7 @@ class HFBackend:
         logits, processed = self._advance(state, prompt_ids + self.split.shared)
         pair = torch.stack([logits[self.split.response], logits[self.split.silence]]).float()
         p_speak = float(torch.softmax(pair, dim=0)[0])
-        if p_speak < threshold:
+        if not should_speak(p_speak, threshold, messages[-1].content, self.answer_direct_questions):
             return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
         raw = self._generate_reply(state)
         speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))

@@ -19,7 +19,7 @@ import numpy as np
 
 from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
 from chimein.assistant.window import fit_window
-from chimein.assistant.core import Decision, parse_reply
+from chimein.assistant.core import Decision, parse_reply, should_speak
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
@@ -36,11 +36,11 @@ class LlamaCppBackend:
     supports_probability = True
 
     def __init__(self, llm: Any, fmt: ChatFormat, *, threshold: float = 0.5, max_new_tokens: int = 80,
-                 style: str = "finetuned", baseline_variant: str = "short"):
+                 style: str = "finetuned", baseline_variant: str = "short", answer_direct_questions: bool = True):
         if style not in ("finetuned", "baseline"):
             raise ValueError("style must be 'finetuned' or 'baseline'")
         self.llm, self.fmt, self.threshold, self.max_new_tokens = llm, fmt, threshold, max_new_tokens
-        self.style, self.variant = style, baseline_variant
+        self.style, self.variant, self.answer_direct_questions = style, baseline_variant, answer_direct_questions
         self.supports_probability = style == "finetuned"
         self.split = find_marker_split(fmt, self.tokenize)
         eot = self.tokenize(fmt.end_of_turn)
@@ -118,7 +118,7 @@ class LlamaCppBackend:
         logits, processed = self._advance(self._prompt(messages, room) + self.split.shared)
         pair = np.array([logits[self.split.response], logits[self.split.silence]], dtype=np.float64)
         p_speak = float(1.0 / (1.0 + np.exp(pair[1] - pair[0])))
-        if p_speak < threshold:
+        if not should_speak(p_speak, threshold, messages[-1].content, self.answer_direct_questions):
             return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
         raw = self._generate()
         speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))
