@@ -14,7 +14,7 @@ system-deps:
 	@test -x /usr/lib/chromium/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 demo: install
-	chimein chat --model default
+	chimein chat
 
 test: install system-deps
 	$(PY) -m pytest

@@ -1,7 +1,8 @@
-"""GGUF export of the shipped adapter: llama.cpp must decide like the PyTorch model."""
+"""GGUF export of the shipped adapter: llama.cpp must decide like the PyTorch model (and runs it by default)."""
 
 import pytest
 
+from chimein.assistant.markers import adapter_threshold
 from chimein.export import export
 from chimein.models import DEFAULT_ADAPTER_DIR
 
@@ -40,3 +41,24 @@ def test_exported_gguf_decides_like_the_pytorch_model(tmp_path):
     # and the probabilities themselves are close, not just the thresholded decisions
     gaps = sorted(abs(a.p_speak - b.p_speak) for a, b in zip(torch_records, llama_records))
     assert gaps[len(gaps) // 2] < 0.05
+
+
+def test_the_runtime_default_is_the_shipped_adapter_on_llama_cpp(monkeypatch):
+    """`chimein decide` without --model: llama.cpp with the adapter, silent on chit-chat, answers a direct question."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import chimein.assistant as assistant
+    from chimein.interfaces.cli import app
+
+    loaded, real = [], assistant.load_backend
+    monkeypatch.setattr(assistant, "load_backend", lambda name, **kw: loaded.append(real(name, **kw)) or loaded[-1])
+    chat = [{"role": "user", "name": "Ana", "content": "pizza or sushi tonight?"}]
+    asked = chat + [{"role": "user", "name": "Ben", "content": "bot, how many syllables does a haiku have?"}]
+    result = CliRunner().invoke(app, ["decide"], input="".join(json.dumps({"messages": m}) + "\n" for m in (chat, asked)))
+    assert result.exit_code == 0, result.output
+    first, second = [json.loads(line) for line in result.output.splitlines()]
+    assert type(loaded[0]).__name__ == "LlamaCppBackend" and loaded[0].threshold == adapter_threshold(DEFAULT_ADAPTER_DIR)
+    assert not first["speak"] and first["p_speak"] < 0.2
+    assert second["speak"] and second["text"]

@@ -3,8 +3,8 @@
     chimein validate data/*.jsonl
     chimein template-tokens --model smollm2-135m-instruct
     chimein train --preset smollm2-135m
-    chimein chat --model default
-    chimein decide --model default < requests.jsonl
+    chimein chat                                  # the shipped assistant (llamacpp:default)
+    chimein decide < requests.jsonl
     chimein eval data/valid.jsonl --compare silent,mention,baseline,default
 """
 
@@ -19,6 +19,8 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
 
 # Deprecation notices from inside transformers/peft say nothing a chimein user can act on.
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -135,7 +137,7 @@ def train(
 
 # -- the assistant: chat, decide, eval -------------------------------------------------------------------
 
-ModelOpt = typer.Option("default", "--model", "-m", help=MODEL_HELP + "; or silent, mention, baseline, baseline-reminder, llamacpp:NAME, openai:NAME")
+ModelOpt = typer.Option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HELP)
 BaseUrlOpt = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models (e.g. http://127.0.0.1:8080/v1)")
 KeyEnvOpt = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key")
 StyleOpt = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline (the seed's prompt)")

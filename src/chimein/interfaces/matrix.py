@@ -9,7 +9,7 @@ From Python (what the command does):
     from chimein.assistant import Assistant, load_backend
     from chimein.interfaces.matrix import MatrixBot, MatrixSettings
 
-    backend = load_backend("default")
+    backend = load_backend()  # the shipped default assistant
     settings = MatrixSettings("https://matrix.example.org", "@chimein:example.org", store_dir, password="...")
     bot = MatrixBot(settings, lambda: Assistant(backend))
     await bot.run()            # until bot.stop()

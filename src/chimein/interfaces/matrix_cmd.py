@@ -2,7 +2,7 @@
 
     export MATRIX_PASSWORD=...          # the bot account's password, needed for the first login only
     chimein matrix --homeserver https://matrix.example.org --user @chimein:example.org \\
-        --password-env MATRIX_PASSWORD --allow-from @ana:example.org --model default
+        --password-env MATRIX_PASSWORD --allow-from @ana:example.org
     chimein matrix ... --rooms '#team:example.org' --eagerness 0.3
     chimein matrix ... --model mention  # no model at all: answers iff named (assistant, bot, ai, chimein)
 
@@ -18,6 +18,8 @@ from typing import List, Optional
 
 import typer
 
+from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
+
 MISSING_NIO = "the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'"
 
 
@@ -28,7 +30,7 @@ def matrix(
     rooms: List[str] = typer.Option([], help="room ID or #alias to join and work in (repeat, or comma-separate); "
                                               "then only invites to these rooms or from --allow-from are accepted"),
     allow_from: List[str] = typer.Option([], help="accept invites only from this user (@u:server) or server (:server); repeatable"),
-    model: str = typer.Option("default", "--model", "-m", help="default, mention, silent, a local dir, llamacpp:NAME, openai:NAME"),
+    model: str = typer.Option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HELP),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key"),
     style: str = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline"),

@@ -1,8 +1,8 @@
 """`chimein serve`: group-chat rooms in the browser, where the assistant chimes in, plus an OpenAI-compatible API.
 
-    chimein serve                                   # http://127.0.0.1:8000, the fine-tuned default model
+    chimein serve                                   # http://127.0.0.1:8000, the shipped assistant (llama.cpp)
     chimein serve --model mention --db /tmp/rooms.db --port 8080
-    chimein serve --model default --eagerness 0.3   # speak more often than the adapter's default threshold
+    chimein serve --eagerness 0.3                   # speak more often than the adapter's default threshold
     chimein serve --reply-base-url http://127.0.0.1:8081/v1 --reply-model big   # decide small, reply strong
 
 The library behind it is :func:`chimein.interfaces.web.create_app`; docs/serve.md has the protocol.
@@ -15,14 +15,14 @@ from typing import Optional
 
 import typer
 
-MODEL_HELP = ("default, silent, mention, baseline, llamacpp:NAME, openai:NAME, a registry name, a local dir or "
-              "an adapter dir (see `chimein models`)")
+from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
+
 
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to accept other machines)"),
     port: int = typer.Option(8000, help="port to listen on"),
-    model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
+    model: str = typer.Option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HELP),
     db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
     eagerness: Optional[float] = typer.Option(None, "--eagerness", help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own; rooms can change theirs"),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
