@@ -1,6 +1,7 @@
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ from chimein.assistant.backends.hf import PREFILL_CHUNK, HFBackend, RoomCache
 from chimein.assistant.markers import find_marker_split
 from chimein.assistant.window import fit_window
 from chimein.assistant.backends.rules import MentionBackend, SilentBackend
+from chimein.assistant.decoding import next_reply_token
 from chimein.assistant.core import Assistant, Decision, TwoStage, parse_reply, should_speak
 from chimein.data import Message
 from chimein.format import ChatFormat
@@ -105,6 +107,13 @@ def test_should_speak_rules():
     assert should_speak(0.1, 0.5, "bot, what time is it?")
     assert not should_speak(0.1, 0.5, "bot, what time is it?", answer_direct_questions=False)
     assert not should_speak(0.99, 2.0, "bot, what time is it?")  # above 1: p_speak only, never speaks
+
+
+def test_reply_decoding_step():
+    logits = np.array([0.0, 3.0, 2.0, 1.0])  # token 1 is the stop token and the model's favourite
+    assert next_reply_token(logits, [], {1}) == 1
+    assert next_reply_token(logits, [], {1}, may_stop=False) == 2  # right after (response): never empty
+    assert next_reply_token(np.array([0.0, 0.0, 2.0, 1.8]), [2], {1}) == 3  # 2.0 / 1.3 < 1.8: repetition penalty
 
 
 def test_rooms_do_not_mix(backend):

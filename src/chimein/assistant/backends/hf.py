@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from chimein.assistant.core import Decision, parse_reply, should_speak
+from chimein.assistant.decoding import next_reply_token
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
 from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
@@ -133,10 +134,7 @@ class HFBackend:
         logits, _ = self._advance(state, state.ids + forced)
         generated: list[int] = []
         for _ in range(self.max_new_tokens):
-            scores = logits.clone()
-            for t in set(generated):  # mild repetition penalty: small models loop under greedy decoding
-                scores[t] = scores[t] / 1.3 if scores[t] > 0 else scores[t] * 1.3
-            token = int(torch.argmax(scores))
+            token = next_reply_token(logits.float().numpy(), generated, self.stop_ids, may_stop=bool(generated))
             if token in self.stop_ids:
                 break
             generated.append(token)

@@ -20,6 +20,7 @@ import numpy as np
 from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
 from chimein.assistant.window import fit_window
 from chimein.assistant.core import Decision, parse_reply, should_speak
+from chimein.assistant.decoding import next_reply_token
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
@@ -134,16 +135,15 @@ class LlamaCppBackend:
         return Decision(speak, reply, None, raw, tokens_processed=processed)
 
     def _generate(self, logits: np.ndarray | None = None) -> str:
-        """Greedy decoding; without ``logits``, first force the rest of the ``(response)`` marker."""
-        if logits is None:
+        """Greedy decoding; without ``logits``, first force the rest of the ``(response)`` marker (and then the
+        reply gets at least one token)."""
+        forced = logits is None
+        if forced:
             ids = list(self.llm.input_ids[: self.llm.n_tokens])
             logits, _ = self._advance(ids + [self.split.response, *self.split.response_rest])
         out: list[int] = []
         for _ in range(self.max_new_tokens):
-            scores = logits.copy()
-            for t in set(out):  # the same mild repetition penalty as the transformers backend
-                scores[t] = scores[t] / 1.3 if scores[t] > 0 else scores[t] * 1.3
-            token = int(np.argmax(scores))
+            token = next_reply_token(logits, out, self.stop_ids, may_stop=bool(out) or not forced)
             if token in self.stop_ids:
                 break
             out.append(token)
