@@ -45,6 +45,15 @@ def history(n: int) -> list[Message]:
     return [Message("user", f"message number {i} about the trip to lisbon", names[i % 3]) for i in range(n)]
 
 
+def test_a_reply_may_not_open_with_another_marker(backend, smollm2_tokenizer):
+    split = backend.split
+    opened = smollm2_tokenizer.encode("x" + "(response)")
+    for sep in (" ", "\n"):  # with no separator ")(" is one token: the model, past ")", cannot write it
+        ids = smollm2_tokenizer.encode("x" + "(response)" + sep + "(silence)")
+        assert ids[len(opened)] in split.reply_bans
+    assert smollm2_tokenizer.encode("x(response) The")[len(opened)] not in split.reply_bans
+
+
 def test_marker_split_is_found_from_the_tokenizer(backend, smollm2_tokenizer):
     split = find_marker_split(backend.fmt)
     assert split.silence != split.response
@@ -111,9 +120,9 @@ def test_should_speak_rules():
 
 def test_reply_decoding_step():
     logits = np.array([0.0, 3.0, 2.0, 1.0])  # token 1 is the stop token and the model's favourite
-    assert next_reply_token(logits, [], {1}) == 1
-    assert next_reply_token(logits, [], {1}, may_stop=False) == 2  # right after (response): never empty
-    assert next_reply_token(np.array([0.0, 0.0, 2.0, 1.8]), [2], {1}) == 3  # 2.0 / 1.3 < 1.8: repetition penalty
+    assert next_reply_token(logits, []) == 1
+    assert next_reply_token(logits, [], banned={1}) == 2  # right after (response): never empty
+    assert next_reply_token(np.array([0.0, 0.0, 2.0, 1.8]), [2]) == 3  # 2.0 / 1.3 < 1.8: repetition penalty
 
 
 def test_rooms_do_not_mix(backend):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +26,9 @@ class MarkerSplit:
     silence: int  # first token of the silence continuation after `shared`
     response: int  # first token of the response continuation after `shared`
     response_rest: list[int]  # the remaining tokens of "(response)" (forced before generating the reply)
+    # First tokens that would open another marker right after "(response)" ("(response) (silence)"): a
+    # reply may not start with them (a weakly trained adapter sometimes writes exactly that).
+    reply_bans: list[int] = field(default_factory=list)
 
 
 def find_marker_split(fmt: ChatFormat, tokenize: Callable[[str], list[int]] | None = None) -> MarkerSplit:
@@ -43,7 +46,11 @@ def find_marker_split(fmt: ChatFormat, tokenize: Callable[[str], list[int]] | No
     if k >= len(sil) or k >= len(res):
         raise ValueError("(silence) and (response) tokenize to the same tokens")
     marker_only = tokenize(prompt + RESPONSE)[len(base):]
-    return MarkerSplit(shared=sil[:k], silence=sil[k], response=res[k], response_rest=marker_only[k + 1:])
+    opened = base + marker_only
+    bans = {ids[len(opened)] for sep in ("", " ", "\n") for marker in (SILENCE, RESPONSE)
+            if (ids := tokenize(prompt + RESPONSE + sep + marker))[: len(opened)] == opened and len(ids) > len(opened)}
+    return MarkerSplit(shared=sil[:k], silence=sil[k], response=res[k], response_rest=marker_only[k + 1:],
+                       reply_bans=sorted(bans))
 
 
 def adapter_threshold(adapter_dir: Any) -> float:

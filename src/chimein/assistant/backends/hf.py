@@ -134,7 +134,8 @@ class HFBackend:
         logits, _ = self._advance(state, state.ids + forced)
         generated: list[int] = []
         for _ in range(self.max_new_tokens):
-            token = next_reply_token(logits.float().numpy(), generated, self.stop_ids, may_stop=bool(generated))
+            banned = () if generated else {*self.stop_ids, *self.split.reply_bans}
+            token = next_reply_token(logits.float().numpy(), generated, banned)
             if token in self.stop_ids:
                 break
             generated.append(token)

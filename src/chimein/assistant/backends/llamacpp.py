@@ -143,7 +143,8 @@ class LlamaCppBackend:
             logits, _ = self._advance(ids + [self.split.response, *self.split.response_rest])
         out: list[int] = []
         for _ in range(self.max_new_tokens):
-            token = next_reply_token(logits, out, self.stop_ids, may_stop=bool(out) or not forced)
+            banned = {*self.stop_ids, *self.split.reply_bans} if forced and not out else ()
+            token = next_reply_token(logits, out, banned)
             if token in self.stop_ids:
                 break
             out.append(token)
