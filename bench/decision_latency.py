@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from chimein.assistant import load_backend
 from chimein.data import Message, load_conversations
+from peak import peak_rss_mb  # bench/peak.py
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTHS = (10, 50, 200)
@@ -41,11 +41,6 @@ def long_conversation(n: int) -> list[Message]:
         if len(out) >= n:
             return out[:n]
     raise SystemExit("not enough validation messages")
-
-
-def peak_rss_mb() -> float:
-    """This process's high-water mark of resident memory (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def replay_for_memory(spec: str, messages: list[Message]) -> None:

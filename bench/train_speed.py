@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
 
 from chimein.train.config import build_config
 from chimein.train.sft import run
+from peak import peak_rss_mb  # bench/peak.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def train_one(name: str, conversations: int) -> dict:
         sets=VARIANTS[name] + ["save_steps=100000", "logging_steps=1000"])
     res = run(cfg, progress=False)
     return {"seconds": round(res.seconds, 1), "tokens": res.tokens, "tokens_per_s": round(res.tokens / res.seconds, 1),
-            "steps": res.steps, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "steps": res.steps, "peak_rss_mb": round(peak_rss_mb())}
 
 
 def main() -> None:
