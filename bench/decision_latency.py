@@ -20,14 +20,12 @@ import argparse
 import gc
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from chimein.assistant import load_backend
 from chimein.data import Message, load_conversations
-from peak import peak_rss_mb  # bench/peak.py
+from peak import in_fresh_process, peak_rss_mb  # bench/peak.py
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTHS = (10, 50, 200)
@@ -50,11 +48,6 @@ def replay_for_memory(spec: str, messages: list[Message]) -> None:
     for end in range(1, len(messages) + 1):
         backend.decide(messages[:end], state, threshold=1.01)
     print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
-
-
-def fresh_process_peak(spec: str) -> float:
-    out = subprocess.run([sys.executable, __file__, "--memory-of", spec], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
 def measure(backend, messages: list[Message], samples: int, incremental: bool) -> dict[int, dict[str, float]]:
@@ -99,7 +92,7 @@ def main() -> None:
         del backend
         gc.collect()
     for name, spec in [("cached", args.model), ("llama.cpp", f"llamacpp:{args.model}")]:
-        rows[name]["fresh_process_peak_rss_mb"] = fresh_process_peak(spec)
+        rows[name]["fresh_process_peak_rss_mb"] = in_fresh_process(__file__, "--memory-of", spec)["peak_rss_mb"]
     naive50 = rows["naive"]["latency_s"][50]["p50"]
     for name, row in rows.items():
         lat = row["latency_s"]

@@ -1,8 +1,18 @@
-"""Peak resident memory of this process, for the benchmarks that measure each variant in a fresh process."""
+"""Fresh-process measurements for the benchmarks: run one variant in a child, read its own peak memory."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+
+def in_fresh_process(script: str, *args: str) -> dict[str, Any]:
+    """Run ``python SCRIPT ARGS`` and return the JSON object the child prints on its last line."""
+    child = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def peak_rss_mb() -> float:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from chimein.train.config import build_config
 from chimein.train.sft import run
-from peak import peak_rss_mb  # bench/peak.py
+from peak import in_fresh_process, peak_rss_mb  # bench/peak.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,9 +59,7 @@ def main() -> None:
         return
     rows = {}
     for name in args.variants.split(","):
-        child = subprocess.run([sys.executable, __file__, "--one", name, "--conversations", str(args.conversations)],
-                               check=True, capture_output=True, text=True)
-        rows[name] = json.loads(child.stdout.strip().splitlines()[-1])
+        rows[name] = in_fresh_process(__file__, "--one", name, "--conversations", str(args.conversations))
         print(f"{name}: {rows[name]}", file=sys.stderr)
     base_name = "sft-defaults" if "sft-defaults" in rows else next(iter(rows))
     base = rows[base_name]["tokens_per_s"]

@@ -109,11 +109,14 @@ class TwoStage:
             raise ValueError("on_failure must be 'local' or 'silent'")
         self.decider, self.replier, self.on_failure = decider, replier, on_failure
         self.supports_probability = decider.supports_probability
-        self.answer_direct_questions = getattr(decider, "answer_direct_questions", False)
 
     @property
     def threshold(self) -> float | None:
         return getattr(self.decider, "threshold", None)
+
+    @property
+    def answer_direct_questions(self) -> bool:
+        return getattr(self.decider, "answer_direct_questions", False)
 
     def new_state(self) -> Any:
         return self.decider.new_state()

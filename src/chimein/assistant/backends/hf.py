@@ -62,6 +62,8 @@ class HFBackend:
         self.split = find_marker_split(fmt) if style == "finetuned" else None
         eot = fmt.tokenize(fmt.end_of_turn) if fmt.end_of_turn else []
         self.stop_ids = {i for i in [tokenizer.eos_token_id, eot[0] if len(eot) == 1 else None] if i is not None}
+        # A reply's first token may be neither an end of turn nor the start of another marker.
+        self.opening_bans = self.stop_ids | set(self.split.reply_bans if self.split else ())
 
     @classmethod
     def load(cls, name: str = "default", template: str | None = None, **kwargs: Any) -> "HFBackend":
@@ -134,8 +136,7 @@ class HFBackend:
         logits, _ = self._advance(state, state.ids + forced)
         generated: list[int] = []
         for _ in range(self.max_new_tokens):
-            banned = () if generated else {*self.stop_ids, *self.split.reply_bans}
-            token = next_reply_token(logits.float().numpy(), generated, banned)
+            token = next_reply_token(logits.float().numpy(), generated, () if generated else self.opening_bans)
             if token in self.stop_ids:
                 break
             generated.append(token)

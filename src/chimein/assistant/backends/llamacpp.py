@@ -46,6 +46,8 @@ class LlamaCppBackend:
         self.split = find_marker_split(fmt, self.tokenize)
         eot = self.tokenize(fmt.end_of_turn)
         self.stop_ids = {llm.token_eos(), *(eot[:1] if len(eot) == 1 else [])}
+        # A reply's first token may be neither an end of turn nor the start of another marker.
+        self.opening_bans = self.stop_ids | set(self.split.reply_bans)
         self.max_context_tokens = llm.n_ctx() - max_new_tokens - 16
         self._active: LlamaRoom | None = None
 
@@ -143,8 +145,7 @@ class LlamaCppBackend:
             logits, _ = self._advance(ids + [self.split.response, *self.split.response_rest])
         out: list[int] = []
         for _ in range(self.max_new_tokens):
-            banned = {*self.stop_ids, *self.split.reply_bans} if forced and not out else ()
-            token = next_reply_token(logits, out, banned)
+            token = next_reply_token(logits, out, self.opening_bans if forced and not out else ())
             if token in self.stop_ids:
                 break
             out.append(token)
