@@ -93,7 +93,7 @@ class Unsure(Scored):
     def decide(self, messages, state=None, threshold=None):
         from chimein.assistant.core import Decision, should_speak
 
-        speak = should_speak(0.1, 0.5 if threshold is None else threshold, messages[-1].content)
+        speak = should_speak(0.1, 0.5 if threshold is None else threshold, messages)
         return Decision(speak, "x" if speak else "", 0.1)
 
 

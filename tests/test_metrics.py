@@ -1,7 +1,7 @@
 import pytest
 
 from chimein.eval.metrics import best_threshold, decision_metrics, pr_curve, turn_category
-from chimein.mentions import addresses_assistant, asks_the_assistant, mentions_assistant
+from chimein.mentions import addressed_person, addresses_assistant, asks_the_assistant, mentions_assistant
 
 
 def test_confusion_and_rates_on_a_hand_made_case():
@@ -63,3 +63,20 @@ def test_turn_categories():
     assert turn_category(True, "no idea honestly") == "volunteered"
     assert turn_category(False, "thanks bot") == "mentioned_silent"
     assert turn_category(False, "sushi obviously") == "chitchat"
+
+
+@pytest.mark.parametrize("text, person", [
+    ("kira: is btrfs stable yet?", "kira"),
+    ("Ben, are you coming?", "Ben"),
+    ("you coming tonight, ben?", "ben"),
+    ("hey sam, did the router arrive", "sam"),
+    ("@maria can you review my PR", "maria"),
+    ("can you review this @maria", "maria"),
+    ("@here standup in 5", None),
+    ("bot, what is the capital of Peru?", None),
+    ("Ana and Ben are coming too", None),
+    ("error: could not find module", None),
+    ("what's the deepest point of the ocean?", None),
+])
+def test_addressed_person(text, person):
+    assert addressed_person(text, ["kira", "Ben", "sam", "Ana"]) == person

@@ -112,10 +112,24 @@ def test_a_direct_question_is_answered_below_the_threshold(backend):
 
 
 def test_should_speak_rules():
-    assert should_speak(0.7, 0.5, "sushi obviously") and not should_speak(0.3, 0.5, "sushi obviously")
-    assert should_speak(0.1, 0.5, "bot, what time is it?")
-    assert not should_speak(0.1, 0.5, "bot, what time is it?", answer_direct_questions=False)
-    assert not should_speak(0.99, 2.0, "bot, what time is it?")  # above 1: p_speak only, never speaks
+    def chat(*lines):
+        return [Message("user", text, name) for name, text in lines]
+
+    assert should_speak(0.7, 0.5, chat(("Ana", "sushi obviously"))) and not should_speak(0.3, 0.5, chat(("Ana", "sushi obviously")))
+    assert should_speak(0.1, 0.5, chat(("Ana", "bot, what time is it?")))
+    assert not should_speak(0.1, 0.5, chat(("Ana", "bot, what time is it?")), answer_direct_questions=False)
+    assert not should_speak(0.99, 2.0, chat(("Ana", "bot, what time is it?")))  # above 1: p_speak only, never speaks
+
+
+def test_a_line_addressed_to_someone_else_is_never_an_interjection():
+    irc = [Message("user", "anyone tried btrfs raid1?", "kira"), Message("user", "kira: is btrfs stable yet?", "zx_81")]
+    assert not should_speak(0.95, 0.5, irc)
+    assert not should_speak(0.95, 0.5, [Message("user", "@maria can you check the deploy?", "Li")])
+    assert not should_speak(0.95, 0.5, [Message("user", "hi", "Ben"), Message("user", "you coming tonight, Ben?", "Ana")])
+    # the same question to the room is the model's to decide
+    assert should_speak(0.95, 0.5, [irc[0], Message("user", "is btrfs stable yet?", "zx_81")])
+    # a speaker's own name at the start is not an address, and unknown words before a colon are not names
+    assert should_speak(0.95, 0.5, [Message("user", "error: no such file", "kira")])
 
 
 def test_reply_decoding_step():

@@ -39,3 +39,32 @@ def asks_the_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NAM
     """A direct address that asks something (WHEN-TO-SPEAK rule 1: always answered): :func:`addresses_assistant`
     and a question mark. "thanks bot" and "ok bot, sit this one out" are addressed but ask nothing."""
     return "?" in text and addresses_assistant(text, names)
+
+
+# @handles that address the whole room, not one person.
+GROUP_HANDLES = ("here", "channel", "everyone", "all", "room")
+
+
+def addressed_person(text: str, speakers: tuple[str, ...] | list[str] = (),
+                     names: tuple[str, ...] = DEFAULT_ASSISTANT_NAMES) -> str | None:
+    """The person a message is addressed to, if it opens or closes by addressing someone other than the
+    assistant: an ``@handle`` (not ``@here``/``@everyone``), or the name of someone in the chat used
+    IRC-style (``kira: is btrfs stable?``), as a vocative (``Ben, are you coming?``, ``you coming, Ben?``),
+    after a greeting (``hey sam, ...``). WHEN-TO-SPEAK: such a line is theirs to answer.
+    Returns the name as written, or None (also when the message addresses the assistant)."""
+    if addresses_assistant(text, names):
+        return None
+    stripped = text.strip()
+    assistant = {n.lower() for n in names}
+    handle = re.match(r"^@([\w.\-]+)", stripped) or re.search(r"(?<![\w@])@([\w.\-]+)\W*$", stripped)
+    if handle and handle.group(1).lower() not in assistant | set(GROUP_HANDLES):
+        return handle.group(1)
+    people = sorted({s.strip() for s in speakers if s and s.strip() and s.strip().lower() not in assistant},
+                    key=len, reverse=True)
+    if not people:
+        return None
+    who = "|".join(re.escape(p) for p in people)
+    opening = re.match(rf"^(?:(?:hey|hi|hello|ok|okay|yo|oi|so)\W+)?@?({who})\s*[:,]", stripped, re.IGNORECASE)
+    closing = re.search(rf",\s*@?({who})\W*$", stripped, re.IGNORECASE)
+    found = opening or closing
+    return found.group(1) if found else None

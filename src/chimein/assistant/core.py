@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE
-from chimein.mentions import asks_the_assistant
+from chimein.mentions import addressed_person, asks_the_assistant
 
 log = logging.getLogger("chimein.assistant")
 
@@ -69,15 +69,26 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]
     return True, text
 
 
-def should_speak(p_speak: float, threshold: float, message: str, answer_direct_questions: bool = True) -> bool:
-    """The decision of a backend with a speaking probability: ``p_speak`` reaches the eagerness threshold,
-    or the message addresses the assistant with a question (``answer_direct_questions``), which the policy
-    always answers: a small model's p_speak can land just under the threshold on such a turn.
+def should_speak(p_speak: float, threshold: float, messages: list[Message], answer_direct_questions: bool = True) -> bool:
+    """The decision of a backend with a speaking probability, after the last message of ``messages``:
+
+    1. a message that addresses the assistant with a question is answered (``answer_direct_questions``):
+       the policy always answers it, and a small model's p_speak can land just under the threshold;
+    2. a message addressed to someone else (``kira: ...``, ``Ben, ...?``, ``@maria ...``) is theirs to
+       answer: never an interjection, however high p_speak is (in real channels this was most of the
+       unasked speaking);
+    3. otherwise speak when ``p_speak`` reaches the eagerness threshold.
     A threshold above 1 never speaks: callers use it to ask for ``p_speak`` alone.
     """
     if threshold > 1.0:
         return False
-    return p_speak >= threshold or (answer_direct_questions and asks_the_assistant(message))
+    text = messages[-1].content
+    if answer_direct_questions and asks_the_assistant(text):
+        return True
+    others = [m.name for m in messages[:-1] if m.role == "user" and m.name and m.name != messages[-1].name]
+    if addressed_person(text, others):
+        return False
+    return p_speak >= threshold
 
 
 class Backend(Protocol):

@@ -95,7 +95,7 @@ class HFBackend:
         logits, processed = self._advance(state, prompt_ids + self.split.shared)
         pair = torch.stack([logits[self.split.response], logits[self.split.silence]]).float()
         p_speak = float(torch.softmax(pair, dim=0)[0])
-        if not should_speak(p_speak, threshold, messages[-1].content, self.answer_direct_questions):
+        if not should_speak(p_speak, threshold, messages, self.answer_direct_questions):
             return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
         raw = self._generate_reply(state)
         speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))

@@ -121,7 +121,7 @@ class LlamaCppBackend:
         logits, processed = self._advance(self._prompt(messages, room) + self.split.shared)
         pair = np.array([logits[self.split.response], logits[self.split.silence]], dtype=np.float64)
         p_speak = float(1.0 / (1.0 + np.exp(pair[1] - pair[0])))
-        if not should_speak(p_speak, threshold, messages[-1].content, self.answer_direct_questions):
+        if not should_speak(p_speak, threshold, messages, self.answer_direct_questions):
             return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
         raw = self._generate()
         speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))
