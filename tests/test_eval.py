@@ -127,3 +127,23 @@ def test_reply_similarity_uses_the_packaged_embedding_model():
     close, far = sim(["The Challenger Deep, about 11 km down."] * 2,
                      ["It's the Challenger Deep in the Mariana Trench.", "Let's get pizza tonight."])
     assert close > 0.5 > far
+
+
+def test_summary_splits_named_turns_from_volunteering():
+    from chimein.eval.run import TurnRecord
+
+    def rec(text, gold, speak):
+        return TurnRecord("c", "", 0, "Ana", text, gold, "", speak, "", None, 0.0, 0, "")
+
+    records = [
+        rec("bot, capital of Peru?", True, True),       # named: tp
+        rec("the bot was slow lol", False, True),       # named: fp
+        rec("no clue tbh", True, True),                 # volunteer: tp
+        rec("idk either", True, False),                 # volunteer: fn
+        rec("sushi obviously", False, True),            # volunteer: fp (an interjection)
+        rec("pizza?", False, False),                    # volunteer: tn
+    ]
+    report = summarize(records)
+    assert report["named_f1"] == round(2 * 0.5 * 1.0 / 1.5, 4)
+    assert report["volunteer"]["tp"] == 1 and report["volunteer"]["fn"] == 1 and report["volunteer"]["fp"] == 1
+    assert report["volunteer_f1"] == 0.5 and report["volunteer"]["false_interjection_rate"] == 0.5

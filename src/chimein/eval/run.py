@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 from chimein.assistant.core import should_speak
 from chimein.data import Conversation
 from chimein.eval.metrics import best_threshold, decision_metrics, pr_curve, turn_category
-from chimein.mentions import DEFAULT_ASSISTANT_NAMES, addresses_assistant
+from chimein.mentions import DEFAULT_ASSISTANT_NAMES, addresses_assistant, mentions_assistant
 
 
 @dataclass
@@ -92,6 +92,14 @@ def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[s
     addressed = [r for r in records if r.gold_speak and addresses_assistant(r.text, DEFAULT_ASSISTANT_NAMES)]
     report["missed_address_rate"] = round(sum(not r.speak for r in addressed) / len(addressed), 4) if addressed else 0.0
     report["addressed_turns"] = len(addressed)
+    # The two halves of the decision, split by the mention rule: turns that name the assistant (answer when
+    # addressed, stay silent when only mentioned) and turns that do not (volunteering: stuck groups and
+    # corrections are the positives; every speaking turn on the rest is an interjection).
+    for part, named in (("named", True), ("volunteer", False)):
+        rs = [r for r in records if mentions_assistant(r.text, DEFAULT_ASSISTANT_NAMES) is named]
+        m = decision_metrics([r.gold_speak for r in rs], [r.speak for r in rs])
+        report[f"{part}_f1"] = round(m.f1, 4)
+        report[part] = {**m.as_dict()}
     report["per_turn_category"] = _per_group(records, lambda r: r.category)
     if any(r.conversation_category for r in records):
         report["per_conversation_category"] = _per_group(records, lambda r: r.conversation_category)
@@ -147,7 +155,7 @@ def embedding_similarity() -> Callable[[list[str], list[str]], list[float]]:
     return similarity
 
 
-COLUMNS = ("precision", "recall", "f1", "balanced_accuracy", "false_interjection_rate", "missed_address_rate")
+COLUMNS = ("precision", "recall", "f1", "named_f1", "volunteer_f1", "balanced_accuracy", "false_interjection_rate", "missed_address_rate")
 
 
 def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
@@ -155,7 +163,7 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
     head = ["model", *COLUMNS, *(f"acc: {c}" for c in cats), "similarity", "p50 s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in reports.items():
-        row = [name, *(f"{r[c]:.3f}" for c in COLUMNS)]
+        row = [name, *(f"{r[c]:.3f}" if c in r else "-" for c in COLUMNS)]
         row += [f"{r['per_turn_category'][c]['accuracy']:.3f}" if c in r["per_turn_category"] else "-" for c in cats]
         sim = r["replies"].get("similarity_to_gold")
         row += ["-" if sim is None else f"{sim:.3f}", f"{r['latency_s']['p50']:.3f}"]
@@ -200,7 +208,9 @@ def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[
     (out / "report.json").write_text(json.dumps({"data": list(data), "models": reports, "agreement": agreement or {}}, indent=2))
     md = [f"# chimein eval: {', '.join(data)}", "", markdown_table(reports), "",
           "Per-turn categories: `addressed` (gold speaks, the assistant is named), `volunteered` (gold speaks, not named),",
-          "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.", ""]
+          "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.",
+          "`named_f1`: speak-F1 on the turns that name the assistant; `volunteer_f1`: speak-F1 on the turns that do not",
+          "(positives: stuck groups, corrections, follow-ups; every other speaking turn there is an interjection).", ""]
     by_category = category_table(reports)
     if by_category:
         md += ["Speak F1 / false-interjection rate per conversation category:", "", by_category, ""]
