@@ -4,10 +4,25 @@
 PY ?= python3
 PIP ?= $(PY) -m pip
 
-.PHONY: install system-deps demo test bench
+.PHONY: install llama-cpp system-deps demo test bench
+
+# llama.cpp compiled for a portable x86-64 set (AVX2, FMA, F16C), not for the build machine: a native build
+# on a CPU that reports AMX/AVX-512 inside a VM that does not enable them dies with "Illegal instruction"
+# at the first decode, and CI's CPU may differ from the one that built a cached wheel.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_VERSION = $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
 
 install:
 	$(PIP) install -e '.[dev]'
+	@$(MAKE) --no-print-directory llama-cpp
+
+# Keep the installed llama-cpp-python if it decodes on this CPU; otherwise rebuild it portable (about 5 minutes).
+llama-cpp:
+	@$(PY) -m chimein.models --check-llama-cpp 2>/dev/null || ( \
+	  echo "llama-cpp-python does not run on this CPU: rebuilding it without -march=native"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --force-reinstall --no-deps --no-cache-dir \
+	    --no-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)" && \
+	  $(PY) -m chimein.models --check-llama-cpp )
 
 # Debian's Chromium for the web room's browser test (Playwright never downloads a browser here).
 system-deps:

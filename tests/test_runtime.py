@@ -24,6 +24,19 @@ from chimein.interfaces.decider import JsonLinesDecider
     ("(response)", (False, "")),
     ("Seventeen syllables.", (True, "Seventeen syllables.")),  # ignored the format but chose to talk
     ("(response) Paris.\nBen: thanks", (True, "Paris.")),  # cut where it starts writing a user turn
+    # a replier that echoes the "Name: text" format keeps its reply (issue 19: these came back empty)
+    ("Ana: Peru, the capital of Peru is Lima.", (True, "Peru, the capital of Peru is Lima.")),
+    ("Pesquel: Peru, capital of Peru.\nBen: ...", (True, "Peru, capital of Peru.")),
+    ("assistant: Lima.", (True, "Lima.")),
+    ("Note: port 8080 is the default.", (True, "Note: port 8080 is the default.")),  # a label, not a speaker
+    # a reply never carries a marker, and one that is only a marker or punctuation is silence
+    ("\"(response)", (False, "")),
+    ("(response) \"(response) Madrid.", (True, "Madrid.")),
+    ("(response) (silence)", (False, "")),
+    ("(response) ...", (False, "")),
+    ("Silence:", (False, "")),
+    ("( SILENCE )", (False, "")),
+    ("Silence is golden, they say.", (True, "Silence is golden, they say.")),
 ])
 def test_parse_reply_rules(raw, expected):
     assert parse_reply(raw, ("<|im_end|>",)) == expected

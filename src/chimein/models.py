@@ -242,3 +242,21 @@ def load_model_and_tokenizer(name: str, dtype: Any = None, with_adapter: bool = 
         model = model.merge_and_unload()  # inference only: merged weights run at base-model speed
     model.eval()
     return model, tokenizer, resolved
+
+
+def check_llama_cpp() -> None:
+    """Decode a few tokens of the packaged SmolLM2 GGUF with llama-cpp-python. A build compiled for
+    another CPU dies here with SIGILL instead of in the middle of a chat (``make install`` runs this)."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(_smollm2_gguf()), n_ctx=64, n_threads=1, verbose=False)
+    llm.eval(llm.tokenize(b"hello there"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--check-llama-cpp"]:
+        sys.exit("usage: python -m chimein.models --check-llama-cpp")
+    check_llama_cpp()
+    print("llama-cpp-python runs on this CPU")

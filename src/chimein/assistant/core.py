@@ -41,26 +41,51 @@ class Decision:
         return {"speak": self.speak, "text": self.text, "p_speak": None if self.p_speak is None else round(self.p_speak, 4)}
 
 
+# A line that opens a chat turn: "Ana: ...", "assistant: ...", "Silence:" (speaker names as users type them).
+_TURN_PREFIX = re.compile(r"^[^\W\d][\w .'-]{0,30}:\s*")
+# Marker words a reply may open with (any case and spacing): the fine-tuned markers and what models write instead.
+_MARKER = re.compile(r"^[\"'`*\s]*(?:[(\[]\s*(silence|response)\s*[)\]]\s*:?|(silence|response)\s*(?::|[.!]*\s*$))", re.IGNORECASE)
+# Label words that open ordinary replies ("Note: ..."): not speaker names.
+_LABELS = {"note", "answer", "tip", "hint", "warning", "fyi", "ps", "edit", "update", "correction", "fact", "summary", "short answer"}
+_ASSISTANT_PREFIX = re.compile(r"^(?:assistant|bot|ai|chimein)\s*:\s*", re.IGNORECASE)
+
+
 def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]:
     """Turn a model's raw assistant turn into (speak, text). The rules, in order:
 
-    1. cut at the first end-of-turn marker (and at any line that starts a new ``Name:`` user turn);
-    2. empty, or starting with ``(silence)`` -> silent;
-    3. starting with ``(response)`` -> speak, the text after the marker (empty text -> silent);
-    4. anything else (a model that ignored the format) -> speak that text, since it chose to talk;
-    5. the text is cut to ``MAX_REPLY_CHARS`` at a sentence end when possible.
+    1. cut at the first end-of-turn marker;
+    2. a leading ``(silence)`` (or a bare ``silence`` / ``Silence:``, any case or spacing) -> silent;
+    3. a leading ``(response)`` marker, quotes around it, and a leading speaker or assistant prefix
+       (``Ana: ...``, ``assistant: ...``: a replier that echoes the ``Name: text`` format it was shown)
+       are stripped, never the reply behind them;
+    4. the text is cut at a *later* line that starts another ``Name:`` turn;
+    5. what is left with no letter or digit (only punctuation, or another marker) -> silent;
+    6. anything else speaks (a model that ignored the format chose to talk), cut to ``MAX_REPLY_CHARS``
+       at a sentence end when possible.
+    A non-empty ``raw`` that ends as silence is logged with the reason.
     """
     text = raw
     for marker in end_markers:
         if marker and marker in text:
             text = text.split(marker, 1)[0]
     text = text.strip()
-    if not text or text.lower().startswith(SILENCE):
+    opening = _MARKER.match(text)
+    if opening and (opening.group(1) or opening.group(2)).lower() == "silence":
         return False, ""
-    if text.lower().startswith(RESPONSE):
-        text = text[len(RESPONSE):].strip()
+    if opening:
+        text = text[opening.end():].strip()
+    text = _ASSISTANT_PREFIX.sub("", text, count=1)
+    speaker = _TURN_PREFIX.match(text)
+    if speaker and speaker.group(0).rstrip().rstrip(":").strip().lower() not in _LABELS:
+        text = text[speaker.end():]
     text = re.split(r"\n\s*[A-Z][\w .'-]{0,30}:\s", "\n" + text)[0].strip() if "\n" in text else text
-    if not text or text.lower() == SILENCE:
+    again = _MARKER.match(text)
+    if again:
+        text = text[again.end():].strip()
+    text = text.strip().strip("\"'`").strip()
+    if not re.search(r"\w", text):
+        if raw.strip():
+            log.info("reply read as silence: nothing but markers or punctuation in %r", raw[:80])
         return False, ""
     if len(text) > MAX_REPLY_CHARS:
         cut = text[:MAX_REPLY_CHARS]

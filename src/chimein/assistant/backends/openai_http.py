@@ -65,14 +65,15 @@ class OpenAIReplier:
     """Writes the reply when the decider chose to speak (two-stage assistant: decide small, reply strong)."""
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0,
-                 names_in_field: bool = False, max_tokens: int = 160):
+                 names_in_field: bool = False, max_tokens: int = 160, temperature: float = 0.2, seed: int | None = None):
         self.client = _client(base_url, api_key_env, timeout)
         self.model, self.names_in_field, self.max_tokens = model, names_in_field, max_tokens
+        self.temperature, self.seed = temperature, seed  # temperature 0 (or a seed) makes replies repeatable
 
     def reply(self, messages: list[Message]) -> str:
         response = self.client.chat.completions.create(
             model=self.model, messages=replier_messages(messages, self.names_in_field), max_tokens=self.max_tokens,
-            temperature=0.2,
+            temperature=self.temperature, **({"seed": self.seed} if self.seed is not None else {}),
         )
         raw = response.choices[0].message.content or ""
         speak, text = parse_reply(raw, END_MARKERS)

@@ -1,0 +1,99 @@
+"""Build the shipped splits from the labelled sources, by whole writer set-up and whole real source.
+
+    python data/prepare.py            # rewrites train.jsonl, heldout-writers.jsonl, heldout-real.jsonl
+    python data/prepare.py --check    # exits 1 if the committed splits differ from what the sources give
+
+Sources (committed; every line says where it came from):
+    seed/train.jsonl       the first 433 synthetic chats (writer "seed": one writing process, 2026-11-25)
+    writers/w*.jsonl       synthetic chats by six writer set-ups, each its own brief (DATASHEET.md)
+    real/*.jsonl           windows of real human multi-party chat, all silent, licence and cut on each line
+
+Outputs:
+    train.jsonl            everything trained on: seed + the training writers + the training real sources
+    heldout-writers.jsonl  a sample of the held-out writer set-up(s): never trained on, chooses recipe and threshold
+    heldout-real.jsonl     a sample of the held-out real source(s): never trained on, measures false interjections
+    valid.jsonl and adversarial.jsonl are not touched (the old same-writer validation and the attack set).
+
+Near-duplicates (Jaccard of word 4-shingles >= 0.5, chimein.dedup) are dropped across all sources, the
+later one of each pair, and listed. Real training windows are cropped to at most REAL_TRAIN_TURNS user
+messages (a random stretch, fixed seed): they are all silence, and shorter windows buy more sources per
+minute of CPU training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+from chimein.data import Conversation, load_conversations, write_conversations
+from chimein.dedup import find_duplicates
+
+HERE = Path(__file__).resolve().parent
+HELDOUT_WRITERS = ("w6",)
+HELDOUT_CORPORA: tuple[str, ...] = ()  # set from real/SOURCES.md: the whole source kept for evaluation
+HELDOUT_WRITER_SAMPLE = 150  # conversations: keeps a full eval of one model under ~10 minutes on 2 cores
+HELDOUT_REAL_SAMPLE = 150
+REAL_TRAIN_TURNS = 14
+SEED = 7
+
+
+def sources() -> list[Conversation]:
+    convs = load_conversations(HERE / "seed" / "train.jsonl")
+    for c in convs:
+        c.meta.setdefault("writer", "seed")
+    for path in sorted((HERE / "writers").glob("*.jsonl")) + sorted((HERE / "real").glob("*.jsonl")):
+        convs += load_conversations(path)
+    return convs
+
+
+def crop(conv: Conversation, turns: int, rng: random.Random) -> Conversation:
+    """A stretch of at most ``turns`` user messages (windows of real chat carry no assistant messages)."""
+    if conv.user_turns <= turns:
+        return conv
+    start = rng.randrange(0, len(conv.messages) - turns + 1)
+    return Conversation(conv.messages[start:start + turns], {**conv.meta, "cut": f"{conv.meta.get('cut', '')}; training crop {start}-{start + turns}"})
+
+
+def build() -> dict[str, list[Conversation]]:
+    convs = sources()
+    dropped = {p.second for p in find_duplicates(convs)}
+    for i in sorted(dropped):
+        print(f"near-duplicate dropped: {convs[i].meta.get('id')}", file=sys.stderr)
+    convs = [c for i, c in enumerate(convs) if i not in dropped]
+    rng = random.Random(SEED)
+    held_writers = [c for c in convs if c.meta.get("writer") in HELDOUT_WRITERS]
+    held_real = [c for c in convs if c.meta.get("corpus") in HELDOUT_CORPORA]
+    train = [c for c in convs if c.meta.get("writer") not in HELDOUT_WRITERS and c.meta.get("corpus") not in HELDOUT_CORPORA]
+    train = [crop(c, REAL_TRAIN_TURNS, rng) if c.meta.get("corpus") else c for c in train]
+    rng.shuffle(train)
+    return {
+        "train.jsonl": train,
+        "heldout-writers.jsonl": sorted(rng.sample(held_writers, min(HELDOUT_WRITER_SAMPLE, len(held_writers))), key=lambda c: str(c.meta.get("id"))),
+        "heldout-real.jsonl": sorted(rng.sample(held_real, min(HELDOUT_REAL_SAMPLE, len(held_real))), key=lambda c: str(c.meta.get("id"))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed splits instead of writing")
+    args = parser.parse_args()
+    stale = []
+    for name, convs in build().items():
+        path = HERE / name
+        if args.check:
+            tmp = path.with_suffix(".check")
+            write_conversations(tmp, convs)
+            if not path.exists() or tmp.read_bytes() != path.read_bytes():
+                stale.append(name)
+            tmp.unlink()
+        else:
+            write_conversations(path, convs)
+            print(f"{name}: {len(convs)} conversations, {sum(c.user_turns for c in convs)} user turns")
+    if stale:
+        sys.exit(f"error: {', '.join(stale)} differ from what data/prepare.py builds; run python data/prepare.py")
+
+
+if __name__ == "__main__":
+    main()
