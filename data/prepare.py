@@ -75,10 +75,34 @@ def build() -> dict[str, list[Conversation]]:
     }
 
 
+def datasheet_tables(convs: list[Conversation]) -> str:
+    """Per writer set-up / real source: conversations, user turns, speaking rate, categories (markdown)."""
+    groups: dict[str, list[Conversation]] = {}
+    for c in convs:
+        key = f"real: {c.meta['corpus']}" if c.meta.get("corpus") else f"writer {c.meta.get('writer', '?')}"
+        groups.setdefault(key, []).append(c)
+    rows = ["| source | split | conversations | user turns | speaking rate | speakers (mean) | categories |", "|---|---|---|---|---|---|---|"]
+    for key, cs in sorted(groups.items()):
+        turns = sum(c.user_turns for c in cs)
+        speaks = sum(c.assistant_turns for c in cs)
+        held = cs[0].meta.get("writer") in HELDOUT_WRITERS or cs[0].meta.get("corpus") in HELDOUT_CORPORA
+        cats: dict[str, int] = {}
+        for c in cs:
+            cats[str(c.meta.get("category", "-"))] = cats.get(str(c.meta.get("category", "-")), 0) + 1
+        cat_text = ", ".join(f"{k} {v}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1]))
+        rows.append(f"| {key} | {'held out' if held else 'train'} | {len(cs)} | {turns:,} | {speaks / max(turns, 1):.1%} "
+                    f"| {sum(len(c.users) for c in cs) / len(cs):.1f} | {cat_text} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed splits instead of writing")
+    parser.add_argument("--stats", action="store_true", help="print the datasheet's per-source table and exit")
     args = parser.parse_args()
+    if args.stats:
+        print(datasheet_tables(sources()))
+        return
     stale = []
     for name, convs in build().items():
         path = HERE / name
