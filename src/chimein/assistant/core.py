@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE
@@ -36,6 +36,7 @@ class Decision:
     latency_s: float = 0.0
     tokens_processed: int = 0  # prompt tokens the backend had to read for this decision
     note: str = ""  # e.g. "replier failed: fell back to the local reply"
+    reason: str = ""  # why it spoke or stayed silent, set by a room's policy (assistant/policy.py)
 
     def to_json(self) -> dict[str, Any]:
         return {"speak": self.speak, "text": self.text, "p_speak": None if self.p_speak is None else round(self.p_speak, 4)}
@@ -192,15 +193,26 @@ class Assistant:
         if self.state is None:
             self.state = self.backend.new_state()
 
-    def hear(self, name: str, text: str) -> Decision:
-        """Add a user message to the room and decide; a spoken reply joins the history."""
+    def hear(self, name: str, text: str, threshold: float | None = None,
+             review: Callable[[Decision], Decision] | None = None) -> Decision:
+        """Add a user message to the room and decide; a spoken reply joins the history.
+
+        ``threshold`` overrides the room's eagerness for this message; ``review`` sees the decision before the
+        reply joins the history and may hold it back (a room's policy: cooldown, reply length)."""
         self.history.append(Message("user", text, name))
         start = time.perf_counter()
-        decision = self.backend.decide(list(self.history), self.state, self.threshold)
+        decision = self.backend.decide(list(self.history), self.state, self.threshold if threshold is None else threshold)
         decision.latency_s = time.perf_counter() - start
+        if review is not None:
+            decision = review(decision)
         if decision.speak:
             self.history.append(Message("assistant", decision.text))
         return decision
+
+    def listen(self, name: str, text: str) -> None:
+        """Add a user message to the room without deciding on it (a burst, a stale or a quiet-time message):
+        it is context for the next decision."""
+        self.history.append(Message("user", text, name))
 
     def reset(self) -> None:
         self.history.clear()
