@@ -17,7 +17,7 @@ Outputs:
 Near-duplicates (Jaccard of word 4-shingles >= 0.5, chimein.dedup) are dropped across all sources, the
 later one of each pair, and listed. Real training windows are cropped to at most REAL_TRAIN_TURNS user
 messages (a random stretch, fixed seed): they are all silence, and shorter windows buy more sources per
-minute of CPU training.
+minute of CPU training; REAL_TRAIN_WINDOWS of them are drawn (fixed seed) for the same reason.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from chimein.data import Conversation, load_conversations, write_conversations
 from chimein.dedup import find_duplicates
 
 HERE = Path(__file__).resolve().parent
-HELDOUT_WRITERS = ("w6",)
-HELDOUT_CORPORA: tuple[str, ...] = ()  # set from real/SOURCES.md: the whole source kept for evaluation
+HELDOUT_WRITERS = ("lead",)
+HELDOUT_CORPORA = ("irc-stripe",)  # a whole real IRC help channel, kept for evaluation
 HELDOUT_WRITER_SAMPLE = 150  # conversations: keeps a full eval of one model under ~10 minutes on 2 cores
 HELDOUT_REAL_SAMPLE = 150
-REAL_TRAIN_TURNS = 14
+REAL_TRAIN_TURNS = 6
+REAL_TRAIN_WINDOWS = 1500  # a sample of the training sources' windows: the 60-minute CPU budget
 SEED = 7
 
 
@@ -66,7 +67,10 @@ def build() -> dict[str, list[Conversation]]:
     held_writers = [c for c in convs if c.meta.get("writer") in HELDOUT_WRITERS]
     held_real = [c for c in convs if c.meta.get("corpus") in HELDOUT_CORPORA]
     train = [c for c in convs if c.meta.get("writer") not in HELDOUT_WRITERS and c.meta.get("corpus") not in HELDOUT_CORPORA]
-    train = [crop(c, REAL_TRAIN_TURNS, rng) if c.meta.get("corpus") else c for c in train]
+    real = [c for c in train if c.meta.get("corpus")]
+    kept = {id(c) for c in rng.sample(real, min(REAL_TRAIN_WINDOWS, len(real)))}
+    train = [crop(c, REAL_TRAIN_TURNS, rng) if c.meta.get("corpus") else c for c in train
+             if not c.meta.get("corpus") or id(c) in kept]
     rng.shuffle(train)
     return {
         "train.jsonl": train,

@@ -84,18 +84,27 @@ def test_cli_validate(tmp_path):
 
 
 def test_shipped_dataset_is_valid_and_split_apart():
+    import subprocess
+    import sys
     from pathlib import Path
 
     from chimein.dedup import fingerprint
 
     data = Path(__file__).resolve().parents[1] / "data"
-    train, valid, adv = (load_conversations(data / f) for f in ("train.jsonl", "valid.jsonl", "adversarial.jsonl"))
-    assert len(train) + len(valid) >= 400 and len(valid) >= 60
-    topics = {c.meta["topic"] for c in train + valid}
-    assert len(topics) >= 120
-    rate = compute_stats(train + valid).speaking_rate
-    assert 0.15 <= rate <= 0.30
-    # validation topics are held out entirely, and nothing is shared between the files
-    assert not {c.meta["topic"] for c in valid} & {c.meta["topic"] for c in train}
-    fps = [fingerprint(c) for c in train + valid + adv]
+    names = ("train.jsonl", "valid.jsonl", "adversarial.jsonl", "heldout-writers.jsonl", "heldout-real.jsonl")
+    train, valid, adv, held_writers, held_real = (load_conversations(data / f) for f in names)
+    assert len(train) >= 2000 and len(valid) >= 60 and len(held_writers) >= 60 and len(held_real) >= 100
+    # whole writers and whole real sources are held out: none of their conversations is trained on
+    assert not {c.meta["writer"] for c in held_writers} & {c.meta.get("writer") for c in train}
+    assert not {c.meta["corpus"] for c in held_real} & {c.meta.get("corpus") for c in train}
+    # the old same-writer validation keeps its held-out topics
+    assert not {c.meta["topic"] for c in valid} & {c.meta.get("topic") for c in train if c.meta.get("writer") == "seed"}
+    # real chat: licensed, cut on record, all silence, and never from the sources reserved for evaluation
+    real = [c for c in train + held_real if c.meta.get("corpus")]
+    assert len([c for c in train if c.meta.get("corpus")]) >= 1500
+    assert all(c.meta.get("licence") and c.meta.get("cut") and c.assistant_turns == 0 for c in real)
+    assert not any(w in str(c.meta).lower() for c in real for w in ("ubuntu", "friends"))
+    fps = [fingerprint(c) for c in train + valid + adv + held_writers + held_real]
     assert len(fps) == len(set(fps))
+    # the committed splits are exactly what data/prepare.py builds from the sources
+    subprocess.run([sys.executable, str(data / "prepare.py"), "--check"], check=True)

@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -32,7 +33,29 @@ err = Console(stderr=True)
 MODEL_HELP = "default, smollm2-135m-instruct, gemma3-270m, a local dir, an adapter dir, a .gguf file, or a hub id"
 
 
+def user_errors(command: Callable) -> Callable:
+    """Every command's bad input (an unknown model, a missing or malformed file, a bad value) ends as
+    ``error: ...`` on stderr and exit code 2, never a traceback."""
+    from chimein.models import ModelNotFound
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ModelNotFound, ValueError, OSError) as e:
+            text = str(e).strip() or type(e).__name__
+            lines = text.splitlines()
+            if len(lines) > 1 and lines[0].endswith("in conversation data:"):
+                lines = lines[1:]  # a DataError: its file:line: field: problem lines say it all
+            for i, line in enumerate(lines[:21]):
+                typer.echo(f"error: {line}" if i == 0 else f"       {line}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
 @app.command()
+@user_errors
 def validate(files: List[Path] = typer.Argument(..., help="JSONL files of conversations")) -> None:
     """Check conversation files and print statistics; list every problem as file:line: field: what."""
     from chimein.data import compute_stats, read_conversations
@@ -68,6 +91,7 @@ def _print_stats(stats, files) -> None:
 
 
 @app.command("template-tokens")
+@user_errors
 def template_tokens(
     model: str = typer.Option("smollm2-135m-instruct", help=MODEL_HELP),
     template: Optional[str] = typer.Option(None, help="built-in template (chatml, zephyr, llama-2, openchat, gemma); default: the model's"),
@@ -99,6 +123,7 @@ def template_tokens(
 
 
 @app.command()
+@user_errors
 def train(
     preset: Optional[str] = typer.Option("smollm2-135m", help="smollm2-135m, gemma3-270m, llama-2-7b-chat, zephyr-7b-beta, openchat-3.5-0106"),
     config: Optional[Path] = typer.Option(None, help="YAML file of training options (overrides the preset)"),
@@ -121,11 +146,7 @@ def train(
     overrides = {"model": model, "train_file": str(train_file) if train_file else None,
                  "output_dir": str(output_dir) if output_dir else None, "num_train_epochs": epochs,
                  "max_steps": max_steps, "limit": limit}
-    try:
-        cfg = build_config(preset, config, overrides, set_)
-    except ValueError as e:
-        err.print(f"[red]{e}[/red]")
-        raise typer.Exit(2)
+    cfg = build_config(preset, config, overrides, set_)
     result = run(cfg, resume=resume, explain=explain)
     console.print(f"adapter written to [bold]{result.output_dir}[/bold]: loss {result.train_loss:.4f}, "
                   f"{result.steps} steps, {result.seconds / 60:.1f} min")
@@ -141,7 +162,7 @@ ModelOpt = typer.Option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HEL
 BaseUrlOpt = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models (e.g. http://127.0.0.1:8080/v1)")
 KeyEnvOpt = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key")
 StyleOpt = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline (the seed's prompt)")
-EagerOpt = typer.Option(None, "--eagerness", help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the adapter's F1-optimal one")
+EagerOpt = typer.Option(None, "--eagerness", min=0.0, max=1.0, help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the adapter's F1-optimal one")
 ReplyUrlOpt = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies")
 ReplyModelOpt = typer.Option(None, help="two-stage: the model name at --reply-base-url")
 ReplyKeyOpt = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key")
@@ -163,6 +184,7 @@ def _replier(reply_base_url: Optional[str], reply_model: Optional[str], reply_ke
 
 
 @app.command()
+@user_errors
 def chat(
     model: str = ModelOpt, base_url: Optional[str] = BaseUrlOpt, api_key_env: str = KeyEnvOpt, style: str = StyleOpt,
     eagerness: Optional[float] = EagerOpt, reply_base_url: Optional[str] = ReplyUrlOpt,
@@ -180,6 +202,7 @@ def chat(
 
 
 @app.command()
+@user_errors
 def decide(
     model: str = ModelOpt, base_url: Optional[str] = BaseUrlOpt, api_key_env: str = KeyEnvOpt, style: str = StyleOpt,
     eagerness: Optional[float] = EagerOpt, reply_base_url: Optional[str] = ReplyUrlOpt,
@@ -197,9 +220,11 @@ def decide(
 
 
 @app.command("eval")
+@user_errors
 def eval_(
     files: List[Path] = typer.Argument(..., help="JSONL conversations with gold assistant turns"),
-    compare: str = typer.Option("default", help="comma-separated models: e.g. silent,mention,baseline,default"),
+    compare: List[str] = typer.Option(["default"], "--model", "-m", "--compare",
+                                      help="models to compare, repeatable or comma-separated: e.g. silent,mention,baseline,default"),
     out: Path = typer.Option(Path("runs/eval"), help="directory for report.json, report.md, turns-*.jsonl, plots"),
     base_url: Optional[str] = BaseUrlOpt, api_key_env: str = KeyEnvOpt, style: str = StyleOpt,
     eagerness: Optional[float] = EagerOpt, reply_base_url: Optional[str] = ReplyUrlOpt,
@@ -219,7 +244,7 @@ def eval_(
 
     conversations = load_conversations(*files)[: limit or None]
     reports = evaluate_models(
-        [m.strip() for m in compare.split(",") if m.strip()], conversations, out, [str(f) for f in files],
+        [m.strip() for value in compare for m in value.split(",") if m.strip()], conversations, out, [str(f) for f in files],
         lambda m: _backend(m, base_url, api_key_env, style, eagerness), eagerness,
         _replier(reply_base_url, reply_model, reply_api_key_env), similarity, decisions_only, group_by,
     )
@@ -234,7 +259,7 @@ from chimein.interfaces.matrix_cmd import matrix  # noqa: E402
 from chimein.interfaces.serve_cmd import serve  # noqa: E402
 
 for _command in (generate, export, serve, matrix):
-    app.command()(_command)
+    app.command()(user_errors(_command))
 
 
 @app.command()

@@ -40,16 +40,9 @@ def serve(
     from chimein.interfaces.web import create_app
 
     if eagerness is not None and not 0 <= eagerness <= 1:
-        err.print("[red]--eagerness must be between 0 and 1[/red]")
-        raise typer.Exit(2)
-    from chimein.models import ModelNotFound
-
-    try:
-        with err.status(f"loading {model}...", spinner="dots"):
-            backend = _backend(model, base_url, api_key_env, style, eagerness)
-    except (ModelNotFound, ValueError) as e:
-        err.print(f"[red]cannot load {model}: {e}[/red]")
-        raise typer.Exit(2)
+        raise ValueError("--eagerness must be between 0 and 1")
+    with err.status(f"loading {model}...", spinner="dots"):
+        backend = _backend(model, base_url, api_key_env, style, eagerness)  # bad names: cli.user_errors
     app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness,
                      replier=_replier(reply_base_url, reply_model, reply_api_key_env))
     err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)

@@ -1,0 +1,59 @@
+"""Every command turns bad input into one `error: ...` line on stderr and exit code 2, never a traceback."""
+
+import pytest
+from typer.testing import CliRunner
+
+from chimein.interfaces.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, stdin: str = ""):
+    result = runner.invoke(app, list(args), input=stdin)
+    return result.exit_code, result.stderr, result.exception
+
+
+@pytest.mark.parametrize("command", [
+    ["chat", "--model", "no-such-model"],
+    ["decide", "--model", "no-such-model"],
+    ["eval", "EXISTING", "--model", "no-such-model"],
+    ["serve", "--model", "no-such-model", "--port", "0"],
+    ["export", "--model", "no-such-model", "--out", "OUT"],
+])
+def test_a_bad_model_name_is_one_clean_error(command, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('[{"role": "user", "name": "Ana", "content": "hi"}]\n')
+    command = [str(data) if c == "EXISTING" else str(tmp_path / "out") if c == "OUT" else c for c in command]
+    code, stderr, exc = run(*command)
+    assert code == 2, (stderr, exc)
+    assert stderr.startswith("error: ") and "no-such-model" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", [["eval", "FILE", "--model", "silent"], ["validate", "FILE"]])
+def test_a_missing_or_malformed_file_names_the_file_and_line(command, tmp_path):
+    bad = tmp_path / "notjson.txt"
+    bad.write_text("this is not json\n")
+    code, stderr, _ = run(*[str(bad) if c == "FILE" else c for c in command])
+    assert code in (1, 2) and f"{bad}:1: json: invalid JSON" in stderr
+    code, stderr, _ = run(*[str(tmp_path / "missing.jsonl") if c == "FILE" else c for c in command])
+    assert code in (1, 2) and "missing.jsonl" in stderr and "Traceback" not in stderr
+
+
+def test_out_of_range_flags_are_refused():
+    for command in (["chat", "--eagerness", "5"], ["decide", "--eagerness", "-1"]):
+        code, stderr, _ = run(*command)
+        assert code == 2 and "--eagerness" in stderr
+
+
+def test_train_refuses_an_unknown_option():
+    code, stderr, _ = run("train", "--set", "no_such_option=1")
+    assert code == 2 and stderr.startswith("error: ") and "no_such_option" in stderr
+
+
+def test_eval_takes_model_like_every_command(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('[{"role": "user", "name": "Ana", "content": "bot, hi?"}, {"role": "assistant", "content": "Hi!"}]\n')
+    for flags in (["--model", "silent", "--model", "mention"], ["--model", "silent,mention"], ["--compare", "silent,mention"]):
+        code, stderr, exc = run("eval", str(data), *flags, "--out", str(tmp_path / "o"), "--no-similarity")
+        assert code == 0, (stderr, exc)
+    assert (tmp_path / "o" / "turns-mention.jsonl").exists() and (tmp_path / "o" / "turns-silent.jsonl").exists()
