@@ -63,20 +63,20 @@ def build() -> dict[str, list[Conversation]]:
     for i in sorted(dropped):
         print(f"near-duplicate dropped: {convs[i].meta.get('id')}", file=sys.stderr)
     convs = [c for i, c in enumerate(convs) if i not in dropped]
-    rng = random.Random(SEED)
+    held_rng, rng = random.Random(SEED), random.Random(SEED + 1)  # held-out samples never move with the training data
     held_writers = [c for c in convs if c.meta.get("writer") in HELDOUT_WRITERS]
     held_real = [c for c in convs if c.meta.get("corpus") in HELDOUT_CORPORA]
+    held = {
+        "heldout-writers.jsonl": held_rng.sample(held_writers, min(HELDOUT_WRITER_SAMPLE, len(held_writers))),
+        "heldout-real.jsonl": held_rng.sample(held_real, min(HELDOUT_REAL_SAMPLE, len(held_real))),
+    }
     train = [c for c in convs if c.meta.get("writer") not in HELDOUT_WRITERS and c.meta.get("corpus") not in HELDOUT_CORPORA]
     real = [c for c in train if c.meta.get("corpus")]
     kept = {id(c) for c in rng.sample(real, min(REAL_TRAIN_WINDOWS, len(real)))}
     train = [crop(c, REAL_TRAIN_TURNS, rng) if c.meta.get("corpus") else c for c in train
              if not c.meta.get("corpus") or id(c) in kept]
     rng.shuffle(train)
-    return {
-        "train.jsonl": train,
-        "heldout-writers.jsonl": sorted(rng.sample(held_writers, min(HELDOUT_WRITER_SAMPLE, len(held_writers))), key=lambda c: str(c.meta.get("id"))),
-        "heldout-real.jsonl": sorted(rng.sample(held_real, min(HELDOUT_REAL_SAMPLE, len(held_real))), key=lambda c: str(c.meta.get("id"))),
-    }
+    return {"train.jsonl": train, **{name: sorted(cs, key=lambda c: str(c.meta.get("id"))) for name, cs in held.items()}}
 
 
 def datasheet_tables(convs: list[Conversation]) -> str:

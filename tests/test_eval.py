@@ -87,13 +87,14 @@ def test_decisions_only_takes_the_decision_from_p_speak_without_replies(sample_c
 
 
 class Unsure(Scored):
-    """p_speak 0.1 everywhere; the direct-question rule is the only reason to speak."""
+    """p_speak 0.1 everywhere; the direct-question rule is the only reason to speak (the stuck rule is off)."""
     answer_direct_questions = True
+    stuck_threshold = None
 
     def decide(self, messages, state=None, threshold=None):
         from chimein.assistant.core import Decision, should_speak
 
-        speak = should_speak(0.1, 0.5 if threshold is None else threshold, messages)
+        speak = should_speak(0.1, 0.5 if threshold is None else threshold, messages, stuck_threshold=None)
         return Decision(speak, "x" if speak else "", 0.1)
 
 

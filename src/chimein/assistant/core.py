@@ -21,6 +21,7 @@ from typing import Any, Callable, Protocol
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE
 from chimein.mentions import addressed_person, asks_the_assistant
+from chimein.stuck import LOOKBACK, looks_stuck
 
 log = logging.getLogger("chimein.assistant")
 
@@ -95,7 +96,13 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]
     return True, text
 
 
-def should_speak(p_speak: float, threshold: float, messages: list[Message], answer_direct_questions: bool = True) -> bool:
+# p_speak needed on a message that looks stuck (stuck.looks_stuck): the model still has a say, but the
+# threshold drops from the room's eagerness to this (chosen on the held-out writer split, see README).
+STUCK_THRESHOLD = 0.05
+
+
+def should_speak(p_speak: float, threshold: float, messages: list[Message], answer_direct_questions: bool = True,
+                 stuck_threshold: float | None = STUCK_THRESHOLD) -> bool:
     """The decision of a backend with a speaking probability, after the last message of ``messages``:
 
     1. a message that addresses the assistant with a question is answered (``answer_direct_questions``):
@@ -103,7 +110,10 @@ def should_speak(p_speak: float, threshold: float, messages: list[Message], answ
     2. a message addressed to someone else (``kira: ...``, ``Ben, ...?``, ``@maria ...``) is theirs to
        answer: never an interjection, however high p_speak is (in real channels this was most of the
        unasked speaking);
-    3. otherwise speak when ``p_speak`` reaches the eagerness threshold.
+    3. a message showing the group is stuck on a question ("no idea", "not sure", ``stuck.looks_stuck``)
+       needs only ``stuck_threshold`` (None: no special case): WHEN-TO-SPEAK rule 2, which a small model
+       misses in chats unlike its training data;
+    4. otherwise speak when ``p_speak`` reaches the eagerness threshold.
     A threshold above 1 never speaks: callers use it to ask for ``p_speak`` alone.
     """
     if threshold > 1.0:
@@ -114,6 +124,8 @@ def should_speak(p_speak: float, threshold: float, messages: list[Message], answ
     others = [m.name for m in messages[:-1] if m.role == "user" and m.name and m.name != messages[-1].name]
     if addressed_person(text, others):
         return False
+    if stuck_threshold is not None and looks_stuck([m.content for m in messages if m.role == "user"][-LOOKBACK - 1:]):
+        return p_speak >= min(threshold, stuck_threshold)
     return p_speak >= threshold
 
 

@@ -63,7 +63,8 @@ def evaluate(backend: Any, conversations: list[Conversation], *, threshold: floa
             latency = time.perf_counter() - start
             msg = conv.messages[i]
             speak = d.speak if not skip_replies else d.p_speak is not None and should_speak(
-                d.p_speak, cut, conv.messages[: i + 1], getattr(backend, "answer_direct_questions", False))
+                d.p_speak, cut, conv.messages[: i + 1], getattr(backend, "answer_direct_questions", False),
+                getattr(backend, "stuck_threshold", None))
             done.append(TurnRecord(
                 cid, str(conv.meta.get("category", "")), i, msg.name or "", msg.content, gold is not None,
                 gold.content if gold else "", speak, d.text, d.p_speak, latency, d.tokens_processed,

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from chimein.assistant.core import Decision, parse_reply, should_speak
+from chimein.assistant.core import STUCK_THRESHOLD, Decision, parse_reply, should_speak
 from chimein.assistant.decoding import next_reply_token
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
@@ -49,7 +49,8 @@ class HFBackend:
 
     def __init__(self, model: Any, tokenizer: Any, fmt: ChatFormat, *, threshold: float = 0.5, mode: str = "fast",
                  style: str = "finetuned", baseline_variant: str = "short", max_new_tokens: int = 80,
-                 max_context_tokens: int = 2048, name: str = "hf", answer_direct_questions: bool = True):
+                 max_context_tokens: int = 2048, name: str = "hf", answer_direct_questions: bool = True,
+                 stuck_threshold: float | None = STUCK_THRESHOLD):
         if mode not in ("fast", "generate"):
             raise ValueError("mode must be 'fast' or 'generate'")
         if style not in ("finetuned", "baseline"):
@@ -57,7 +58,7 @@ class HFBackend:
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
         self.threshold, self.mode, self.style, self.variant = threshold, mode, style, baseline_variant
         self.max_new_tokens, self.max_context_tokens, self.name = max_new_tokens, max_context_tokens, name
-        self.answer_direct_questions = answer_direct_questions
+        self.answer_direct_questions, self.stuck_threshold = answer_direct_questions, stuck_threshold
         self.supports_probability = style == "finetuned" and mode == "fast"
         self.split = find_marker_split(fmt) if style == "finetuned" else None
         eot = fmt.tokenize(fmt.end_of_turn) if fmt.end_of_turn else []
@@ -95,7 +96,7 @@ class HFBackend:
         logits, processed = self._advance(state, prompt_ids + self.split.shared)
         pair = torch.stack([logits[self.split.response], logits[self.split.silence]]).float()
         p_speak = float(torch.softmax(pair, dim=0)[0])
-        if not should_speak(p_speak, threshold, messages, self.answer_direct_questions):
+        if not should_speak(p_speak, threshold, messages, self.answer_direct_questions, self.stuck_threshold):
             return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
         raw = self._generate_reply(state)
         speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))

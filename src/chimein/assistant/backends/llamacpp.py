@@ -2,46 +2,53 @@
 
 Same decision as the transformers fast path: one forward pass over the new tokens, ``p_speak`` from the
 first token where ``(silence)`` and ``(response)`` differ, generation only when speaking. One ``Llama``
-object holds one live sequence; rooms take turns on it: the active room's state is saved with
-``save_state()`` when another room needs the model and restored with ``load_state()`` when it comes back,
-so each room keeps its prefix cache. The prompt is rendered by the same :class:`ChatFormat` as in
-training, then tokenized by llama.cpp itself.
+object holds one live sequence; rooms take turns on it. When another room needs the model, the active
+room's KV cells are copied out (only the cells its tokens use: ``llama_state_seq_get_data``, about 23 KB per
+token for SmolLM2) and copied back when it returns, so each room keeps its prefix cache. The copies live
+within ``state_budget_mb``: past it the least recently used room's copy is dropped, and that room is
+re-read from its messages when it speaks again (one prefill). The prompt is rendered by the same
+:class:`ChatFormat` as in training, then tokenized by llama.cpp itself.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import numpy as np
 
 from chimein.assistant.markers import adapter_threshold, common_prefix_len, find_marker_split
 from chimein.assistant.window import fit_window
-from chimein.assistant.core import Decision, parse_reply, should_speak
+from chimein.assistant.core import STUCK_THRESHOLD, Decision, parse_reply, should_speak
 from chimein.assistant.decoding import next_reply_token
 from chimein.assistant.prompts import baseline_messages
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
 
 
-@dataclass
+@dataclass(eq=False)
 class LlamaRoom:
-    saved: Any = None  # llama_cpp.LlamaState while another room holds the model
+    saved: bytes | None = None  # the room's KV cells while another room holds the model (None: evicted or new)
+    ids: list[int] = field(default_factory=list)  # the tokens those cells hold
     start: int = 0  # first message inside the context window
-    ids: list[int] = field(default_factory=list)
 
 
 class LlamaCppBackend:
     supports_probability = True
 
     def __init__(self, llm: Any, fmt: ChatFormat, *, threshold: float = 0.5, max_new_tokens: int = 80,
-                 style: str = "finetuned", baseline_variant: str = "short", answer_direct_questions: bool = True):
+                 style: str = "finetuned", baseline_variant: str = "short", answer_direct_questions: bool = True,
+                 state_budget_mb: float = 256.0, stuck_threshold: float | None = STUCK_THRESHOLD):
         if style not in ("finetuned", "baseline"):
             raise ValueError("style must be 'finetuned' or 'baseline'")
         self.llm, self.fmt, self.threshold, self.max_new_tokens = llm, fmt, threshold, max_new_tokens
         self.style, self.variant, self.answer_direct_questions = style, baseline_variant, answer_direct_questions
+        self.stuck_threshold = stuck_threshold
         self.supports_probability = style == "finetuned"
         self.split = find_marker_split(fmt, self.tokenize)
         eot = self.tokenize(fmt.end_of_turn)
@@ -50,6 +57,9 @@ class LlamaCppBackend:
         self.opening_bans = self.stop_ids | set(self.split.reply_bans)
         self.max_context_tokens = llm.n_ctx() - max_new_tokens - 16
         self._active: LlamaRoom | None = None
+        self.state_budget_bytes = int(state_budget_mb * 2**20)
+        self._saved: OrderedDict[int, LlamaRoom] = OrderedDict()  # rooms holding a copy, least recently used first
+        self.evictions = 0
 
     @classmethod
     def load(cls, name: str = "default", *, threshold: float | None = None, n_ctx: int = 4096,
@@ -88,14 +98,35 @@ class LlamaCppBackend:
     def _activate(self, room: LlamaRoom) -> None:
         if self._active is room:
             return
+        ctx = self.llm._ctx.ctx
         if self._active is not None:
-            self._active.saved = self.llm.save_state()
+            self._save(self._active, ctx)
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        self.llm.n_tokens = 0
         if room.saved is not None:
-            self.llm.load_state(room.saved)
+            buf = (ctypes.c_uint8 * len(room.saved)).from_buffer_copy(room.saved)
+            if llama_cpp.llama_state_seq_set_data(ctx, buf, len(room.saved), 0) == len(room.saved):
+                self.llm.input_ids[: len(room.ids)] = room.ids
+                self.llm.n_tokens = len(room.ids)
+            self._saved.pop(id(room), None)
             room.saved = None
-        else:
-            self.llm.reset()
         self._active = room
+
+    def _save(self, room: LlamaRoom, ctx: Any) -> None:
+        """Copy the active room's cells out, then drop the oldest copies past the budget."""
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+        room.saved, room.ids = bytes(buf[:n]), list(self.llm.input_ids[: self.llm.n_tokens])
+        self._saved[id(room)] = room
+        while sum(len(r.saved or b"") for r in self._saved.values()) > self.state_budget_bytes and len(self._saved) > 1:
+            _, oldest = self._saved.popitem(last=False)
+            oldest.saved, oldest.ids = None, []
+            self.evictions += 1
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(len(r.saved or b"") for r in self._saved.values())
 
     def _advance(self, target: list[int]) -> tuple[np.ndarray, int]:
         current = list(self.llm.input_ids[: self.llm.n_tokens])
@@ -121,7 +152,7 @@ class LlamaCppBackend:
         logits, processed = self._advance(self._prompt(messages, room) + self.split.shared)
         pair = np.array([logits[self.split.response], logits[self.split.silence]], dtype=np.float64)
         p_speak = float(1.0 / (1.0 + np.exp(pair[1] - pair[0])))
-        if not should_speak(p_speak, threshold, messages, self.answer_direct_questions):
+        if not should_speak(p_speak, threshold, messages, self.answer_direct_questions, self.stuck_threshold):
             return Decision(False, "", p_speak, SILENCE, tokens_processed=processed)
         raw = self._generate()
         speak, text = parse_reply(RESPONSE + raw, (self.fmt.end_of_turn,))
