@@ -31,10 +31,10 @@ from chimein.data import Conversation, load_conversations, write_conversations
 from chimein.dedup import find_duplicates
 
 HERE = Path(__file__).resolve().parent
-HELDOUT_WRITERS = ("lead",)
-HELDOUT_CORPORA = ("irc-stripe",)  # a whole real IRC help channel, kept for evaluation
-HELDOUT_WRITER_SAMPLE = 150  # conversations: keeps a full eval of one model under ~10 minutes on 2 cores
-HELDOUT_REAL_SAMPLE = 150
+HELDOUT_WRITERS = ("lead", "w6")
+HELDOUT_CORPORA = ("irc-stripe", "gitter_livechat")  # a real IRC help channel and three Gitter rooms, kept for evaluation
+HELDOUT_WRITER_SAMPLE = 100  # conversations per held-out writer: a full eval of one model in minutes on 2 cores
+HELDOUT_REAL_SAMPLE = 150  # per held-out corpus
 REAL_TRAIN_TURNS = 6
 REAL_TRAIN_WINDOWS = 1500  # a sample of the training sources' windows: the 60-minute CPU budget
 SEED = 7
@@ -63,13 +63,15 @@ def build() -> dict[str, list[Conversation]]:
     for i in sorted(dropped):
         print(f"near-duplicate dropped: {convs[i].meta.get('id')}", file=sys.stderr)
     convs = [c for i, c in enumerate(convs) if i not in dropped]
-    held_rng, rng = random.Random(SEED), random.Random(SEED + 1)  # held-out samples never move with the training data
-    held_writers = [c for c in convs if c.meta.get("writer") in HELDOUT_WRITERS]
-    held_real = [c for c in convs if c.meta.get("corpus") in HELDOUT_CORPORA]
-    held = {
-        "heldout-writers.jsonl": held_rng.sample(held_writers, min(HELDOUT_WRITER_SAMPLE, len(held_writers))),
-        "heldout-real.jsonl": held_rng.sample(held_real, min(HELDOUT_REAL_SAMPLE, len(held_real))),
-    }
+    rng = random.Random(SEED + 1)
+    held: dict[str, list[Conversation]] = {"heldout-writers.jsonl": [], "heldout-real.jsonl": []}
+    # One sample per held-out writer and corpus, each from its own seed: adding one never moves another.
+    for writer in HELDOUT_WRITERS:
+        theirs = [c for c in convs if c.meta.get("writer") == writer]
+        held["heldout-writers.jsonl"] += random.Random(f"{SEED}-{writer}").sample(theirs, min(HELDOUT_WRITER_SAMPLE, len(theirs)))
+    for corpus in HELDOUT_CORPORA:
+        theirs = [c for c in convs if c.meta.get("corpus") == corpus]
+        held["heldout-real.jsonl"] += random.Random(f"{SEED}-{corpus}").sample(theirs, min(HELDOUT_REAL_SAMPLE, len(theirs)))
     train = [c for c in convs if c.meta.get("writer") not in HELDOUT_WRITERS and c.meta.get("corpus") not in HELDOUT_CORPORA]
     real = [c for c in train if c.meta.get("corpus")]
     kept = {id(c) for c in rng.sample(real, min(REAL_TRAIN_WINDOWS, len(real)))}

@@ -89,7 +89,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # LoRA on the top 10 layers without dropout (dropout's random masks were 12% of a CPU step). The data
     # mix (data/prepare.py: synthetic chats of several writers + windows of real chat) is about 4x the old
     # seed set, so 1.3 passes over it fit the 60-minute budget on 2 cores.
-    "smollm2-135m": dict(model="smollm2-135m-instruct", output_dir="runs/smollm2-135m", num_train_epochs=1.3,
+    "smollm2-135m": dict(model="smollm2-135m-instruct", output_dir="runs/smollm2-135m", num_train_epochs=1.0,
                          decision_weight=5.0, lora_top_layers=10, lora_dropout=0.0),
     "gemma3-270m": dict(model="gemma3-270m", template="gemma", output_dir="runs/gemma3-270m", max_length=1536),
     "llama-2-7b-chat": dict(lora_top_layers=None, target_modules="all-linear", model="llama-2-7b-chat", template="llama-2", output_dir="runs/llama-2-7b-chat", **_SEED_7B),
