@@ -33,8 +33,8 @@ from chimein.dedup import find_duplicates
 HERE = Path(__file__).resolve().parent
 HELDOUT_WRITERS = ("lead", "w6")
 HELDOUT_CORPORA = ("irc-stripe", "gitter_livechat")  # a real IRC help channel and three Gitter rooms, kept for evaluation
-HELDOUT_WRITER_SAMPLE = 100  # conversations per held-out writer: a full eval of one model in minutes on 2 cores
-HELDOUT_REAL_SAMPLE = 150  # per held-out corpus
+HELDOUT_WRITER_SAMPLE = 60  # conversations per held-out writer: a full eval of one model in minutes on 2 cores
+HELDOUT_REAL_SAMPLE = 60  # windows per held-out corpus
 REAL_TRAIN_TURNS = 6
 REAL_TRAIN_WINDOWS = 1500  # a sample of the training sources' windows: the 60-minute CPU budget
 SEED = 7

@@ -87,8 +87,8 @@ _SEED_7B = dict(
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU default: fast on 2 cores, full precision weights dequantized from the shipped GGUF.
     # LoRA on the top 10 layers without dropout (dropout's random masks were 12% of a CPU step). The data
-    # mix (data/prepare.py: synthetic chats of several writers + windows of real chat) is about 4x the old
-    # seed set, so 1.3 passes over it fit the 60-minute budget on 2 cores.
+    # mix (data/prepare.py: synthetic chats of several writers + windows of real chat) is about 5x the old
+    # seed set, so one pass over it fits the 60-minute budget on 2 cores (README: the recipe comparison).
     "smollm2-135m": dict(model="smollm2-135m-instruct", output_dir="runs/smollm2-135m", num_train_epochs=1.0,
                          decision_weight=5.0, lora_top_layers=10, lora_dropout=0.0),
     "gemma3-270m": dict(model="gemma3-270m", template="gemma", output_dir="runs/gemma3-270m", max_length=1536),
