@@ -89,11 +89,16 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]
         if raw.strip():
             log.info("reply read as silence: nothing but markers or punctuation in %r", raw[:80])
         return False, ""
-    if len(text) > MAX_REPLY_CHARS:
-        cut = text[:MAX_REPLY_CHARS]
-        end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
-        text = cut[: end + 1] if end > MAX_REPLY_CHARS // 3 else cut.rstrip() + "..."
-    return True, text
+    return True, cut_reply(text)
+
+
+def cut_reply(text: str, max_chars: int = MAX_REPLY_CHARS) -> str:
+    """At most ``max_chars``, cut at a sentence end when one falls in the last two thirds."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+    return cut[: end + 1] if end > max_chars // 3 else cut.rstrip() + "..."
 
 
 # p_speak needed on a message that looks stuck (stuck.looks_stuck): the model still has a say, but the

@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from chimein.assistant.core import Assistant, Decision
+from chimein.assistant.core import Assistant, Decision, cut_reply
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES, addresses_assistant
 
 Mode = Literal["auto", "mention-only", "quiet"]
@@ -169,10 +169,7 @@ class RoomGate:
             held = self._held_back(now)
             if held:
                 return replace(decision, speak=False, text="", reason=f"{held} (p_speak {_p(decision)})")
-        if len(decision.text) > p.max_reply_chars:
-            cut = decision.text[: p.max_reply_chars]
-            end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
-            decision.text = cut[: end + 1] if end > p.max_reply_chars // 3 else cut.rstrip() + "..."
+        decision.text = cut_reply(decision.text, p.max_reply_chars)
         decision.reason = verdict.reason or ("addressed" if verdict.addressed else _threshold_reason(decision, verdict, spoke=True))
         self.spoken_at.append(now)
         if not verdict.addressed:

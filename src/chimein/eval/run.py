@@ -100,7 +100,7 @@ def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[s
         rs = [r for r in records if mentions_assistant(r.text, DEFAULT_ASSISTANT_NAMES) is named]
         m = decision_metrics([r.gold_speak for r in rs], [r.speak for r in rs])
         report[f"{part}_f1"] = round(m.f1, 4)
-        report[part] = {**m.as_dict()}
+        report[part] = m.as_dict()
     report["per_turn_category"] = _per_group(records, lambda r: r.category)
     if any(r.conversation_category for r in records):
         report["per_conversation_category"] = _per_group(records, lambda r: r.conversation_category)

@@ -36,6 +36,7 @@ MODEL_HELP = "default, smollm2-135m-instruct, gemma3-270m, a local dir, an adapt
 def user_errors(command: Callable) -> Callable:
     """Every command's bad input (an unknown model, a missing or malformed file, a bad value) ends as
     ``error: ...`` on stderr and exit code 2, never a traceback."""
+    from chimein.data import DataError
     from chimein.models import ModelNotFound
 
     @functools.wraps(command)
@@ -43,10 +44,8 @@ def user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except (ModelNotFound, ValueError, OSError) as e:
-            text = str(e).strip() or type(e).__name__
-            lines = text.splitlines()
-            if len(lines) > 1 and lines[0].endswith("in conversation data:"):
-                lines = lines[1:]  # a DataError: its file:line: field: problem lines say it all
+            # A DataError's own file:line: field: problem lines say it all.
+            lines = [str(p) for p in e.problems] if isinstance(e, DataError) else (str(e).strip() or type(e).__name__).splitlines()
             for i, line in enumerate(lines[:21]):
                 typer.echo(f"error: {line}" if i == 0 else f"       {line}", err=True)
             raise typer.Exit(2) from None

@@ -34,7 +34,7 @@ def matrix(
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key"),
     style: str = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline"),
-    eagerness: Optional[float] = typer.Option(None, "--eagerness", help="speaking threshold on p_speak, 0-1 (lower speaks more)"),
+    eagerness: Optional[float] = typer.Option(None, "--eagerness", min=0.0, max=1.0, help="speaking threshold on p_speak, 0-1 (lower speaks more)"),
     reply_base_url: Optional[str] = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"),
     reply_model: Optional[str] = typer.Option(None, help="two-stage: the model name at --reply-base-url"),
     reply_api_key_env: str = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key"),

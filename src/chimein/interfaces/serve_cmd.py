@@ -24,7 +24,7 @@ def serve(
     port: int = typer.Option(8000, help="port to listen on"),
     model: str = typer.Option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HELP),
     db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
-    eagerness: Optional[float] = typer.Option(None, "--eagerness", help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own; rooms can change theirs"),
+    eagerness: Optional[float] = typer.Option(None, "--eagerness", min=0.0, max=1.0, help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own; rooms can change theirs"),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key"),
     style: str = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline"),
@@ -39,8 +39,6 @@ def serve(
     from chimein.interfaces.rooms import Limits
     from chimein.interfaces.web import create_app
 
-    if eagerness is not None and not 0 <= eagerness <= 1:
-        raise ValueError("--eagerness must be between 0 and 1")
     with err.status(f"loading {model}...", spinner="dots"):
         backend = _backend(model, base_url, api_key_env, style, eagerness)  # bad names: cli.user_errors
     app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness,

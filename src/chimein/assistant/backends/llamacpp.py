@@ -119,7 +119,7 @@ class LlamaCppBackend:
         n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
         room.saved, room.ids = bytes(buf[:n]), list(self.llm.input_ids[: self.llm.n_tokens])
         self._saved[id(room)] = room
-        while sum(len(r.saved or b"") for r in self._saved.values()) > self.state_budget_bytes and len(self._saved) > 1:
+        while self.saved_bytes > self.state_budget_bytes and len(self._saved) > 1:
             _, oldest = self._saved.popitem(last=False)
             oldest.saved, oldest.ids = None, []
             self.evictions += 1
