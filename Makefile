@@ -13,10 +13,11 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LLAMA_VERSION = $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
 
 install:
-	$(PIP) install -e '.[dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e '.[dev]'
 	@$(MAKE) --no-print-directory llama-cpp
 
-# Keep the installed llama-cpp-python if it decodes on this CPU; otherwise rebuild it portable (about 5 minutes).
+# The first install builds it portable too; a wheel cached from elsewhere is kept if it decodes on this CPU,
+# otherwise rebuilt (about 5 minutes).
 llama-cpp:
 	@$(PY) -m chimein.models --check-llama-cpp 2>/dev/null || ( \
 	  echo "llama-cpp-python does not run on this CPU: rebuilding it without -march=native"; \

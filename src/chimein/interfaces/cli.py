@@ -167,11 +167,11 @@ ReplyModelOpt = typer.Option(None, help="two-stage: the model name at --reply-ba
 ReplyKeyOpt = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key")
 
 
-def _backend(model: str, base_url: Optional[str], api_key_env: str, style: str, eagerness: Optional[float]):
+def _backend(model: str, base_url: Optional[str], api_key_env: str, style: str, eagerness: Optional[float], **options: Any):
     from chimein.assistant import load_backend
 
     return load_backend(model, base_url=base_url, api_key_env=api_key_env, threshold=eagerness,
-                        **({"style": style} if model.startswith("openai:") or base_url else {}))
+                        **({"style": style} if model.startswith("openai:") or base_url else {}), **options)
 
 
 def _replier(reply_base_url: Optional[str], reply_model: Optional[str], reply_key_env: str):

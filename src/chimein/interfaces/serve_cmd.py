@@ -5,7 +5,7 @@
     chimein serve --eagerness 0.3                   # speak more often than the adapter's default threshold
     chimein serve --reply-base-url http://127.0.0.1:8081/v1 --reply-model big   # decide small, reply strong
 
-The library behind it is :func:`chimein.interfaces.web.create_app`; docs/serve.md has the protocol.
+The library behind it is :func:`chimein.server.create_app`; docs/serve.md has the protocol.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def serve(
     db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
     eagerness: Optional[float] = typer.Option(None, "--eagerness", min=0.0, max=1.0, help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own; rooms can change theirs"),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key"),
+    model_api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key of --base-url"),
+    api_key_env: Optional[str] = typer.Option(None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"),
+    room_cache_mb: float = typer.Option(256.0, min=0.0, help="llama.cpp: memory for idle rooms' caches; past it the least recently used room is re-read from its messages when it speaks again"),
     style: str = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline"),
     reply_base_url: Optional[str] = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"),
     reply_model: Optional[str] = typer.Option(None, help="two-stage: the model name at --reply-base-url"),
@@ -35,13 +37,34 @@ def serve(
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
     import uvicorn
 
-    from chimein.interfaces.cli import _backend, _replier, err
-    from chimein.interfaces.rooms import Limits
-    from chimein.interfaces.web import create_app
+    import os
 
+    from chimein.interfaces.cli import _backend, _replier, err
+    from chimein.server import create_app
+    from chimein.server.limits import Limits
+
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env, "").strip()
+        if not api_key:
+            raise typer.BadParameter(f"the environment variable {api_key_env} is empty or unset", param_hint="'--api-key-env'")
     with err.status(f"loading {model}...", spinner="dots"):
-        backend = _backend(model, base_url, api_key_env, style, eagerness)  # bad names: cli.user_errors
-    app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness,
+        extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
+        backend = _backend(model, base_url, model_api_key_env, style, eagerness, **extra)  # bad names: cli.user_errors
+    app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness, api_key=api_key,
                      replier=_replier(reply_base_url, reply_model, reply_api_key_env))
+    if api_key is None and not is_loopback(host):
+        err.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key-env: anyone who can reach this "
+                  "address can use /v1/chat/completions (and create rooms)", soft_wrap=True)
     err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, ws_max_size=Limits().max_frame_bytes, log_level="info")
+
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -7,55 +7,40 @@ A room goes back to sleep (its assistant and model cache are dropped) when its l
 its queue is empty.
 
 Threads: everything here runs on the event loop except the model calls, which all go to ONE worker thread
-(``executor``, shared by every room and the OpenAI endpoint: backends are not thread-safe). Each room has
-its own queue and worker task, so a room's messages are decided one at a time in arrival order, while
-rooms take turns on the model thread. A message that arrives while the assistant writes a reply is stored,
+(``executor``, a :class:`ModelThread` shared by every room and the OpenAI endpoint: backends are not
+thread-safe). Each room has its own queue and worker task, so a room's messages are decided one at a time
+in arrival order, while rooms and API clients take turns on the model thread. A message that arrives while the assistant writes a reply is stored,
 shown and queued at once; the assistant hears it right after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
 import re
 import time
 import unicodedata
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+import confusables
+
 from chimein.assistant.core import Assistant, Backend, Decision
 from chimein.data import Message
-from chimein.interfaces.store import Room, Store, StoredMessage
+from chimein.server.limits import Limits, TokenBucket
+from chimein.server.model_thread import ModelThread
+from chimein.server.store import Room, Store, StoredMessage
 
 log = logging.getLogger("chimein.serve")
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 # WebSocket close codes (besides 1000 and uvicorn's 1012 on shutdown).
 CLOSE_BAD_JOIN, CLOSE_UNAUTHORIZED, CLOSE_JOIN_TIMEOUT, CLOSE_FLOODING, CLOSE_TOO_SLOW = 4400, 4401, 4408, 4429, 4503
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_message_chars: int = 2000
-    max_frame_bytes: int = 32_768  # a bigger WebSocket frame is refused before it is parsed
-    burst: int = 10  # frames a connection may send at once ...
-    per_second: float = 1.0  # ... and per second after that (token bucket)
-    max_strikes: int = 20  # rate-limited frames in a row before the connection is closed
-    history: int = 500  # at most this many messages are sent on join
-    seed_messages: int = 50  # recent messages the assistant rereads when its room wakes up
-    stale_after_s: float = 600.0  # undecided messages older than this are skipped when a room wakes up
-    typing_after_s: float = 0.4  # show "typing" when a decision runs longer than this (it is writing)
-    join_timeout_s: float = 10.0
-    outbox: int = 1000  # frames queued for a client that reads too slowly before it is dropped
-    rooms_burst: int = 20  # rooms one address may create at once ...
-    rooms_per_second: float = 0.1  # ... and per second after that
-
-    def to_json(self) -> dict[str, Any]:
-        return {"max_message_chars": self.max_message_chars, "burst": self.burst, "per_second": self.per_second}
 
 
 class WireError(Exception):
@@ -86,9 +71,25 @@ def validate_name(raw: Any, reserved: str = "assistant") -> str:
         raise WireError("bad_name", "a name is 1 to 32 characters", CLOSE_BAD_JOIN)
     if any((unicodedata.category(c)[0] == "C" and c != "\u200d") or unicodedata.category(c) in ("Zl", "Zp") for c in name):
         raise WireError("bad_name", "a name cannot contain control, formatting or line-break characters", CLOSE_BAD_JOIN)
-    if name.casefold() == reserved.casefold():
-        raise WireError("bad_name", f"{reserved!r} is the assistant's name", CLOSE_BAD_JOIN)
+    if looks_alike(name, reserved):
+        raise WireError("bad_name", f"{name!r} looks like {reserved!r}, the assistant's name", CLOSE_BAD_JOIN)
     return name
+
+
+def looks_alike(a: str, b: str) -> bool:
+    """Whether two display names could pass for each other: equal after NFKC and case folding, or confusable
+    character by character (Unicode's confusables: a Cyrillic "а" for a Latin "a", "rn" for "m")."""
+    a, b = unicodedata.normalize("NFKC", a).casefold(), unicodedata.normalize("NFKC", b).casefold()
+    return a == b or confusables.is_confusable(a, b)
+
+
+def validate_key(raw: Any) -> str | None:
+    """The browser's secret for its names in a room -> a hash of it (None without a key)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not KEY.fullmatch(raw):
+        raise WireError("bad_request", "key must be 16-128 characters of A-Z a-z 0-9 _ -", CLOSE_BAD_JOIN)
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def validate_text(raw: Any, max_chars: int) -> str:
@@ -120,23 +121,6 @@ def validate_eagerness(raw: Any) -> float | None:
     return float(raw)
 
 
-class TokenBucket:
-    """``burst`` actions at once, then ``per_second``; ``take()`` returns 0 when allowed, else the wait."""
-
-    def __init__(self, burst: int, per_second: float, clock: Callable[[], float] = time.monotonic):
-        self.capacity, self.rate, self.clock = float(burst), per_second, clock
-        self.tokens, self.at = float(burst), clock()
-
-    def take(self) -> float:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate if self.rate > 0 else math.inf
-
-
 # -- connections ------------------------------------------------------------------------------------------
 
 class Connection:
@@ -149,6 +133,7 @@ class Connection:
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.bucket = TokenBucket(limits.burst, limits.per_second)
         self.name: str | None = None
+        self.owner: str | None = None  # hash of the join's key: the same browser may rejoin under its name
         self.room: LiveRoom | None = None
         self.closing: int | None = None
         self.strikes = 0
@@ -232,7 +217,8 @@ class LiveRoom:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self.hub.limits.typing_after_s, self._set_typing, True)
         try:
-            decision = await loop.run_in_executor(self.hub.executor, self.assistant.hear, message.name, message.content)
+            decision = await asyncio.wrap_future(
+                self.hub.executor.submit_as(f"room:{self.id}", self.assistant.hear, message.name, message.content))
         except Exception as e:  # a failing model never breaks the room: it stays silent on that message
             log.exception("room %s: the assistant failed on message %s", self.id, message.id)
             decision = Decision(False, note=f"error: {e}")
@@ -253,7 +239,7 @@ class LiveRoom:
 class Hub:
     """All live rooms of one server, over one store, one backend and one model thread."""
 
-    def __init__(self, store: Store, backend: Backend, executor: Executor, *, replier: Any = None,
+    def __init__(self, store: Store, backend: Backend, executor: ModelThread, *, replier: Any = None,
                  eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
                  model_name: str = "chimein"):
         self.store, self.backend, self.executor, self.replier = store, backend, executor, replier
@@ -273,17 +259,29 @@ class Hub:
         room = self.store.authorize(frame.get("room"), frame.get("token"))
         if room is None:
             raise WireError("unauthorized", "unknown room or wrong token", CLOSE_UNAUTHORIZED)
-        name = validate_name(frame.get("name"), self.assistant_name)
+        name, owner = validate_name(frame.get("name"), self.assistant_name), validate_key(frame.get("key"))
+        self._check_name_free(room.id, name, owner)
         since = frame.get("since", 0)
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
             raise WireError("bad_request", "since must be a message seq (an integer >= 0)", CLOSE_BAD_JOIN)
         live = self.live.get(room.id) or self._wake(room)
         history = self.store.messages(room.id, after=since, last=self.limits.history)
-        conn.name, conn.room = name, live
+        if owner is not None:
+            self.store.claim_name(room.id, name, owner)
+        conn.name, conn.owner, conn.room = name, owner, live
         live.clients.add(conn)  # no await since the read above: no message can fall between the two
         conn.push({"type": "joined", "room": room.id, "name": name, "history": [m.to_json() for m in history],
                    "truncated": self.store.count_after(room.id, since) > len(history), "typing": live.typing,
                    "assistant": self._assistant_info(live), "limits": self.limits.to_json()})
+
+    def _check_name_free(self, room_id: str, name: str, owner: str | None) -> None:
+        """Nobody may take a name that passes for one someone else uses in the room (now or before): the
+        first browser to use a name keeps it (by its key); a client without a key gets only unused names."""
+        live = self.live.get(room_id)
+        present = [(c.name, c.owner) for c in (live.clients if live else ()) if c.name]
+        for other, other_owner in [*self.store.names(room_id), *present]:
+            if (owner is None or other_owner != owner) and looks_alike(name, other):
+                raise WireError("bad_name", f"someone in this room already goes by {other!r}: pick another name", CLOSE_BAD_JOIN)
 
     def handle(self, conn: Connection, frame: dict[str, Any]) -> None:
         """A frame after the join: ``say``, ``eagerness`` or ``ping``. Raises :class:`WireError`."""

@@ -1,8 +1,9 @@
-"""`chimein serve` as a library: group-chat rooms where the assistant chimes in, and an OpenAI-compatible API.
+"""`chimein serve` as a library: the web app over one backend (group-chat rooms, and the OpenAI-compatible API
+of :mod:`chimein.server.openai_api`).
 
     import uvicorn
     from chimein.assistant import load_backend
-    from chimein.interfaces.web import create_app
+    from chimein.server import create_app
 
     app = create_app(load_backend("mention"), db_path="chimein.db", model_name="mention")
     uvicorn.run(app, host="127.0.0.1", port=8000)
@@ -18,32 +19,31 @@ Routes (docs/serve.md has the wire formats):
     POST /v1/chat/completions        the assistant's decision on the last user message, OpenAI style
 
 Every HTTP error is ``{"error": {"message", "type", "code"}}``; every WebSocket error is a frame
-``{"type": "error", "code", "message"}`` (see :mod:`chimein.interfaces.rooms`).
+``{"type": "error", "code", "message"}`` (see :mod:`chimein.server.rooms`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
-import secrets
-import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 
-from chimein.assistant.core import Backend, Decision, TwoStage
-from chimein.data import Message
-from chimein.interfaces.rooms import CLOSE_BAD_JOIN, CLOSE_JOIN_TIMEOUT, Connection, Hub, Limits, TokenBucket, WireError
-from chimein.interfaces.store import Store
+from chimein.assistant.core import Backend, TwoStage
+from chimein.server.errors import error_response
+from chimein.server.model_thread import ModelThread
+from chimein.server.openai_api import add_openai_api
+from chimein.server.limits import Limits, TokenBucket
+from chimein.server.rooms import CLOSE_BAD_JOIN, CLOSE_JOIN_TIMEOUT, Connection, Hub, WireError
+from chimein.server.store import Store
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -53,18 +53,18 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error",
-               413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
 
 
 def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_name: str = "chimein", replier: Any = None,
-               eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant") -> FastAPI:
-    """The whole server over ONE backend: rooms stored in ``db_path``, model calls on one worker thread."""
+               eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
+               api_key: str | None = None) -> FastAPI:
+    """The whole server over ONE backend: rooms stored in ``db_path``, model calls on one worker thread.
+    With ``api_key``, the /v1 API needs ``Authorization: Bearer <api_key>`` (rooms keep their own tokens)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.open(db_path)
-        executor = ThreadPoolExecutor(1, thread_name_prefix="chimein-model")
+        executor = ModelThread()
         app.state.hub = Hub(store, backend, executor, replier=replier, eagerness=eagerness, limits=limits,
                             assistant_name=assistant_name, model_name=model_name)
         app.state.room_buckets = {}
@@ -81,12 +81,8 @@ def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_na
     _add_pages(app)
     _add_rooms_api(app)
     app.add_api_websocket_route("/ws", room_socket)
-    _add_openai_api(app, TwoStage(backend, replier) if replier is not None else backend, model_name, eagerness)
+    add_openai_api(app, TwoStage(backend, replier) if replier is not None else backend, model_name, eagerness, limits, api_key)
     return app
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "code": code}}, status)
 
 
 class SecurityHeaders:
@@ -221,121 +217,3 @@ async def read_frame(ws: WebSocket, limits: Limits) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise WireError("bad_json", "a frame is a JSON object with a \"type\"")
     return frame
-
-
-# -- the OpenAI-compatible API ------------------------------------------------------------------------------
-
-NAME_PREFIX = re.compile(r"([^\s:][^:\n]{0,31}):[ \t]+(\S[\s\S]*)")
-SKIPPED_ROLES = ("system", "developer", "tool", "function")
-
-
-def chat_messages(raw: Any) -> list[Message]:
-    """OpenAI ``messages`` -> chimein messages, up to the last user message. System and tool messages are
-    skipped; a user message's speaker is its ``name``, else a ``Name: text`` prefix, else "user".
-    Raises ValueError("field: problem")."""
-    if not isinstance(raw, list) or not raw:
-        raise ValueError("messages: must be a non-empty list")
-    out: list[Message] = []
-    for i, m in enumerate(raw):
-        if not isinstance(m, dict):
-            raise ValueError(f"messages[{i}]: must be an object")
-        role, text = m.get("role"), content_text(m.get("content"), f"messages[{i}].content")
-        if role in SKIPPED_ROLES or not text.strip():
-            continue
-        if role == "user":
-            name, text = speaker(m.get("name"), text)
-            out.append(Message("user", text.strip(), name))
-        elif role == "assistant":
-            if out and out[-1].role == "assistant":
-                out[-1] = Message("assistant", out[-1].content + "\n" + text.strip())
-            elif out:
-                out.append(Message("assistant", text.strip()))
-        else:
-            raise ValueError(f"messages[{i}].role: must be user, assistant or system, got {role!r}")
-    users = [i for i, m in enumerate(out) if m.role == "user"]
-    if not users:
-        raise ValueError("messages: no user message with text to decide on")
-    return out[: users[-1] + 1]
-
-
-def content_text(content: Any, where: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-                       and isinstance(p.get("text"), str))
-    raise ValueError(f"{where}: must be a string or a list of content parts")
-
-
-def speaker(name: Any, text: str) -> tuple[str, str]:
-    if isinstance(name, str) and name.strip():
-        return name.strip()[:32], text
-    match = NAME_PREFIX.fullmatch(text.strip())
-    return (match[1].strip(), match[2]) if match else ("user", text)
-
-
-def chimein_field(decision: Decision) -> dict[str, Any]:
-    return {"speak": decision.speak, "p_speak": decision.to_json()["p_speak"]}
-
-
-def completion(decision: Decision, model: str, cid: str, created: int) -> dict[str, Any]:
-    """A ``chat.completion``; silence is empty content, finish_reason "stop" and ``chimein.speak`` false."""
-    message = {"role": "assistant", "content": decision.text if decision.speak else ""}
-    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
-            "chimein": chimein_field(decision)}
-
-
-def completion_chunks(decision: Decision, model: str, cid: str, created: int) -> Iterator[dict[str, Any]]:
-    """``chat.completion.chunk`` objects: the role, the reply in pieces (none when silent), the finish."""
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                "chimein": chimein_field(decision)}
-
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in re.findall(r"\S+\s*", decision.text if decision.speak else ""):
-        yield chunk({"content": piece})
-    yield chunk({}, "stop")
-
-
-def decide_stateless(backend: Backend, messages: list[Message], threshold: float | None) -> Decision:
-    return backend.decide(messages, backend.new_state(), threshold)
-
-
-def _add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: float | None) -> None:
-    started = int(time.time())
-
-    @app.get("/v1/models")
-    async def models() -> Any:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": started, "owned_by": "chimein"}]}
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Any:
-        try:
-            body = await request.json()
-        except ValueError:
-            return error_response(400, "bad_json", "the body must be a JSON object")
-        try:
-            if not isinstance(body, dict):
-                raise ValueError("body: must be a JSON object")
-            messages = chat_messages(body.get("messages"))
-        except ValueError as e:
-            return error_response(400, "invalid_messages", str(e))
-        loop = asyncio.get_running_loop()
-        try:
-            decision = await loop.run_in_executor(request.app.state.hub.executor, decide_stateless, decider, messages, eagerness)
-        except Exception as e:
-            return error_response(500, "model_error", f"the model failed: {e}")
-        cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
-        if not body.get("stream"):
-            return completion(decision, model_name, cid, created)
-
-        async def events() -> AsyncIterator[str]:
-            for chunk in completion_chunks(decision, model_name, cid, created):
-                yield f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})

@@ -21,9 +21,11 @@ from typer.testing import CliRunner
 from chimein.assistant import load_backend
 from chimein.assistant.core import Decision
 from chimein.data import Message
-from chimein.interfaces.rooms import Limits, TokenBucket, seed_order, validate_name
-from chimein.interfaces.store import Store
-from chimein.interfaces.web import chat_messages, create_app
+from chimein.server.limits import Limits, TokenBucket
+from chimein.server.rooms import seed_order, validate_name
+from chimein.server.store import Store
+from chimein.server import create_app
+from chimein.server.openai_api import chat_messages, parse_request
 
 from . import ServerProcess
 
@@ -424,7 +426,7 @@ def test_seed_order_puts_each_reply_after_its_message(db: Path) -> None:
 # -- the OpenAI-compatible API ----------------------------------------------------------------------------
 
 def test_chat_messages_names_and_roles() -> None:
-    msgs = chat_messages([
+    msgs = chat_messages(parse_request({"messages": [
         {"role": "system", "content": "be nice"},
         {"role": "assistant", "content": "a leading assistant turn is dropped"},
         {"role": "user", "name": "Ana", "content": "pizza?"},
@@ -432,13 +434,14 @@ def test_chat_messages_names_and_roles() -> None:
         {"role": "assistant", "content": "Sushi it is."},
         {"role": "user", "content": [{"type": "text", "text": "see http://x.y: no name here"}]},
         {"role": "assistant", "content": "trailing turns after the last user message are dropped"},
-    ])
+    ]}))
     assert msgs == [Message("user", "pizza?", "Ana"), Message("user", "sushi!", "Ben Li"),
                     Message("assistant", "Sushi it is."), Message("user", "see http://x.y: no name here", "user")]
     for bad in (None, [], [{"role": "assistant", "content": "hi"}], ["x"], [{"role": "robot", "content": "hi"}],
-                [{"role": "user", "content": 5}]):
+                [{"role": "user", "content": 5}], [{"role": "user", "name": 7, "content": "hi"}],
+                [{"role": "user", "name": "x" * 200, "content": "hi"}], [{"role": "user", "content": "x" * 2001}]):
         with pytest.raises(ValueError):
-            chat_messages(bad)
+            chat_messages(parse_request({"messages": bad}))
 
 
 def test_chat_completions_in_process(client: TestClient) -> None:
@@ -450,7 +453,10 @@ def test_chat_completions_in_process(client: TestClient) -> None:
     assert silent["chimein"] == {"speak": False, "p_speak": None}
     spoken = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Ana: bot, hi"}]}).json()
     assert spoken["choices"][0]["message"]["content"] and spoken["chimein"]["speak"] is True
-    for body, code in (({"messages": []}, "invalid_messages"), ([1, 2], "invalid_messages")):
+    for body, code in (({"messages": []}, "invalid_request"), ([1, 2], "invalid_request"),
+                       ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "invalid_request"),
+                       ({"messages": [{"role": "user", "name": 7, "content": "hi"}]}, "invalid_request"),
+                       ({"messages": [{"role": "system", "content": "hi"}]}, "invalid_messages")):
         r = client.post("/v1/chat/completions", json=body)
         assert r.status_code == 400 and r.json()["error"]["code"] == code
     r = client.post("/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})

@@ -17,6 +17,7 @@ message is never answered twice, across restarts too.
 from __future__ import annotations
 
 import secrets
+import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -49,6 +50,18 @@ CREATE TABLE IF NOT EXISTS decisions (
     p_speak REAL,
     reply_id INTEGER REFERENCES messages(id),
     note TEXT NOT NULL DEFAULT '',
+    time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS names (
+    room TEXT NOT NULL REFERENCES rooms(id),
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL,  -- a hash of the key the browser that first used the name keeps
+    PRIMARY KEY (room, name)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    room TEXT PRIMARY KEY REFERENCES rooms(id),
+    policy TEXT NOT NULL,  -- JSON: assistant.policy.RoomPolicy.to_json()
+    changed_by TEXT NOT NULL,
     time REAL NOT NULL
 );
 """
@@ -123,6 +136,23 @@ class Store:
 
     def set_eagerness(self, room_id: str, eagerness: float | None) -> None:
         self.db.execute("UPDATE rooms SET eagerness = ? WHERE id = ?", (eagerness, room_id))
+
+    def names(self, room_id: str) -> list[tuple[str, str]]:
+        """The display names used in a room, with their owners."""
+        return self.db.execute("SELECT name, owner FROM names WHERE room = ?", (room_id,)).fetchall()
+
+    def claim_name(self, room_id: str, name: str, owner: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO names (room, name, owner) VALUES (?, ?, ?)", (room_id, name, owner))
+
+    def settings(self, room_id: str) -> tuple[dict[str, Any], str, float] | None:
+        """The room's stored policy (JSON), who set it and when; None when it never changed."""
+        row = self.db.execute("SELECT policy, changed_by, time FROM settings WHERE room = ?", (room_id,)).fetchone()
+        return (json.loads(row[0]), row[1], row[2]) if row else None
+
+    def set_settings(self, room_id: str, policy: dict[str, Any], changed_by: str) -> None:
+        self.db.execute("INSERT INTO settings (room, policy, changed_by, time) VALUES (?, ?, ?, ?) ON CONFLICT (room) "
+                        "DO UPDATE SET policy = excluded.policy, changed_by = excluded.changed_by, time = excluded.time",
+                        (room_id, json.dumps(policy), changed_by, time.time()))
 
     # -- messages -------------------------------------------------------------------------------------
 

@@ -66,13 +66,25 @@
     $("msg").focus();
   }
 
+  // A secret this browser keeps: the server lets only it use the names it picked in a room.
+  function browserKey() {
+    let key = localStorage.getItem("chimein.key");
+    if (!key) {
+      const bytes = new Uint8Array(24);
+      crypto.getRandomValues(bytes);
+      key = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+      localStorage.setItem("chimein.key", key);
+    }
+    return key;
+  }
+
   function connect() {
     setStatus("connecting…");
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const ws = new WebSocket(scheme + location.host + "/ws");
     state.ws = ws;
     ws.onopen = () => ws.send(JSON.stringify({
-      type: "join", room: state.room, token: state.token, name: state.name, since: state.lastSeq,
+      type: "join", room: state.room, token: state.token, name: state.name, since: state.lastSeq, key: browserKey(),
     }));
     ws.onmessage = (event) => handle(JSON.parse(event.data));
     ws.onclose = (event) => {
