@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from chimein.assistant import load_backend
 from chimein.assistant.core import Decision
+from chimein.assistant.policy import RoomPolicy
 from chimein.data import Message
 from chimein.server.limits import Limits, TokenBucket
 from chimein.server.rooms import seed_order, validate_name
@@ -58,7 +59,9 @@ class ScriptedBackend:
 # -- helpers ----------------------------------------------------------------------------------------------
 
 def make_client(db: Path, backend: Any = None, **kwargs: Any) -> TestClient:
+    """A server whose rooms decide on every message at once (no settle time: tests/server/test_policy.py has it)."""
     backend = backend if backend is not None else load_backend("mention")
+    kwargs.setdefault("policy", RoomPolicy(settle_s=0))
     return TestClient(create_app(backend, db_path=db, model_name=kwargs.pop("model_name", "mention"), **kwargs))
 
 
@@ -343,8 +346,9 @@ def test_eagerness_is_per_room_shared_live_and_kept(db: Path) -> None:
         room, token = new_room(client)
         with client.websocket_connect("/ws") as ana, client.websocket_connect("/ws") as ben:
             info = join(ana, room, token, "Ana")["assistant"]
-            assert info == {"name": "assistant", "model": "scripted", "supports_eagerness": True, "eagerness": 0.5,
-                            "default_eagerness": 0.5}
+            assert {k: info[k] for k in ("name", "model", "supports_eagerness", "eagerness", "default_eagerness")} == {
+                "name": "assistant", "model": "scripted", "supports_eagerness": True, "eagerness": 0.5, "default_eagerness": 0.5}
+            assert info["policy"]["mode"] == "auto" and info["settings"].startswith("mode auto")
             join(ben, room, token, "Ben")
             for bad in (1.5, -0.1, "high", True):
                 ana.send_json({"type": "eagerness", "value": bad})

@@ -229,6 +229,12 @@ HELP = ("commands: !chimein status | mode auto|mention-only|quiet | quiet 30m | 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h)?$", re.IGNORECASE)
 
 
+def is_command(text: str) -> bool:
+    """A ``!chimein ...`` line: answered by the connector, never shown to the model."""
+    words = text.strip().split(maxsplit=1)
+    return bool(words) and words[0].lower() == COMMAND_PREFIX
+
+
 def parse_command(text: str) -> Command | None:
     """``!chimein ...`` as a :class:`Command`; None when the message is not a command at all."""
     words = text.strip().split()

@@ -38,6 +38,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 
 from chimein.assistant.core import Backend, TwoStage
+from chimein.assistant.policy import RoomPolicy
 from chimein.server.errors import error_response
 from chimein.server.model_thread import ModelThread
 from chimein.server.openai_api import add_openai_api
@@ -57,16 +58,17 @@ SECURITY_HEADERS = {
 
 def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_name: str = "chimein", replier: Any = None,
                eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, policy: RoomPolicy | None = None) -> FastAPI:
     """The whole server over ONE backend: rooms stored in ``db_path``, model calls on one worker thread.
-    With ``api_key``, the /v1 API needs ``Authorization: Bearer <api_key>`` (rooms keep their own tokens)."""
+    With ``api_key``, the /v1 API needs ``Authorization: Bearer <api_key>`` (rooms keep their own tokens).
+    ``policy``: a new room's settings (mode, cooldown, settle time, ...; each room can change its own)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.open(db_path)
         executor = ModelThread()
         app.state.hub = Hub(store, backend, executor, replier=replier, eagerness=eagerness, limits=limits,
-                            assistant_name=assistant_name, model_name=model_name)
+                            assistant_name=assistant_name, model_name=model_name, policy=policy)
         app.state.room_buckets = {}
         try:
             yield

@@ -23,12 +23,14 @@ import math
 import re
 import time
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 import confusables
 
 from chimein.assistant.core import Assistant, Backend, Decision
+from chimein.assistant.policy import (
+    Heard, PolicyError, RoomGate, RoomPolicy, apply_command, hear, is_command, parse_command)
 from chimein.data import Message
 from chimein.server.limits import Limits, TokenBucket
 from chimein.server.model_thread import ModelThread
@@ -166,6 +168,12 @@ class Connection:
 
 # -- rooms ------------------------------------------------------------------------------------------------
 
+def without_commands(messages: list[StoredMessage]) -> list[StoredMessage]:
+    """A room's messages minus ``!chimein`` commands and the answers to them (the model never sees them)."""
+    commands = {m.id for m in messages if m.role == "user" and is_command(m.content)}
+    return [m for m in messages if m.id not in commands and not (m.role == "assistant" and m.reply_to in commands)]
+
+
 def seed_order(messages: list[StoredMessage]) -> list[Message]:
     """The conversation as the assistant heard it: each reply right after the message it answers (in the
     room, a message can arrive between the two), starting with a user message."""
@@ -179,13 +187,16 @@ def seed_order(messages: list[StoredMessage]) -> list[Message]:
 
 
 class LiveRoom:
-    """A room with clients: its assistant, its queue of messages to decide on, and the worker draining it."""
+    """A room with clients: its assistant, its policy, its queue of messages to decide on, and the worker
+    draining it."""
 
-    def __init__(self, hub: "Hub", room: Room, assistant: Assistant):
-        self.hub, self.id, self.eagerness, self.assistant = hub, room.id, room.eagerness, assistant
+    def __init__(self, hub: "Hub", room: Room, assistant: Assistant, gate: RoomGate):
+        self.hub, self.id, self.assistant, self.gate = hub, room.id, assistant, gate
         self.clients: set[Connection] = set()
+        self.bots: set[str] = set()  # participants who joined as bots (heard, never a reason to interject)
         self.queue: asyncio.Queue[StoredMessage] = asyncio.Queue()
         self.busy = self.typing = False
+        self.last_reason = ""
         self.worker: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -204,7 +215,17 @@ class LiveRoom:
             message = await self.queue.get()
             self.busy = True
             try:
-                await self._decide(message)
+                # A burst (messages within the settle time) is decided once, on its latest message, with
+                # the earlier ones heard as context.
+                if self.gate.policy.settle_s > 0:
+                    await asyncio.sleep(self.gate.policy.settle_s)
+                burst = [message]
+                while not self.queue.empty():
+                    burst.append(self.queue.get_nowait())
+                for earlier in burst[:-1]:
+                    self.assistant.listen(earlier.name, earlier.content)
+                    self._record(earlier, Decision(False, reason="burst: decided with a later message"))
+                await self._decide(burst[-1])
             except Exception:
                 log.exception("room %s: could not record the decision on message %s", self.id, message.id)
             finally:
@@ -213,22 +234,35 @@ class LiveRoom:
                 self.hub.sleep(self)
                 return
 
+    def heard(self, message: StoredMessage) -> Heard:
+        replied = self.hub.store.message(self.id, message.reply_to) if message.reply_to is not None else None
+        return Heard(message.name, message.content, at=message.time, from_bot=message.name in self.bots,
+                     reply_to_assistant=replied is not None and replied.role == "assistant")
+
     async def _decide(self, message: StoredMessage) -> None:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self.hub.limits.typing_after_s, self._set_typing, True)
         try:
             decision = await asyncio.wrap_future(
-                self.hub.executor.submit_as(f"room:{self.id}", self.assistant.hear, message.name, message.content))
+                self.hub.executor.submit_as(f"room:{self.id}", hear, self.assistant, self.gate, self.heard(message)))
         except Exception as e:  # a failing model never breaks the room: it stays silent on that message
             log.exception("room %s: the assistant failed on message %s", self.id, message.id)
-            decision = Decision(False, note=f"error: {e}")
+            decision = Decision(False, note=f"error: {e}", reason="model error")
         finally:
             timer.cancel()
-        reply = (self.hub.assistant_name, decision.text) if decision.speak else None
-        stored = self.hub.store.record_decision(message.id, decision.speak, decision.p_speak, decision.note, reply)
         self._set_typing(False)
+        self._record(message, decision)
+
+    def _record(self, message: StoredMessage, decision: Decision) -> None:
+        """Store the decision (and reply) once, log it with its reason, show the reply."""
+        reply = (self.hub.assistant_name, decision.text) if decision.speak else None
+        why = "; ".join(part for part in (decision.reason, decision.note) if part)
+        stored = self.hub.store.record_decision(message.id, decision.speak, decision.p_speak, why, reply)
+        self.last_reason = f"{'spoke' if decision.speak else 'silent'} on {message.name}'s message: {why or '-'}"
+        log.info("decision %s", json.dumps({"room": self.id, "message": message.id, "speak": decision.speak,
+                                             "p_speak": decision.to_json()["p_speak"], "reason": why}))
         if stored is not None:
-            self.broadcast({"type": "message", "message": stored.to_json()})
+            self.broadcast({"type": "message", "message": {**stored.to_json(), "reason": why}})
 
     def _set_typing(self, typing: bool) -> None:
         if typing != self.typing:
@@ -241,11 +275,12 @@ class Hub:
 
     def __init__(self, store: Store, backend: Backend, executor: ModelThread, *, replier: Any = None,
                  eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
-                 model_name: str = "chimein"):
+                 model_name: str = "chimein", policy: RoomPolicy | None = None):
         self.store, self.backend, self.executor, self.replier = store, backend, executor, replier
         self.eagerness, self.limits, self.assistant_name, self.model_name = eagerness, limits, assistant_name, model_name
         self.supports_eagerness = bool(getattr(backend, "supports_probability", False))
         self.live: dict[str, LiveRoom] = {}
+        self.policy = policy if policy is not None else RoomPolicy()  # a new room's settings
 
     def default_eagerness(self) -> float | None:
         return self.eagerness if self.eagerness is not None else getattr(self.backend, "threshold", None)
@@ -268,6 +303,8 @@ class Hub:
         history = self.store.messages(room.id, after=since, last=self.limits.history)
         if owner is not None:
             self.store.claim_name(room.id, name, owner)
+        if frame.get("bot") is True:
+            live.bots.add(name)
         conn.name, conn.owner, conn.room = name, owner, live
         live.clients.add(conn)  # no await since the read above: no message can fall between the two
         conn.push({"type": "joined", "room": room.id, "name": name, "history": [m.to_json() for m in history],
@@ -294,7 +331,7 @@ class Hub:
         conn.strikes = 0
         kind = frame.get("type")
         if kind == "say":
-            self.say(conn, frame.get("text"), frame.get("client_id"))
+            self.say(conn, frame.get("text"), frame.get("client_id"), frame.get("reply_to"))
         elif kind == "eagerness":
             self.set_eagerness(conn, frame.get("value"))
         elif kind == "ping":
@@ -302,20 +339,49 @@ class Hub:
         else:
             raise WireError("unknown_type", f"unknown frame type {kind!r}: use say, eagerness or ping")
 
-    def say(self, conn: Connection, text: Any, client_id: Any = None) -> None:
+    def say(self, conn: Connection, text: Any, client_id: Any = None, reply_to: Any = None) -> None:
         assert conn.room is not None and conn.name is not None
         try:
             text, client_id = validate_text(text, self.limits.max_message_chars), validate_client_id(client_id)
+            if reply_to is not None and (isinstance(reply_to, bool) or not isinstance(reply_to, int)):
+                raise WireError("bad_request", "reply_to must be the id of a message in this room")
         except WireError as e:
             e.extra.update(_echo_client_id({"client_id": client_id}))
             raise
         live = conn.room
-        message, created = self.store.add_message(live.id, conn.name, "user", text, client_id)
+        if reply_to is not None and self.store.message(live.id, reply_to) is None:
+            reply_to = None  # a reply to something no longer here is an ordinary message
+        message, created = self.store.add_message(live.id, conn.name, "user", text, client_id, reply_to)
         if not created:  # a resend after a reconnect: show it to the sender again, store nothing
             conn.push({"type": "message", "message": message.to_json()})
             return
         live.broadcast({"type": "message", "message": message.to_json()})
-        live.queue.put_nowait(message)
+        if is_command(text):
+            self._command(live, message)
+        else:
+            live.queue.put_nowait(message)
+
+    def _command(self, live: LiveRoom, message: StoredMessage) -> None:
+        """``!chimein ...``: answered here, never passed to the model; a change is stored and shown to all."""
+        try:
+            command = parse_command(message.content)
+            assert command is not None
+            policy, answer = apply_command(live.gate.policy, command, message.name)
+        except PolicyError as e:
+            policy, answer = live.gate.policy, f"chimein: {e}"
+        if command is not None and command.name == "status" and live.last_reason:
+            answer += f"; last decision: {live.last_reason}"
+        if policy is not live.gate.policy:
+            self._set_policy(live, policy)
+        stored = self.store.record_decision(message.id, True, None, "command", (self.assistant_name, answer))
+        if stored is not None:
+            live.broadcast({"type": "message", "message": {**stored.to_json(), "reason": "command"}})
+
+    def _set_policy(self, live: LiveRoom, policy: RoomPolicy) -> None:
+        live.gate.policy = policy
+        self.store.set_settings(live.id, policy.to_json(), policy.changed_by or "?")
+        log.info("settings %s", json.dumps({"room": live.id, "by": policy.changed_by, "policy": policy.to_json()}))
+        live.broadcast({"type": "settings", "by": policy.changed_by, "assistant": self._assistant_info(live)})
 
     def set_eagerness(self, conn: Connection, value: Any) -> None:
         if not self.supports_eagerness:
@@ -323,9 +389,7 @@ class Hub:
         assert conn.room is not None
         live, value = conn.room, validate_eagerness(value)
         self.store.set_eagerness(live.id, value)
-        live.eagerness = value
-        live.assistant.threshold = value if value is not None else self.eagerness
-        live.broadcast({"type": "settings", "by": conn.name, "assistant": self._assistant_info(live)})
+        self._set_policy(live, replace(live.gate.policy, eagerness=value, changed_by=conn.name, changed_at=time.time()))
 
     def leave(self, conn: Connection) -> None:
         live, conn.room = conn.room, None
@@ -347,14 +411,23 @@ class Hub:
         upto = fresh[0].seq - 1 if fresh else None
         recent = self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages)) if upto is not None \
             else self.store.messages(room.id, last=self.limits.seed_messages)
-        threshold = room.eagerness if room.eagerness is not None else self.eagerness
-        assistant = Assistant(self.backend, replier=self.replier, threshold=threshold)
-        assistant.seed(seed_order([m for m in recent if upto is None or m.seq <= upto]))
-        live = self.live[room.id] = LiveRoom(self, room, assistant)
+        assistant = Assistant(self.backend, replier=self.replier, threshold=self.eagerness)
+        assistant.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
+        live = self.live[room.id] = LiveRoom(self, room, assistant, RoomGate(self.room_policy(room)))
         for m in fresh:
             live.queue.put_nowait(m)
         live.start()
         return live
+
+    def room_policy(self, room: Room) -> RoomPolicy:
+        """The room's stored settings, else the server's (with the room's eagerness from before settings)."""
+        stored = self.store.settings(room.id)
+        if stored is not None:
+            try:
+                return RoomPolicy.from_json(stored[0])
+            except (PolicyError, TypeError) as e:
+                log.warning("room %s: stored settings unreadable (%s); using the server's", room.id, e)
+        return replace(self.policy, eagerness=room.eagerness) if room.eagerness is not None else replace(self.policy)
 
     def sleep(self, live: LiveRoom) -> None:
         if self.live.get(live.id) is live:
@@ -370,9 +443,10 @@ class Hub:
         self.live.clear()
 
     def _assistant_info(self, live: LiveRoom) -> dict[str, Any]:
-        default = self.default_eagerness()
+        default, policy = self.default_eagerness(), live.gate.policy
         return {"name": self.assistant_name, "model": self.model_name, "supports_eagerness": self.supports_eagerness,
-                "eagerness": live.eagerness if live.eagerness is not None else default, "default_eagerness": default}
+                "eagerness": policy.eagerness if policy.eagerness is not None else default, "default_eagerness": default,
+                "policy": policy.to_json(), "settings": policy.describe()}
 
 
 def _echo_client_id(frame: dict[str, Any]) -> dict[str, Any]:

@@ -176,6 +176,12 @@ class Store:
             (room_id, room_id, name, role, content, time.time(), client_id, reply_to)).fetchone()
         return StoredMessage(*row), True
 
+    def message(self, room_id: str, message_id: Any) -> StoredMessage | None:
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            return None
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id = ?", (room_id, message_id)).fetchone()
+        return StoredMessage(*row) if row else None
+
     def messages(self, room_id: str, after: int = 0, last: int | None = None, first: int | None = None) -> list[StoredMessage]:
         """The room's messages with ``seq > after``, in order; only the ``first`` or the ``last`` N of them when given."""
         where = f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
