@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const FATAL = { 4400: "bad request", 4401: "unauthorized", 4429: "flooding" };
   const state = {
-    room: null, token: null, name: null, ws: null, joined: false, lastSeq: 0, retries: 0,
+    room: null, token: null, name: null, replyTo: null, ws: null, joined: false, lastSeq: 0, retries: 0,
     seen: new Set(), pending: new Map(), assistant: null, maxChars: 2000,
   };
 
@@ -109,7 +109,7 @@
         frame.history.forEach(addMessage);
         setAssistant(frame.assistant);
         setTyping(frame.typing);
-        for (const [clientId, text] of state.pending) sendSay(clientId, text);
+        for (const [clientId, pending] of state.pending) sendSay(clientId, pending);
         break;
       case "message":
         addMessage(frame.message);
@@ -141,8 +141,8 @@
       return;
     }
     if (frame.code === "rate_limited" && frame.client_id && state.pending.has(frame.client_id)) {
-      const text = state.pending.get(frame.client_id);
-      setTimeout(() => sendSay(frame.client_id, text), Math.max(200, frame.retry_after * 1000));
+      const pending = state.pending.get(frame.client_id);
+      setTimeout(() => sendSay(frame.client_id, pending), Math.max(200, frame.retry_after * 1000));
       setStatus("sending too fast: waiting a moment", true);
       return;
     }
@@ -186,6 +186,20 @@
     text.className = "text";
     text.textContent = m.content;
     item.append(meta, text);
+    if (m.role === "assistant") {
+      if (m.reason) {
+        const why = document.createElement("span");
+        why.className = "why";
+        why.textContent = m.reason;
+        meta.append(why);
+      }
+      const reply = document.createElement("button");
+      reply.type = "button";
+      reply.className = "reply";
+      reply.textContent = "Reply";
+      reply.addEventListener("click", () => startReply(m));
+      meta.append(reply);
+    }
     return item;
   }
 
@@ -195,8 +209,21 @@
     $("typing").hidden = !typing;
   }
 
+  function startReply(m) {
+    state.replyTo = m.id;
+    $("replying-text").textContent = "Replying to " + m.name + ": " + m.content.slice(0, 60);
+    $("replying").hidden = false;
+    $("msg").focus();
+  }
+
+  function cancelReply() {
+    state.replyTo = null;
+    $("replying").hidden = true;
+  }
+
   function setAssistant(info) {
     state.assistant = info;
+    if (info.settings) $("settings").textContent = info.name + ": " + info.settings;
     $("eagerness-box").hidden = !info.supports_eagerness;
     if (info.supports_eagerness && info.eagerness !== null) {
       $("eagerness").value = String(info.eagerness);
@@ -204,8 +231,10 @@
     }
   }
 
-  function sendSay(clientId, text) {
-    if (state.joined) state.ws.send(JSON.stringify({ type: "say", text, client_id: clientId }));
+  function sendSay(clientId, pending) {
+    if (state.joined) {
+      state.ws.send(JSON.stringify({ type: "say", text: pending.text, client_id: clientId, reply_to: pending.replyTo }));
+    }
   }
 
   function submitMessage(event) {
@@ -217,9 +246,11 @@
       return;
     }
     const clientId = newClientId();
-    state.pending.set(clientId, text);
+    const pending = { text, replyTo: state.replyTo };
+    state.pending.set(clientId, pending);
     $("msg").value = "";
-    sendSay(clientId, text);
+    cancelReply();
+    sendSay(clientId, pending);
   }
 
   async function copyLink() {
@@ -246,6 +277,7 @@
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) submitMessage(event);
     });
     $("copy").addEventListener("click", copyLink);
+    $("cancel-reply").addEventListener("click", cancelReply);
     $("eagerness").addEventListener("input", () => {
       $("eagerness-value").textContent = Number($("eagerness").value).toFixed(2);
     });

@@ -1,0 +1,99 @@
+"""Room controls in web rooms: in-room commands, settle-time bursts, replies as address, bots, reasons."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chimein.assistant.policy import RoomPolicy
+
+from .test_app import ScriptedBackend, join, make_client, new_room, receive, rows, say, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def assistant_message(ws: Any) -> dict:
+    for _ in range(20):
+        frame = receive(ws, "message")
+        if frame["message"]["role"] == "assistant":
+            return frame["message"]
+    raise AssertionError("no assistant message")
+
+
+def test_commands_are_answered_by_the_room_stored_and_never_reach_the_model(tmp_path: Path) -> None:
+    db, backend = tmp_path / "rooms.db", ScriptedBackend()
+    with make_client(db, backend, model_name="scripted") as client:
+        room, token = new_room(client)
+        with client.websocket_connect("/ws") as ana, client.websocket_connect("/ws") as ben:
+            join(ana, room, token, "Ana")
+            join(ben, room, token, "Ben")
+            say(ana, "!chimein mode mention-only")
+            answer = assistant_message(ana)
+            assert answer["content"].startswith("chimein: mode mention-only") and answer["reason"] == "command"
+            settings = receive(ben, "settings")
+            assert settings["by"] == "Ana" and settings["assistant"]["policy"]["mode"] == "mention-only"
+            assert "last changed by Ana" in settings["assistant"]["settings"]
+            say(ben, "!chimein cooldown three")
+            assert "cooldown looks like 3/10m" in assistant_message(ben)["content"]
+            say(ben, "anything with bot in it")  # p = 0.9 but not addressed: mention-only holds it back
+            wait_until(lambda: rows(db, "SELECT note FROM decisions d JOIN messages m ON m.id = d.message_id "
+                                        "WHERE m.content = 'anything with bot in it'"))
+            say(ben, "!chimein status")
+            status = assistant_message(ben)["content"]
+            assert "mode mention-only" in status and "last decision: silent on Ben's message: mode mention-only" in status
+    assert not any("chimein" in " ".join(contents) for contents, _, _ in backend.calls)  # never shown to the model
+    with make_client(db, backend, model_name="scripted") as client:  # kept across a restart
+        with client.websocket_connect("/ws") as ws:
+            assert join(ws, room, token, "Ana")["assistant"]["policy"]["mode"] == "mention-only"
+            say(ws, "assistant, are you there?")
+            assert assistant_message(ws)["content"] == "reply to assistant, are you there?"
+    assert not any("!chimein" in c for contents, _, _ in backend.calls for c in contents)  # nor after the restart
+
+
+def test_a_burst_is_decided_once_on_its_latest_message(tmp_path: Path) -> None:
+    db, backend = tmp_path / "rooms.db", ScriptedBackend()
+    with make_client(db, backend, model_name="scripted", policy=RoomPolicy(settle_s=0.5)) as client:
+        room, token = new_room(client)
+        with client.websocket_connect("/ws") as ws:
+            join(ws, room, token, "Ana")
+            for i in range(4):
+                say(ws, f"quick message {i}")
+            say(ws, "and bot, what now?")
+            assert assistant_message(ws)["content"] == "reply to and bot, what now?"
+    assert len(backend.calls) == 1 and backend.calls[0][0][-5:] == [f"quick message {i}" for i in range(4)] + ["and bot, what now?"]
+    notes = [n for (n,) in rows(db, "SELECT note FROM decisions ORDER BY message_id")]
+    assert notes[:4] == ["burst: decided with a later message"] * 4
+
+
+def test_a_reply_to_the_assistant_addresses_it(tmp_path: Path) -> None:
+    db, backend = tmp_path / "rooms.db", ScriptedBackend()
+    with make_client(db, backend, model_name="scripted", policy=RoomPolicy(settle_s=0, mode="mention-only")) as client:
+        room, token = new_room(client)
+        with client.websocket_connect("/ws") as ws:
+            join(ws, room, token, "Ana")
+            say(ws, "assistant, what is 2+2?")
+            first = assistant_message(ws)
+            ws.send_json({"type": "say", "text": "and times three?", "reply_to": first["id"]})
+            assert assistant_message(ws)["reason"] == "reply to assistant"
+            say(ws, "and times four?")  # not a reply: mention-only stays silent
+            wait_until(lambda: len(rows(db, "SELECT 1 FROM decisions")) == 3)
+    assert rows(db, "SELECT note FROM decisions ORDER BY message_id")[-1] == ("mode mention-only: not addressed",)
+
+
+def test_another_bot_never_triggers_an_interjection_and_an_exchange_stops(tmp_path: Path) -> None:
+    db, backend = tmp_path / "rooms.db", ScriptedBackend()
+    with make_client(db, backend, model_name="scripted", policy=RoomPolicy(settle_s=0, bot_turns=2)) as client:
+        room, token = new_room(client)
+        with client.websocket_connect("/ws") as bot:
+            bot.send_json({"type": "join", "room": room, "token": token, "name": "OtherBot", "bot": True})
+            assert bot.receive_json()["type"] == "joined"
+            say(bot, "lots of bot talk here")  # p = 0.9, unprompted: held back because a bot said it
+            for i in range(4):
+                say(bot, f"assistant, question {i}?")
+            wait_until(lambda: len(rows(db, "SELECT 1 FROM decisions")) == 5)
+    notes = [n for (n,) in rows(db, "SELECT note FROM decisions ORDER BY message_id")]
+    assert notes[0] == "another bot, not addressed"
+    assert notes[1:3] == ["addressed", "addressed"] and all(n.startswith("loop guard") for n in notes[3:])
