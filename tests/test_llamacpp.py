@@ -61,6 +61,20 @@ def test_rooms_past_the_memory_budget_are_rebuilt_with_the_same_decision():
     assert rebuilt.tokens_processed > 100  # it had to re-read the room
 
 
+def test_a_room_its_caller_drops_frees_its_saved_cells(llama_backend):
+    import gc
+
+    rooms = [llama_backend.new_state() for _ in range(3)]
+    for i, room in enumerate(rooms):
+        llama_backend.decide(history(3, f"U{i}"), room, threshold=1.1)
+    held = llama_backend.saved_bytes
+    assert held > 0 and rooms[0].saved is not None
+    size = len(rooms[0].saved)
+    del rooms[0]  # a web room gone to sleep
+    gc.collect()
+    assert llama_backend.saved_bytes == held - size
+
+
 def test_speaking_generates_text(llama_backend):
     d = llama_backend.decide(history(2), llama_backend.new_state(), threshold=0.0)
     assert d.raw.startswith("(response)") and d.speak == bool(d.text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,9 @@ class LlamaCppBackend:
         self.max_context_tokens = llm.n_ctx() - max_new_tokens - 16
         self._active: LlamaRoom | None = None
         self.state_budget_bytes = int(state_budget_mb * 2**20)
-        self._saved: OrderedDict[int, LlamaRoom] = OrderedDict()  # rooms holding a copy, least recently used first
+        # Rooms holding a copy, least recently used first. Weak: a room its caller dropped (a web room gone
+        # to sleep, a finished session) frees its copy at once instead of waiting for the budget.
+        self._saved: OrderedDict[int, weakref.ref[LlamaRoom]] = OrderedDict()
         self.evictions = 0
 
     @classmethod
@@ -117,16 +120,18 @@ class LlamaCppBackend:
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
         buf = (ctypes.c_uint8 * size)()
         n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        room.saved, room.ids = bytes(buf[:n]), list(self.llm.input_ids[: self.llm.n_tokens])
-        self._saved[id(room)] = room
+        room.saved, room.ids = ctypes.string_at(buf, n), list(self.llm.input_ids[: self.llm.n_tokens])
+        key = id(room)
+        self._saved[key] = weakref.ref(room, lambda _, key=key: self._saved.pop(key, None))
         while self.saved_bytes > self.state_budget_bytes and len(self._saved) > 1:
-            _, oldest = self._saved.popitem(last=False)
-            oldest.saved, oldest.ids = None, []
-            self.evictions += 1
+            _, oldest_ref = self._saved.popitem(last=False)
+            if (oldest := oldest_ref()) is not None:
+                oldest.saved, oldest.ids = None, []
+                self.evictions += 1
 
     @property
     def saved_bytes(self) -> int:
-        return sum(len(r.saved or b"") for r in self._saved.values())
+        return sum(len(room.saved or b"") for ref in list(self._saved.values()) if (room := ref()) is not None)
 
     def _advance(self, target: list[int]) -> tuple[np.ndarray, int]:
         current = list(self.llm.input_ids[: self.llm.n_tokens])
