@@ -45,6 +45,13 @@ def test_out_of_range_flags_are_refused():
         assert code == 2 and "--eagerness" in stderr
 
 
+@pytest.mark.parametrize("args, flag", [(["--mode", "loud"], "--mode"), (["--cooldown", "often"], "--cooldown"),
+                                        (["--api-key-env", "CHIMEIN_TEST_UNSET_KEY"], "--api-key-env")])
+def test_serve_refuses_bad_room_settings_and_a_missing_key(args, flag):
+    code, stderr, _ = run("serve", "--model", "mention", "--port", "0", *args)
+    assert code == 2 and stderr.startswith("error: ") and flag in stderr and stderr.count("\n") == 1
+
+
 def test_train_refuses_an_unknown_option():
     code, stderr, _ = run("train", "--set", "no_such_option=1")
     assert code == 2 and stderr.startswith("error: ") and "no_such_option" in stderr

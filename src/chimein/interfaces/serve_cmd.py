@@ -3,6 +3,8 @@
     chimein serve                                   # http://127.0.0.1:8000, the shipped assistant (llama.cpp)
     chimein serve --model mention --db /tmp/rooms.db --port 8080
     chimein serve --eagerness 0.3                   # speak more often than the adapter's default threshold
+    chimein serve --mode mention-only --cooldown 3/10m   # new rooms' settings (each room changes its own: !chimein help)
+    CHIMEIN_KEY=... chimein serve --host 0.0.0.0 --api-key-env CHIMEIN_KEY   # /v1 needs "Bearer $CHIMEIN_KEY"
     chimein serve --reply-base-url http://127.0.0.1:8081/v1 --reply-model big   # decide small, reply strong
 
 The library behind it is :func:`chimein.server.create_app`; docs/serve.md has the protocol.
@@ -33,6 +35,12 @@ def serve(
     reply_base_url: Optional[str] = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"),
     reply_model: Optional[str] = typer.Option(None, help="two-stage: the model name at --reply-base-url"),
     reply_api_key_env: str = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key"),
+    mode: str = typer.Option("auto", help="a new room's mode: auto (the model decides), mention-only, quiet; rooms change theirs with !chimein mode ..."),
+    cooldown: Optional[str] = typer.Option(None, help="a new room's cooldown: at most N unprompted messages per M minutes, e.g. 3/10m"),
+    min_gap: int = typer.Option(0, min=0, help="a new room's minimum user messages between two unprompted interjections"),
+    max_reply_chars: int = typer.Option(600, min=20, help="replies are cut to this many characters"),
+    settle: float = typer.Option(1.5, min=0.0, help="seconds to wait for more messages before deciding once on the latest"),
+    bot_turns: int = typer.Option(3, min=0, help="replies in a row to participants flagged as bots before the assistant stops answering them"),
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
     import uvicorn
@@ -43,15 +51,22 @@ def serve(
     from chimein.server import create_app
     from chimein.server.limits import Limits
 
+    from chimein.assistant.policy import PolicyError, RoomPolicy, parse_cooldown
+
+    try:
+        policy = RoomPolicy(mode=mode, cooldown=parse_cooldown(cooldown) if cooldown else None,  # type: ignore[arg-type]
+                            min_gap=min_gap, max_reply_chars=max_reply_chars, settle_s=settle, bot_turns=bot_turns)
+    except PolicyError as e:
+        raise ValueError(f"--mode / --cooldown: {e}") from None
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env, "").strip()
         if not api_key:
-            raise typer.BadParameter(f"the environment variable {api_key_env} is empty or unset", param_hint="'--api-key-env'")
+            raise ValueError(f"--api-key-env: the environment variable {api_key_env} is empty or unset")
     with err.status(f"loading {model}...", spinner="dots"):
         extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
         backend = _backend(model, base_url, model_api_key_env, style, eagerness, **extra)  # bad names: cli.user_errors
-    app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness, api_key=api_key,
+    app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness, api_key=api_key, policy=policy,
                      replier=_replier(reply_base_url, reply_model, reply_api_key_env))
     if api_key is None and not is_loopback(host):
         err.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key-env: anyone who can reach this "
