@@ -26,11 +26,16 @@ nio = pytest.importorskip("nio", reason="pip install -e '.[dev]' (matrix-nio)")
 pytest.importorskip("synapse", reason="pip install -e '.[dev]' (matrix-synapse)")
 
 from chimein.assistant import Assistant, load_backend  # noqa: E402
+from chimein.assistant.core import Decision  # noqa: E402
 from chimein.assistant.backends.rules import CANNED_REPLY  # noqa: E402
 from chimein.data import Message  # noqa: E402
+from chimein.assistant.policy import Heard as PolicyHeard, RoomGate, RoomPolicy  # noqa: E402
 from chimein.interfaces.matrix import (  # noqa: E402
-    MatrixBot, MatrixSettings, hear_bounded, invite_allowed, is_edit, normalize_history, strip_reply_fallback,
+    MatrixBot, MatrixSettings, hear_bounded, invite_allowed, is_edit, normalize_history, reply_target,
+    strip_reply_fallback,
 )
+
+EACH = RoomPolicy(settle_s=0)  # decide on every message as it arrives (the settle time has its own test)
 
 
 def _load_helpers():
@@ -135,7 +140,7 @@ async def _conversation_and_restart(hs, store: Path) -> None:
         await send(alice, room, "hey bot, are you there?")  # before the bot joins: history, never answered
 
         # 1. The bot accepts the invite, sits through chit-chat and an edit, and answers when addressed.
-        settings = MatrixSettings(hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=5000)
+        settings = MatrixSettings(hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=5000, policy=EACH)
         heard: list = []
         bot = mention_bot(settings, heard)
         task = asyncio.create_task(bot.run())
@@ -161,7 +166,7 @@ async def _conversation_and_restart(hs, store: Path) -> None:
         #    answers that message (with Alice's display name known) and nothing it has already heard.
         await send(alice, room, "ok bot, what about a limerick?")
         heard2: list = []
-        bot2 = mention_bot(MatrixSettings(hs.url, bot_u.user_id, store, poll_timeout_ms=5000), heard2)
+        bot2 = mention_bot(MatrixSettings(hs.url, bot_u.user_id, store, poll_timeout_ms=5000, policy=EACH), heard2)
         task2 = asyncio.create_task(bot2.run())
         await wait_until(lambda: len(heard2) >= 1, task2, "the message sent while the bot was away")
         assert bot2.client.device_id == device
@@ -183,7 +188,7 @@ async def _conversation_and_restart(hs, store: Path) -> None:
         session = json.loads((store / "session.json").read_text())
         (store / "session.json").write_text(json.dumps({**session, "next_batch": before_thanks}))
         heard3: list = []
-        bot3 = mention_bot(MatrixSettings(hs.url, bot_u.user_id, store, poll_timeout_ms=5000), heard3)
+        bot3 = mention_bot(MatrixSettings(hs.url, bot_u.user_id, store, poll_timeout_ms=5000, policy=EACH), heard3)
         task3 = asyncio.create_task(bot3.run())
         await send(alice, room, "one last thing, bot")
         await wait_until(lambda: len(heard3) >= 1, task3, "a message after the crash")
@@ -267,6 +272,163 @@ def test_command_joins_configured_room_answers_and_stops_on_sigterm(synapse_serv
     asyncio.run(asyncio.wait_for(scenario(), 100))
 
 
+# -- room controls against the real homeserver --------------------------------------------------------------
+
+class ThresholdBackend:
+    """p_speak 0.9 when the message says "bot", else 0.3; speaks when p >= the threshold (0.5 by default).
+    Counts its calls: the model must never see a command."""
+
+    supports_probability, threshold, answer_direct_questions = True, 0.5, False
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def new_state(self):
+        return None
+
+    def decide(self, messages, state, threshold=None):
+        self.calls.append(messages[-1].content)
+        p = 0.9 if "bot" in messages[-1].content.lower() else 0.3
+        speak = p >= (self.threshold if threshold is None else threshold)
+        return Decision(speak, f"reply to {messages[-1].content}" if speak else "", p)
+
+
+async def _policy_bot(hs, store: Path, bot_u, policy: RoomPolicy, **settings_extra):
+    backend, heard = ThresholdBackend(), []
+    settings = MatrixSettings(hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=2000,
+                              policy=policy, **settings_extra)
+    bot = MatrixBot(settings, lambda: Assistant(backend), on_decision=heard.append)
+    return bot, backend, heard, asyncio.create_task(bot.run())
+
+
+async def notices_from(client: nio.AsyncClient, room_id: str, sender: str) -> list[str]:
+    response = await client.room_messages(room_id, limit=100, message_filter={"types": ["m.room.message"]})
+    return [ev.body for ev in reversed(response.chunk) if isinstance(ev, nio.RoomMessageNotice) and ev.sender == sender]
+
+
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_a_reply_to_the_bot_addresses_it_under_mention_only(synapse_server, tmp_path):
+    async def scenario() -> None:
+        ana_u, bot_u = synapse_server.register("ana2", "Ana"), synapse_server.register("bot2", "chimein")
+        ana = await login(synapse_server, ana_u)
+        try:
+            room = (await ana.room_create(invite=[bot_u.user_id])).room_id
+            bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(mode="mention-only", settle_s=0))
+            await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
+            await send(ana, room, "bot, what is 2+2?")
+            await wait_until(lambda: len(heard) >= 1, task, "the first answer")
+            answer_id = next(iter(bot._own_events))
+            await send(ana, room, "> <@bot2> reply\n\nand times three?", **{"m.relates_to": {"m.in_reply_to": {"event_id": answer_id}}})
+            await send(ana, room, "and what do you all think?")  # not addressed: mention-only holds it back
+            await wait_until(lambda: len(heard) >= 3, task, "three decisions")
+            assert [(h.text, h.decision.speak, h.decision.reason) for h in heard] == [
+                ("bot, what is 2+2?", True, "addressed"),
+                ("and times three?", True, "reply to assistant"),
+                ("and what do you all think?", False, "mode mention-only: not addressed"),
+            ]
+            assert await texts_from(ana, room, bot_u.user_id) == ["reply to bot, what is 2+2?", "reply to and times three?"]
+            await stop(bot, task)
+        finally:
+            await ana.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 150))
+
+
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_only_moderators_change_settings_and_they_survive_a_restart(synapse_server, tmp_path):
+    async def scenario() -> None:
+        mod_u, guest_u, bot_u = (synapse_server.register(n, d) for n, d in (("mod3", "Mo"), ("guest3", "Gus"), ("bot3", "chimein")))
+        mod, guest = await login(synapse_server, mod_u), await login(synapse_server, guest_u)
+        try:
+            room = (await mod.room_create(invite=[guest_u.user_id, bot_u.user_id])).room_id  # the creator has power 100
+            assert isinstance(await guest.join(room), nio.JoinResponse)
+            bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=0))
+            await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
+            await send(guest, room, "!chimein mode quiet")
+            await wait_until(lambda: notices_from(mod, room, bot_u.user_id), task, "the refusal")
+            assert "power level 50" in (await notices_from(mod, room, bot_u.user_id))[0]
+            await send(mod, room, "!chimein mode quiet")
+            await wait_until(lambda: _count(notices_from(mod, room, bot_u.user_id), 2), task, "the change")
+            await stop(bot, task)
+
+            bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=0))
+            await send(guest, room, "!chimein status")
+            await wait_until(lambda: _count(notices_from(mod, room, bot_u.user_id), 3), task, "the status")
+            notices = await notices_from(mod, room, bot_u.user_id)
+            assert notices[1].startswith("chimein: mode quiet") and "mode quiet" in notices[2] and "last changed by Mo" in notices[2]
+            await send(guest, room, "bot, are you there?")  # quiet: heard, not answered
+            await wait_until(lambda: len(heard) >= 1, task, "the decision")
+            assert heard[0].decision.speak is False and heard[0].decision.reason == "quiet"
+            assert not any("chimein" in call for call in backend.calls)  # commands never reach the model
+            await stop(bot, task)
+        finally:
+            await mod.close()
+            await guest.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 150))
+
+
+async def _count(notices, n: int) -> bool:
+    return len(await notices) >= n
+
+
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_another_bot_cannot_keep_it_talking_forever(synapse_server, tmp_path):
+    async def scenario() -> None:
+        ana_u, other_u, bot_u = (synapse_server.register(n, d) for n, d in (("ana4", "Ana"), ("other4", "OtherBot"), ("bot4", "chimein")))
+        ana, other = await login(synapse_server, ana_u), await login(synapse_server, other_u)
+        try:
+            room = (await ana.room_create(invite=[other_u.user_id, bot_u.user_id])).room_id
+            assert isinstance(await other.join(room), nio.JoinResponse)
+            bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=0, bot_turns=3),
+                                                          bot_users=(other_u.user_id,))
+            await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
+            await send(other, room, "lots of bot chatter")  # unprompted: another bot is never a reason to interject
+            for i in range(6):  # the other bot answers every reply with another question
+                await send(other, room, f"bot, and question {i}?")
+                await wait_until(lambda: len(heard) >= i + 2, task, f"decision {i}")
+            assert [h.decision.speak for h in heard] == [False, True, True, True, False, False, False]
+            assert heard[0].decision.reason == "another bot, not addressed"
+            assert heard[-1].decision.reason.startswith("loop guard")
+            await send(ana, room, "bot, are you still there?")  # a person: the guard does not apply
+            await wait_until(lambda: len(heard) >= 8, task, "a person's question")
+            assert heard[-1].decision.speak is True
+            await stop(bot, task)
+        finally:
+            await ana.close()
+            await other.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 150))
+
+
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_a_burst_of_five_messages_is_decided_once(synapse_server, tmp_path):
+    async def scenario() -> None:
+        ana_u, bot_u = synapse_server.register("ana5", "Ana"), synapse_server.register("bot5", "chimein")
+        ana = await login(synapse_server, ana_u)
+        try:
+            room = (await ana.room_create(invite=[bot_u.user_id])).room_id
+            bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=1.5))
+            await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
+            for text in ("so", "about", "the", "trip", "bot, when do we leave?"):
+                await send(ana, room, text)
+            await wait_until(lambda: len(heard) >= 5, task, "five messages heard")
+            assert backend.calls == ["bot, when do we leave?"]  # one decision, on the latest
+            assert [h.decision.reason for h in heard[:4]] == ["burst: decided with a later message"] * 4
+            assert heard[4].decision.speak and bot.assistants[room].history[-6:-1] == [
+                Message("user", t, "Ana") for t in ("so", "about", "the", "trip", "bot, when do we leave?")]
+            assert await texts_from(ana, room, bot_u.user_id) == ["reply to bot, when do we leave?"]
+            await stop(bot, task)
+        finally:
+            await ana.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 150))
+
+
 # -- without a server ----------------------------------------------------------------------------------------
 
 def test_invite_rules():
@@ -292,11 +454,16 @@ def test_message_helpers():
     assert not is_edit(Ev({"body": "hi", "m.relates_to": {"m.in_reply_to": {"event_id": "$e"}}}))
     assert strip_reply_fallback("> <@ana:hs> pizza?\n> more\n\nsushi") == "sushi"
     assert strip_reply_fallback("plain > text") == "plain > text"
+    assert reply_target(Ev({"body": "hi", "m.relates_to": {"m.in_reply_to": {"event_id": "$e"}}})) == "$e"
+    assert reply_target(Ev({"body": "hi", "m.relates_to": {"rel_type": "m.thread", "event_id": "$root",
+                                                          "m.in_reply_to": {"event_id": "$last"}}})) == "$root"
+    assert reply_target(Ev({"body": "hi"})) is None
     a, u = Message("assistant", "hi"), Message("user", "yo", "Ana")
     assert normalize_history([a, u, a, Message("assistant", "again")]) == [u, Message("assistant", "hi\nagain")]
     assistant = Assistant(load_backend("mention"))
     assistant.seed([Message("user", str(i), "Ana") for i in range(10)])
-    assert hear_bounded(assistant, "Ben", "bot?", max_history=10, keep=3).speak
+    heard = PolicyHeard("Ben", "bot?", at=time.time())
+    assert hear_bounded(assistant, RoomGate(EACH), heard, max_history=10, keep=3).speak
     assert [m.content for m in assistant.history] == ["7", "8", "9", "bot?", CANNED_REPLY]
 
 

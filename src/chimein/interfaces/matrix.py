@@ -27,12 +27,20 @@ How it behaves:
   A restarted bot restores the login and syncs from the saved token with full state (so display names are
   known), hearing only what arrived since; the last answered message per room is saved too, so even a crash
   between a reply and the next save does not answer a message twice.
+- Room controls (:mod:`chimein.assistant.policy`): each room has a policy (``settings.policy`` until the
+  room changes it with ``!chimein ...``; kept in ``session.json``). Commands are answered by the bot as
+  notices and never shown to the model; only members at or above ``command_power_level`` may change
+  settings. Messages within ``policy.settle_s`` of each other are decided once, on the latest. Senders in
+  ``bot_users`` (or whose display name matches ``bot_name_pattern``) are heard but never a reason to
+  interject, and an exchange with them stops after ``policy.bot_turns`` replies. A reply to, or a thread
+  under, one of the bot's messages addresses it. Every decision is logged with its reason.
 - Not supported: end-to-end encrypted rooms (the bot cannot read them; it logs a warning).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -49,12 +57,19 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'") from e
 
+from chimein.assistant import policy as room_policy
 from chimein.assistant.core import Assistant, Decision
+from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, apply_command, is_command, parse_command
 from chimein.data import Message
+from chimein.mentions import DEFAULT_ASSISTANT_NAMES
 
 log = logging.getLogger("chimein.matrix")
 
 SESSION_FILE = "session.json"
+COMMAND_ANSWER = "org.chimein.command"
+# Room versions whose creators are listed in m.room.power_levels like anyone else; later ones rank them above all.
+LISTED_CREATOR_VERSIONS = {str(v) for v in range(1, 12)}
+CREATOR_LEVEL = 2**53  # marks the bot's answers to commands: never part of the history
 
 
 class MatrixBotError(RuntimeError):
@@ -74,10 +89,19 @@ class MatrixSettings:
     timeline_limit: int = 100  # events per room and sync; more than this in one sync are seeded, not heard
     poll_timeout_ms: int = 30_000  # long-poll duration of each sync
     device_name: str = "chimein"
+    policy: RoomPolicy = field(default_factory=RoomPolicy)  # a room's settings until it changes them
+    bot_users: tuple[str, ...] = ()  # other bots' user IDs: heard, never a reason to interject
+    bot_name_pattern: str | None = None  # ... or a regular expression on display names, e.g. "(?i)bot$"
+    command_power_level: int = 50  # members below this may ask "!chimein status" but not change settings
 
     def __post_init__(self) -> None:
         self.store_dir = Path(self.store_dir).expanduser()
-        self.rooms, self.allow_from = tuple(self.rooms), tuple(self.allow_from)
+        self.rooms, self.allow_from, self.bot_users = tuple(self.rooms), tuple(self.allow_from), tuple(self.bot_users)
+        if self.bot_name_pattern is not None:
+            try:
+                re.compile(self.bot_name_pattern)
+            except re.error as e:
+                raise ValueError(f"bot_name_pattern is not a regular expression: {e}") from None
         if not re.fullmatch(r"@[^:\s]+:\S+", self.user_id):
             raise ValueError(f"user must be a full Matrix ID like @bot:example.org, got {self.user_id!r}")
         for entry in self.allow_from:
@@ -150,11 +174,23 @@ def normalize_history(messages: list[Message]) -> list[Message]:
     return out
 
 
-def hear_bounded(assistant: Assistant, name: str, text: str, max_history: int, keep: int) -> Decision:
-    """``assistant.hear``, after cutting a long-running room's history back to its last ``keep`` messages."""
+def hear_bounded(assistant: Assistant, gate: RoomGate, heard: room_policy.Heard, max_history: int, keep: int) -> Decision:
+    """The room policy's ``hear``, after cutting a long-running room's history back to its last ``keep`` messages."""
     if len(assistant.history) >= max_history:
         assistant.seed(normalize_history(assistant.history[-keep:]) if keep else [])
-    return assistant.hear(name, text)
+    return room_policy.hear(assistant, gate, heard)
+
+
+def reply_target(event: Any) -> str | None:
+    """The event a message replies to, or the root of the thread it is in (``m.relates_to``)."""
+    relation = event.source.get("content", {}).get("m.relates_to") or {}
+    if relation.get("rel_type") == "m.thread":
+        return relation.get("event_id")
+    return (relation.get("m.in_reply_to") or {}).get("event_id")
+
+
+def is_command_answer(event: Any) -> bool:
+    return bool(event.source.get("content", {}).get(COMMAND_ANSWER))
 
 
 # -- the bot ----------------------------------------------------------------------------------------------
@@ -177,6 +213,11 @@ class MatrixBot:
         self._room_ids: set[str] = set()  # settings.rooms, aliases resolved
         self._accepted: set[str] = set()  # invites accepted (the room shows up as joined with the next sync)
         self._warned_encrypted: set[str] = set()
+        self.gates: dict[str, RoomGate] = {}
+        self._own_events: set[str] = set()  # event IDs of the bot's messages seen or sent (replies to them address it)
+        self._pending: dict[str, list[Any]] = {}  # per room: messages waiting out the settle time
+        self._deciders: dict[str, asyncio.Task] = {}
+        self._bot_names = re.compile(settings.bot_name_pattern) if settings.bot_name_pattern else None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -188,6 +229,8 @@ class MatrixBot:
                 response = await self._next_sync()
                 if response is not None:
                     await self._handle_sync(response, initial=False)
+            # Messages waiting out their settle time were heard after the saved sync token: decide on them.
+            await asyncio.gather(*self._deciders.values(), return_exceptions=True)
         finally:
             await self.close()
 
@@ -330,8 +373,8 @@ class MatrixBot:
     def _to_message(self, room: Any, event: Any) -> Message | None:
         """A history message: the bot's own text or notice, or another user's text; None for anything else."""
         if isinstance(event, (nio.RoomMessageText, nio.RoomMessageNotice)) and event.sender == self.settings.user_id:
-            return None if is_edit(event) else Message("assistant", event.body)
-        if self._is_heard(event):
+            return None if is_edit(event) or is_command_answer(event) else Message("assistant", event.body)
+        if self._is_heard(event) and not is_command(event.body):
             return Message("user", strip_reply_fallback(event.body), speaker_name(room, event.sender))
         return None
 
@@ -350,12 +393,104 @@ class MatrixBot:
         if timeline.limited and room_id in self.assistants:
             log.warning("%s: more than %d events in one sync; the earlier ones were not heard", room_id, len(events))
         room = self.client.rooms.get(room_id)
+        self._own_events.update(ev.event_id for ev in events if getattr(ev, "sender", None) == self.settings.user_id)
         assistant = self.assistants.get(room_id)
         if assistant is None:
             earlier = [m for ev in events[:cut] if (m := self._to_message(room, ev))]
             assistant = await self._new_assistant(room_id, timeline.prev_batch, earlier)
+        gate = self._gate(room_id)
         for event in new:
-            await self._hear(room_id, room, assistant, event)
+            if is_command(event.body):
+                await self._command(room_id, room, gate, event)
+            elif gate.policy.settle_s <= 0:
+                await self._hear(room_id, room, assistant, [event])
+            else:
+                self._pending.setdefault(room_id, []).append(event)
+                if room_id not in self._deciders:
+                    self._deciders[room_id] = asyncio.create_task(self._settle(room_id, room, assistant))
+
+    async def _settle(self, room_id: str, room: Any, assistant: Assistant) -> None:
+        """Wait out the settle time, then decide once on the latest message (the others are heard)."""
+        try:
+            while self._pending.get(room_id):
+                await asyncio.sleep(self._gate(room_id).policy.settle_s)
+                burst, self._pending[room_id] = self._pending[room_id], []
+                await self._hear(room_id, room, assistant, burst)
+        finally:
+            self._deciders.pop(room_id, None)
+
+    def _gate(self, room_id: str) -> RoomGate:
+        """The room's policy state: its stored settings, else the configured ones."""
+        if room_id not in self.gates:
+            stored = self._session.get("policies", {}).get(room_id)
+            try:
+                policy = RoomPolicy.from_json(stored) if stored else dataclasses.replace(self.settings.policy)
+            except (PolicyError, TypeError) as e:
+                log.warning("%s: stored settings unreadable (%s); using the configured ones", room_id, e)
+                policy = dataclasses.replace(self.settings.policy)
+            localpart = self.settings.user_id[1:].split(":", 1)[0]
+            self.gates[room_id] = RoomGate(policy, names=tuple(dict.fromkeys((*DEFAULT_ASSISTANT_NAMES, localpart.lower()))))
+        return self.gates[room_id]
+
+    async def _power_level(self, room_id: str, user_id: str) -> int:
+        """The sender's power level, read from the server when asked (it may have changed since the last sync).
+        From room version 12 on, the room's creators outrank everyone and are not listed in the power levels."""
+        response = await self.client.room_get_state(room_id)
+        if not isinstance(response, nio.RoomGetStateResponse):
+            log.warning("%s: cannot read the room state (%s): treating %s as level 0", room_id, response, user_id)
+            return 0
+        levels: dict[str, Any] = {}
+        for event in response.events:
+            content = event.get("content", {})
+            if event.get("type") == "m.room.create" and str(content.get("room_version", "1")) not in LISTED_CREATOR_VERSIONS:
+                if user_id == event.get("sender") or user_id in content.get("additional_creators", []):
+                    return CREATOR_LEVEL
+            elif event.get("type") == "m.room.power_levels" and event.get("state_key") == "":
+                levels = content
+        level = levels.get("users", {}).get(user_id, levels.get("users_default", 0))
+        return level if isinstance(level, int) else 0
+
+    def _is_bot(self, room: Any, user_id: str) -> bool:
+        return user_id in self.settings.bot_users or bool(
+            self._bot_names and self._bot_names.search(speaker_name(room, user_id)))
+
+    async def _replies_to_me(self, room_id: str, event: Any) -> bool:
+        target = reply_target(event)
+        if target is None:
+            return False
+        if target not in self._own_events:  # an older message of the bot's (before a restart): ask the server
+            response = await self.client.room_get_event(room_id, target)
+            if not isinstance(response, nio.RoomGetEventResponse) or response.event.sender != self.settings.user_id:
+                return False
+            self._own_events.add(target)
+        return True
+
+    async def _command(self, room_id: str, room: Any, gate: RoomGate, event: Any) -> None:
+        """``!chimein ...``: answered as a notice, never shown to the model; settings change only for members
+        at or above ``command_power_level``, and are kept per room across restarts."""
+        name = speaker_name(room, event.sender)
+        try:
+            command = parse_command(event.body)
+            assert command is not None
+            level = await self._power_level(room_id, event.sender) if command.changes_settings else 0
+            if command.changes_settings and level < self.settings.command_power_level:
+                answer = (f"chimein: only members with power level {self.settings.command_power_level} or more can "
+                          f"change my settings ({name} has {level})")
+            else:
+                policy, answer = apply_command(gate.policy, command, name)
+                if policy is not gate.policy:
+                    gate.policy = policy
+                    self._session.setdefault("policies", {})[room_id] = policy.to_json()
+                    self._save()
+                    log.info("%s: settings changed by %s: %s", room_id, event.sender, policy.describe())
+                if command.name == "status" and self._session.get("last_reason", {}).get(room_id):
+                    answer += f"; last decision: {self._session['last_reason'][room_id]}"
+        except PolicyError as e:
+            answer = f"chimein: {e}"
+        response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.notice", "body": answer,
+                                                                            COMMAND_ANSWER: True})
+        if not isinstance(response, nio.RoomSendResponse):
+            log.warning("%s: answering a command failed: %s", room_id, response)
 
     def _after_last_answered(self, room_id: str, events: list) -> int:
         """Index after the last event answered before a crash (whose sync token was not saved), else 0."""
@@ -387,25 +522,40 @@ class MatrixBot:
         room = self.client.rooms.get(room_id)
         return [m for ev in reversed(response.chunk) if (m := self._to_message(room, ev))]
 
-    async def _hear(self, room_id: str, room: Any, assistant: Assistant, event: Any) -> None:
+    async def _hear(self, room_id: str, room: Any, assistant: Assistant, events: list[Any]) -> None:
+        """Decide on the last of ``events`` through the room's policy; the ones before it are only heard."""
+        gate, event = self._gate(room_id), events[-1]
+        for earlier in events[:-1]:
+            name, text = speaker_name(room, earlier.sender), strip_reply_fallback(earlier.body)
+            await self._in_worker(assistant.listen, name, text)
+            self._report(room_id, earlier, name, text, Decision(False, reason="burst: decided with a later message"))
         name, text = speaker_name(room, event.sender), strip_reply_fallback(event.body)
+        heard = room_policy.Heard(name, text, at=event.server_timestamp / 1000, from_bot=self._is_bot(room, event.sender),
+                                  reply_to_assistant=await self._replies_to_me(room_id, event))
         try:
-            decision = await self._in_worker(hear_bounded, assistant, name, text, self.settings.max_history,
+            decision = await self._in_worker(hear_bounded, assistant, gate, heard, self.settings.max_history,
                                              self.settings.history_limit)
         except Exception:  # a failing model must not take the bot down
             log.exception("%s: deciding on %s failed", room_id, event.event_id)
             return
-        p = "" if decision.p_speak is None else f" p={decision.p_speak:.2f}"
-        log.info("%s: %s -> %s%s (%.2f s)%s", room_id, name, "speak" if decision.speak else "silent", p,
-                 decision.latency_s, f" [{decision.note}]" if decision.note else "")
-        log.debug("%s: %s: %r -> %r", room_id, name, text, decision.text)
         if decision.speak:
             response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": decision.text})
             if isinstance(response, nio.RoomSendResponse):
+                self._own_events.add(response.event_id)
                 self._session.setdefault("answered", {})[room_id] = event.event_id
-                self._save()
             else:
                 log.warning("%s: sending the reply failed: %s", room_id, response)
+        self._report(room_id, event, name, text, decision)
+
+    def _report(self, room_id: str, event: Any, name: str, text: str, decision: Decision) -> None:
+        """Log the decision with its reason (kept for ``!chimein status``) and tell ``on_decision``."""
+        reason = "; ".join(part for part in (decision.reason, decision.note) if part) or "-"
+        self._session.setdefault("last_reason", {})[room_id] = f"{'spoke' if decision.speak else 'silent'} on {name}'s message: {reason}"
+        self._save()
+        p = "" if decision.p_speak is None else f" p={decision.p_speak:.2f}"
+        log.info("%s: %s -> %s%s (%.2f s): %s", room_id, name, "speak" if decision.speak else "silent", p,
+                 decision.latency_s, reason)
+        log.debug("%s: %s: %r -> %r", room_id, name, text, decision.text)
         if self.on_decision is not None:
             self.on_decision(Heard(room_id, event.event_id, event.sender, name, text, decision))
 

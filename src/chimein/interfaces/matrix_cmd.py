@@ -5,6 +5,7 @@
         --password-env MATRIX_PASSWORD --allow-from @ana:example.org
     chimein matrix ... --rooms '#team:example.org' --eagerness 0.3
     chimein matrix ... --model mention  # no model at all: answers iff named (assistant, bot, ai, chimein)
+    chimein matrix ... --mode mention-only --cooldown 3/10m --bot-user @otherbot:example.org
 
 The bot reads every message of the rooms it joins. See docs/matrix.md.
 """
@@ -19,6 +20,8 @@ from typing import List, Optional
 import typer
 
 from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
+from chimein.interfaces.room_options import (
+    BotTurnsOpt, CooldownOpt, MaxReplyOpt, MinGapOpt, ModeOpt, SettleOpt, room_policy)
 
 MISSING_NIO = "the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'"
 
@@ -41,6 +44,11 @@ def matrix(
     store_dir: Optional[Path] = typer.Option(None, help="where the login and sync token are kept (default $CHIMEIN_HOME/matrix)"),
     history: int = typer.Option(40, help="messages of room history each room's assistant starts from"),
     log_level: str = typer.Option("INFO", help="DEBUG also logs message texts"),
+    mode: str = ModeOpt, cooldown: Optional[str] = CooldownOpt, min_gap: int = MinGapOpt,
+    max_reply_chars: int = MaxReplyOpt, settle: float = SettleOpt, bot_turns: int = BotTurnsOpt,
+    bot_user: List[str] = typer.Option([], help="another bot's Matrix ID (repeatable): heard, never a reason to interject"),
+    bot_name_pattern: Optional[str] = typer.Option(None, help="a regular expression on display names that marks other bots, e.g. '(?i)bot$'"),
+    command_power_level: int = typer.Option(50, help="the power level a member needs to change the bot's settings with !chimein"),
 ) -> None:
     """Run the assistant as a Matrix bot: it hears every message of its rooms and replies only when it decides to."""
     try:
@@ -56,7 +64,10 @@ def matrix(
     logging.getLogger("nio").setLevel(logging.WARNING)
     try:
         settings = MatrixSettings(homeserver, user, store_dir or chimein_home() / "matrix", password=os.environ.get(password_env),
-                                  rooms=_split(rooms), allow_from=_split(allow_from), history_limit=history)
+                                  rooms=_split(rooms), allow_from=_split(allow_from), history_limit=history,
+                                  policy=room_policy(mode, cooldown, min_gap, max_reply_chars, settle, bot_turns),
+                                  bot_users=_split(bot_user), bot_name_pattern=bot_name_pattern,
+                                  command_power_level=command_power_level)
         if not settings.password and not load_session(settings.store_dir, user):
             raise MatrixBotError(f"set ${password_env} to the bot's password (no saved login in {settings.store_dir})")
     except (ValueError, MatrixBotError) as e:

@@ -18,6 +18,8 @@ from typing import Optional
 import typer
 
 from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
+from chimein.interfaces.room_options import (
+    BotTurnsOpt, CooldownOpt, MaxReplyOpt, MinGapOpt, ModeOpt, SettleOpt, room_policy)
 
 
 
@@ -35,12 +37,8 @@ def serve(
     reply_base_url: Optional[str] = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"),
     reply_model: Optional[str] = typer.Option(None, help="two-stage: the model name at --reply-base-url"),
     reply_api_key_env: str = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key"),
-    mode: str = typer.Option("auto", help="a new room's mode: auto (the model decides), mention-only, quiet; rooms change theirs with !chimein mode ..."),
-    cooldown: Optional[str] = typer.Option(None, help="a new room's cooldown: at most N unprompted messages per M minutes, e.g. 3/10m"),
-    min_gap: int = typer.Option(0, min=0, help="a new room's minimum user messages between two unprompted interjections"),
-    max_reply_chars: int = typer.Option(600, min=20, help="replies are cut to this many characters"),
-    settle: float = typer.Option(1.5, min=0.0, help="seconds to wait for more messages before deciding once on the latest"),
-    bot_turns: int = typer.Option(3, min=0, help="replies in a row to participants flagged as bots before the assistant stops answering them"),
+    mode: str = ModeOpt, cooldown: Optional[str] = CooldownOpt, min_gap: int = MinGapOpt,
+    max_reply_chars: int = MaxReplyOpt, settle: float = SettleOpt, bot_turns: int = BotTurnsOpt,
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
     import uvicorn
@@ -51,13 +49,7 @@ def serve(
     from chimein.server import create_app
     from chimein.server.limits import Limits
 
-    from chimein.assistant.policy import PolicyError, RoomPolicy, parse_cooldown
-
-    try:
-        policy = RoomPolicy(mode=mode, cooldown=parse_cooldown(cooldown) if cooldown else None,  # type: ignore[arg-type]
-                            min_gap=min_gap, max_reply_chars=max_reply_chars, settle_s=settle, bot_turns=bot_turns)
-    except PolicyError as e:
-        raise ValueError(f"--mode / --cooldown: {e}") from None
+    policy = room_policy(mode, cooldown, min_gap, max_reply_chars, settle, bot_turns)
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env, "").strip()
