@@ -9,7 +9,10 @@
 2. serve: `chimein serve` with 50 web rooms, every room busy (each client sends its messages and waits
    for the decision before the next). Peak RSS of the server, every message decided, and its RSS once
    every client has left.
-3. latency, in one process: p50 decision latency of the next message in a room whose cache is still held
+3. hostile: `chimein serve` (the default, no settle time): how long a room waits for the answer to a direct
+   question, alone and while one client sends 10,000-message histories back to back and a 1 MB request
+   (refused); ratio against the room alone, measured in the same server.
+4. latency, in one process: p50 decision latency of the next message in a room whose cache is still held
    (saved when another room took the model) vs a room whose cache was evicted by the memory budget (its
    history is read again), vs the room that holds the model; ratios against the held room.
 """
@@ -126,6 +129,62 @@ def bench_serve(rooms: int, per_room: int, tmp: Path) -> dict:
             "peak_rss_mb": round(peak), "rss_after_rooms_left_mb": round(after), "seconds": round(time.monotonic() - started)}
 
 
+def bench_hostile(tmp: Path, questions: int = 4) -> dict:
+    import threading
+
+    import httpx
+    import websockets
+    from server import ServerProcess
+
+    history = {"messages": [{"role": "user", "name": f"u{i % 7}", "content": m["content"]}
+                            for i, m in enumerate(user_messages(10_000))]}
+    with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default", None, "--settle", "0") as server:
+        made = httpx.post(server.url + "/api/rooms").json()
+
+        async def ask_room(n: int) -> list[float]:
+            waits = []
+            async with websockets.connect(server.ws_url) as ws:
+                await ws.send(json.dumps({"type": "join", "room": made["room"], "token": made["token"], "name": "Ana",
+                                          "key": "k" * 20}))
+                while json.loads(await ws.recv())["type"] != "joined":
+                    pass
+                for i in range(n):
+                    start = time.monotonic()
+                    await ws.send(json.dumps({"type": "say", "text": f"bot, what is {i + 2} times {i + 3}?"}))
+                    while True:
+                        frame = json.loads(await ws.recv())
+                        if frame["type"] == "message" and frame["message"]["role"] == "assistant":
+                            break
+                    waits.append(time.monotonic() - start)
+            return waits
+
+        alone = asyncio.run(ask_room(questions))
+        stop, api_times, codes = threading.Event(), [], []
+
+        def attacker() -> None:
+            with httpx.Client(timeout=600) as http:
+                codes.append(http.post(server.url + "/v1/chat/completions",
+                                       json={"messages": [{"role": "user", "content": "x" * 1_100_000}]}).status_code)
+                while not stop.is_set():
+                    start = time.monotonic()
+                    codes.append(http.post(server.url + "/v1/chat/completions", json=history).status_code)
+                    api_times.append(time.monotonic() - start)
+
+        threads = [threading.Thread(target=attacker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        under_attack = asyncio.run(ask_room(questions))
+        stop.set()
+        for t in threads:
+            t.join(600)
+    p50_alone, p50_attack = statistics.median(alone), statistics.median(under_attack)
+    return {"room_answer_p50_s_alone": round(p50_alone, 2), "room_answer_p50_s_under_attack": round(p50_attack, 2),
+            "room_answer_max_s_under_attack": round(max(under_attack), 2), "ratio": round(p50_attack / p50_alone, 1),
+            "history_request_p50_s": round(statistics.median(api_times), 2) if api_times else None,
+            "status_codes": sorted(set(codes)), "history_messages": 10_000}
+
+
 def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
     from chimein.assistant import load_backend
     from chimein.data import Message
@@ -163,7 +222,7 @@ def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--parts", default="decide,serve,latency")
+    ap.add_argument("--parts", default="latency,decide,serve,hostile")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "many_rooms.json"))
     args = ap.parse_args()
     out_path = Path(args.out)
@@ -181,6 +240,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             results["serve"] = bench_serve(10 if args.quick else 50, 4 if args.quick else 8, Path(tmp))
         print("serve:", results["serve"], flush=True)
+    if "hostile" in parts:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            results["hostile"] = bench_hostile(Path(tmp))
+        print("hostile:", results["hostile"], flush=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))
     print(f"wrote {out_path}")
