@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from peak import peak_rss_mb, rss_mb  # bench/peak.py
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -41,20 +43,6 @@ def user_messages(n: int, offset: int = 0) -> list[dict]:
             if m["role"] == "user":
                 out.append({"role": "user", "name": m["name"], "content": m["content"]})
     return [out[(offset + i) % len(out)] for i in range(n)]
-
-
-def vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
-
-
-def vm_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def bench_decide(conversations: int, length: int, every: int) -> dict:
@@ -70,7 +58,7 @@ def bench_decide(conversations: int, length: int, every: int) -> dict:
             reply = json.loads(proc.stdout.readline())
             assert "speak" in reply, reply
             answered += 1
-            peak = max(peak, vm_hwm_mb(proc.pid))
+            peak = max(peak, peak_rss_mb(proc.pid))
         print(f"  decide: {answered} requests, peak {peak:.0f} MB", flush=True)
     proc.stdin.close()
     proc.wait(60)
@@ -106,7 +94,7 @@ def bench_serve(rooms: int, per_room: int, tmp: Path) -> dict:
     with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default") as server:
         pid = server.proc.pid
         started = time.monotonic()
-        baseline = vm_rss_mb(pid)
+        baseline = rss_mb(pid)
 
         async def run_all() -> list[int]:
             return await asyncio.gather(*[_room_client(server.url, server.ws_url, user_messages(per_room, i * per_room), i)
@@ -122,9 +110,9 @@ def bench_serve(rooms: int, per_room: int, tmp: Path) -> dict:
             if decided >= sent:
                 break
             time.sleep(1)
-        peak = vm_hwm_mb(pid)
+        peak = peak_rss_mb(pid)
         time.sleep(3)
-        after = vm_rss_mb(pid)
+        after = rss_mb(pid)
     return {"rooms": rooms, "messages": sent, "decided": decided, "idle_rss_mb": round(baseline),
             "peak_rss_mb": round(peak), "rss_after_rooms_left_mb": round(after), "seconds": round(time.monotonic() - started)}
 

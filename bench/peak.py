@@ -15,13 +15,22 @@ def in_fresh_process(script: str, *args: str) -> dict[str, Any]:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def peak_rss_mb() -> float:
-    """VmHWM, the high-water mark of this process's resident memory, in MiB.
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """VmHWM, the high-water mark of this process's (or ``pid``'s) resident memory, in MiB.
 
     Not ``getrusage().ru_maxrss``: Linux carries it across fork and exec, so a child started by a parent
     that holds a loaded model reports the parent's memory instead of its own.
     """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """VmRSS, the resident memory of this process (or ``pid``) now, in MiB."""
+    return _status_mb(pid, "VmRSS")
+
+
+def _status_mb(pid: int | str, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status (Linux only)")

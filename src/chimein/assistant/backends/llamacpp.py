@@ -34,7 +34,7 @@ from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
 
 @dataclass(eq=False)
 class LlamaRoom:
-    saved: bytes | None = None  # the room's KV cells while another room holds the model (None: evicted or new)
+    saved: Any = None  # the room's KV cells (a ctypes byte array) while another room holds the model (None: evicted or new)
     ids: list[int] = field(default_factory=list)  # the tokens those cells hold
     start: int = 0  # first message inside the context window
 
@@ -107,8 +107,7 @@ class LlamaCppBackend:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         self.llm.n_tokens = 0
         if room.saved is not None:
-            buf = (ctypes.c_uint8 * len(room.saved)).from_buffer_copy(room.saved)
-            if llama_cpp.llama_state_seq_set_data(ctx, buf, len(room.saved), 0) == len(room.saved):
+            if llama_cpp.llama_state_seq_set_data(ctx, room.saved, len(room.saved), 0) == len(room.saved):
                 self.llm.input_ids[: len(room.ids)] = room.ids
                 self.llm.n_tokens = len(room.ids)
             self._saved.pop(id(room), None)
@@ -120,7 +119,9 @@ class LlamaCppBackend:
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
         buf = (ctypes.c_uint8 * size)()
         n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        room.saved, room.ids = ctypes.string_at(buf, n), list(self.llm.input_ids[: self.llm.n_tokens])
+        # The buffer itself is the copy (no bytes object: each copy of a room is tens of MB).
+        saved = buf if n == size else (ctypes.c_uint8 * n).from_buffer_copy(buf)
+        room.saved, room.ids = saved, list(self.llm.input_ids[: self.llm.n_tokens])
         key = id(room)
         self._saved[key] = weakref.ref(room, lambda _, key=key: self._saved.pop(key, None))
         while self.saved_bytes > self.state_budget_bytes and len(self._saved) > 1:
@@ -131,7 +132,7 @@ class LlamaCppBackend:
 
     @property
     def saved_bytes(self) -> int:
-        return sum(len(room.saved or b"") for ref in list(self._saved.values()) if (room := ref()) is not None)
+        return sum(len(room.saved) for ref in list(self._saved.values()) if (room := ref()) is not None and room.saved is not None)
 
     def _advance(self, target: list[int]) -> tuple[np.ndarray, int]:
         current = list(self.llm.input_ids[: self.llm.n_tokens])
