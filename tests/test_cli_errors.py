@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from chimein.interfaces.cli import app
+from chimein.cli import app
 
 runner = CliRunner()
 

@@ -3,7 +3,7 @@ import json
 from typer.testing import CliRunner
 
 from chimein.data import Conversation, Message, compute_stats, load_conversations, read_conversations, write_conversations, DataError
-from chimein.interfaces.cli import app
+from chimein.cli import app
 from conftest import write_jsonl
 
 GOOD = [{"role": "user", "name": "Ana", "content": "hi"}, {"role": "assistant", "content": "hello"},

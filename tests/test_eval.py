@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from chimein.assistant.backends.rules import MentionBackend, SilentBackend
 from chimein.eval.run import evaluate, evaluate_models, summarize
-from chimein.interfaces.cli import app
+from chimein.cli import app
 from conftest import write_jsonl
 
 

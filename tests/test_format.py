@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chimein.format import IGNORE_INDEX, SILENCE, ChatFormat, TemplateError, conversation_turns, template_markers, to_chat_turns
-from chimein.interfaces.cli import app
+from chimein.cli import app
 from chimein.templates import BUILTIN_TEMPLATES
 
 

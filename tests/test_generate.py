@@ -40,7 +40,7 @@ from chimein.generate import (
     plan_item,
     prepare_output,
 )
-from chimein.interfaces.cli import app
+from chimein.cli import app
 
 CONV = [
     {"role": "user", "name": "Ana", "content": "anyone know how long to boil an egg"},
@@ -300,7 +300,7 @@ def test_duplicates_are_counted_not_written(server, tmp_path):
 
 
 def _cli(out: Path, server: str, template: Path, topics: Path) -> list[str]:
-    return [sys.executable, "-m", "chimein.interfaces.cli", "generate", "--out", str(out), "--n", "4", "--base-url", server,
+    return [sys.executable, "-m", "chimein.cli", "generate", "--out", str(out), "--n", "4", "--base-url", server,
             "--model", MODEL, "--prompt-template", str(template), "--topics", str(topics), "--min-turns", "2",
             "--max-turns", "2", "--temperature", "0", "--retries", "1", "--max-tokens", "120", "--concurrency", "2",
             "--max-items", "12"]

@@ -35,7 +35,7 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 120) -> "ServerProcess":
-        cmd = [sys.executable, "-c", "from chimein.interfaces.cli import app; app()", "serve", "--model", self.model,
+        cmd = [sys.executable, "-c", "from chimein.cli import app; app()", "serve", "--model", self.model,
                "--db", str(self.db), "--port", str(self.port), *self.extra]
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
