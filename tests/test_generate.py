@@ -19,9 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import llama_server
-from typer.testing import CliRunner
-
 from chimein.data import read_conversations
 from chimein.dedup import find_duplicates
 from chimein.generate import (
@@ -40,7 +37,7 @@ from chimein.generate import (
     plan_item,
     prepare_output,
 )
-from chimein.cli import app
+from tests.helpers import llama_server
 
 CONV = [
     {"role": "user", "name": "Ana", "content": "anyone know how long to boil an egg"},
@@ -228,14 +225,6 @@ def test_generate_file_stops_when_the_endpoint_is_unreachable(tmp_path):
     with pytest.raises(GenerateError, match="failed: APIConnectionError"):
         generate_file(GenerateConfig(out=out, n=2, base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=5))
     assert out.read_text() == ""
-
-
-def test_help_reads_well():
-    result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "120"})
-    assert result.exit_code == 0
-    for option in ("--out", "--n", "--base-url", "--model", "--api-key-env", "--topics", "--names", "--min-turns",
-                   "--max-turns", "--prompt-template", "--retries", "--concurrency", "--seed", "--temperature"):
-        assert option in result.output
 
 
 # ------------------------------------------------------------------------------------------- a real server

@@ -11,15 +11,15 @@ from pathlib import Path
 import grimp
 
 import chimein
+from tests.helpers import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 SRC = Path(chimein.__file__).resolve().parents[1]  # the chimein under test, also in lint-imports' process
 LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 
 def test_the_layer_contracts_hold():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)}
-    result = subprocess.run([sys.executable, "-c", LINT, "--no-cache", "--no-logo"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-c", LINT, "--no-cache", "--no-logo"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout

@@ -1,9 +1,8 @@
-"""Helpers shared by the web tests: a free port and a real `chimein serve` process."""
+"""Helpers shared by the web tests: a real `chimein serve` process."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,11 +10,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port
 
 
 class ServerProcess:

@@ -9,9 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from chimein.cli.options import console, err
-
-MODEL_HELP = "default, smollm2-135m-instruct, gemma3-270m, a local dir, an adapter dir, a .gguf file, or a hub id"
+from chimein.cli.options import BASE_MODEL_HELP, console, err, fail
 
 
 def validate(files: List[Path] = typer.Argument(..., help="JSONL files of conversations")) -> None:
@@ -49,7 +47,7 @@ def _print_stats(stats, files) -> None:
 
 
 def template_tokens(
-    model: str = typer.Option("smollm2-135m-instruct", help=MODEL_HELP),
+    model: str = typer.Option("smollm2-135m-instruct", help=BASE_MODEL_HELP),
     template: Optional[str] = typer.Option(None, help="built-in template (chatml, zephyr, llama-2, openchat, gemma); default: the model's"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
@@ -123,8 +121,7 @@ def generate(
             timeout=timeout, max_items=max_items,
         )
     except OSError as e:
-        err.print(f"[red]cannot read {e.filename}: {e.strerror}[/red]")
-        raise typer.Exit(2)
+        fail(f"cannot read {e.filename}: {e.strerror}")
 
     progress = Progress(
         SpinnerColumn(), TextColumn("[bold]generating[/bold]"), BarColumn(), MofNCompleteColumn(),

@@ -18,6 +18,9 @@ from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
 console = Console()
 err = Console(stderr=True)
 
+# A model to tokenize or train (template-tokens, train): what chimein.models.resolve_model takes.
+BASE_MODEL_HELP = "default, smollm2-135m-instruct, gemma3-270m, a local dir, an adapter dir, a .gguf file, or a hub id"
+
 # -- the model options of chat, decide, eval, serve and matrix ---------------------------------------------
 
 KEY_ENV_DEFAULT = "OPENAI_API_KEY"

@@ -7,14 +7,13 @@ from typing import List, Optional
 
 import typer
 
-from chimein.cli.data import MODEL_HELP
-from chimein.cli.options import console, fail
+from chimein.cli.options import BASE_MODEL_HELP, console, fail
 
 
 def train(
     preset: Optional[str] = typer.Option("smollm2-135m", help="smollm2-135m, gemma3-270m, llama-2-7b-chat, zephyr-7b-beta, openchat-3.5-0106"),
     config: Optional[Path] = typer.Option(None, help="YAML file of training options (overrides the preset)"),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    model: Optional[str] = typer.Option(None, help=BASE_MODEL_HELP),
     train_file: Optional[Path] = typer.Option(None, "--train", help="training conversations (JSONL)"),
     output_dir: Optional[Path] = typer.Option(None, "--out", help="run directory"),
     epochs: Optional[float] = typer.Option(None, help="number of epochs"),

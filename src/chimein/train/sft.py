@@ -1,6 +1,6 @@
 """LoRA / QLoRA supervised fine-tuning with trl's SFTTrainer, loss on assistant turns only.
 
-    chimein train --preset smollm2-135m                      # CPU default, about 33 minutes on 2 cores
+    chimein train --preset smollm2-135m                      # the CPU default
     chimein train --preset zephyr-7b-beta                    # QLoRA nf4 on one CUDA GPU
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m chimein.cli train --preset zephyr-7b-beta
 
