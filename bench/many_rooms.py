@@ -32,7 +32,7 @@ from pathlib import Path
 from peak import peak_rss_mb, rss_mb  # bench/peak.py
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests.server: a real `chimein serve` process
 
 
 def user_messages(n: int, offset: int = 0) -> list[dict]:
@@ -89,7 +89,7 @@ async def _room_client(url: str, ws_url: str, messages: list[dict], index: int) 
 
 
 def bench_serve(rooms: int, per_room: int, tmp: Path) -> dict:
-    from server import ServerProcess  # tests/server/__init__.py: a real `chimein serve` process
+    from tests.server import ServerProcess
 
     with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default") as server:
         pid = server.proc.pid
@@ -122,7 +122,7 @@ def bench_hostile(tmp: Path, questions: int = 4) -> dict:
 
     import httpx
     import websockets
-    from server import ServerProcess
+    from tests.server import ServerProcess
 
     history = {"messages": [{"role": "user", "name": f"u{i % 7}", "content": m["content"]}
                             for i, m in enumerate(user_messages(10_000))]}

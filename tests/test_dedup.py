@@ -1,5 +1,5 @@
 from chimein.dedup import DuplicateIndex, find_duplicates
-from conftest import conv
+from tests.helpers import conv
 
 
 def test_near_duplicates_are_found_and_names_do_not_matter():

@@ -50,7 +50,7 @@ def test_the_runtime_default_is_the_shipped_adapter_on_llama_cpp(monkeypatch):
     from typer.testing import CliRunner
 
     import chimein.assistant as assistant
-    from chimein.interfaces.cli import app
+    from chimein.cli import app
 
     loaded, real = [], assistant.load_backend
     monkeypatch.setattr(assistant, "load_backend", lambda name, **kw: loaded.append(real(name, **kw)) or loaded[-1])

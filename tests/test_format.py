@@ -1,10 +1,6 @@
-import json
-
 import pytest
-from typer.testing import CliRunner
 
 from chimein.format import IGNORE_INDEX, SILENCE, ChatFormat, TemplateError, conversation_turns, template_markers, to_chat_turns
-from chimein.interfaces.cli import app
 from chimein.templates import BUILTIN_TEMPLATES
 
 
@@ -95,11 +91,3 @@ def test_markers_in_context_can_differ_from_standalone(tokenizers):
     assert zephyr["instruction"].text == "<|user|>" and zephyr["instruction"].differs
     chatml = template_markers(ChatFormat.for_tokenizer(tokenizers["smollm2"], "chatml"))
     assert chatml["response"].pieces_in_context == ["<|im_start|>", "ass", "istant"]
-
-
-def test_template_tokens_cli_json():
-    res = CliRunner().invoke(app, ["template-tokens", "--model", "mistral-7b", "--template", "zephyr", "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
-    assert data["instruction_template_ids"] != data["instruction_template_ids_standalone"]
-    assert data["response_template"] == "<|assistant|>"

@@ -19,9 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import llama_server
-from typer.testing import CliRunner
-
 from chimein.data import read_conversations
 from chimein.dedup import find_duplicates
 from chimein.generate import (
@@ -40,7 +37,7 @@ from chimein.generate import (
     plan_item,
     prepare_output,
 )
-from chimein.interfaces.cli import app
+from tests.helpers import llama_server
 
 CONV = [
     {"role": "user", "name": "Ana", "content": "anyone know how long to boil an egg"},
@@ -230,14 +227,6 @@ def test_generate_file_stops_when_the_endpoint_is_unreachable(tmp_path):
     assert out.read_text() == ""
 
 
-def test_help_reads_well():
-    result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "120"})
-    assert result.exit_code == 0
-    for option in ("--out", "--n", "--base-url", "--model", "--api-key-env", "--topics", "--names", "--min-turns",
-                   "--max-turns", "--prompt-template", "--retries", "--concurrency", "--seed", "--temperature"):
-        assert option in result.output
-
-
 # ------------------------------------------------------------------------------------------- a real server
 
 MODEL = "smollm2-135m-instruct"
@@ -300,7 +289,7 @@ def test_duplicates_are_counted_not_written(server, tmp_path):
 
 
 def _cli(out: Path, server: str, template: Path, topics: Path) -> list[str]:
-    return [sys.executable, "-m", "chimein.interfaces.cli", "generate", "--out", str(out), "--n", "4", "--base-url", server,
+    return [sys.executable, "-m", "chimein.cli", "generate", "--out", str(out), "--n", "4", "--base-url", server,
             "--model", MODEL, "--prompt-template", str(template), "--topics", str(topics), "--min-turns", "2",
             "--max-turns", "2", "--temperature", "0", "--retries", "1", "--max-tokens", "120", "--concurrency", "2",
             "--max-items", "12"]

@@ -1,4 +1,4 @@
-"""Exact and near-duplicate conversations, by word shingles (used by `chimein dedup` and `chimein generate`).
+"""Exact and near-duplicate conversations, by word shingles (used by `chimein generate` and data/prepare.py).
 
 Two conversations are near-duplicates when the Jaccard similarity of their word 4-shingles is at least
 ``threshold`` (0.5 by default): the same exchange with a few words or names changed.

@@ -1,7 +1,7 @@
 """Export a fine-tuned assistant for llama.cpp and Ollama: the base GGUF plus a LoRA adapter GGUF.
 
     chimein export --model default --out exported/
-    # -> exported/base.gguf, exported/chimein-lora.gguf, exported/Modelfile, exported/README.txt
+    # -> exported/base.gguf, exported/chimein-lora.gguf, exported/Modelfile
     ollama create chimein -f exported/Modelfile
     python -m llama_cpp.server --model exported/base.gguf --lora_path exported/chimein-lora.gguf
 

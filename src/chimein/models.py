@@ -103,10 +103,6 @@ class ResolvedModel:
     adapter: Path | None = None  # a peft adapter directory trained by chimein
     tokenizer_file: Path | None = None  # a bare sentencepiece model (mistral-7b)
 
-    @property
-    def cache_key(self) -> str:
-        return self.name.replace("/", "--")
-
 
 def _resolve_spec(spec: ModelSpec) -> ResolvedModel:
     if spec.locate is not None:

@@ -2,7 +2,7 @@
 
 "Someone asks and the others answer 'no idea', 'not sure', guess with a question mark, or disagree without
 resolving it." A small model rarely learns these from a few hundred examples and misses them in other
-people's chats (held-out volunteer F1 near 0), while the phrases themselves are few and stable across
+people's chats, while the phrases themselves are few and stable across
 writers and languages. The rule only says the moment *looks* stuck; the runtime still asks the model
 (``core.should_speak`` lowers the threshold there, it does not force a reply).
 

@@ -5,7 +5,6 @@
         ...                                          # hs.url is http://127.0.0.1:PORT
 
 The pytest fixture ``synapse_server`` starts one per test session in a fresh temp dir on a free port.
-Configuration and timings: ../shared/research/matrix-and-browser-tests.md, section 1.
 
 This module is loaded by path (see test_matrix.py): a module named ``synapse`` on ``sys.path`` would
 shadow the real Synapse package.
@@ -18,7 +17,6 @@ import hmac
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 SHARED_SECRET = "test-shared-secret"
 START_TIMEOUT_S = 90  # a cold start takes ~3 s; generous because CI machines may be busy training
@@ -75,12 +75,6 @@ loggers:
 root: {level: INFO, handlers: [file]}
 disable_existing_loggers: false
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)

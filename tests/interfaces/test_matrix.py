@@ -239,7 +239,7 @@ def test_command_joins_configured_room_answers_and_stops_on_sigterm(synapse_serv
         erin = await login(synapse_server, erin_u)
         try:
             room = (await erin.room_create(invite=[bot_u.user_id])).room_id
-            cmd = [sys.executable, "-c", "from chimein.interfaces.cli import app; app()", "matrix",
+            cmd = [sys.executable, "-c", "from chimein.cli import app; app()", "matrix",
                    "--homeserver", synapse_server.url, "--user", bot_u.user_id, "--password-env", "BOT_PW",
                    "--rooms", room, "--model", "mention", "--store-dir", str(tmp_path / "store")]
             log = open(tmp_path / "bot.log", "wb")
@@ -468,7 +468,7 @@ def test_message_helpers():
 
 
 def test_command_errors(monkeypatch, tmp_path):
-    from chimein.interfaces.cli import app
+    from chimein.cli import app
 
     runner = CliRunner()
     args = ["matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:hs", "--model", "mention",
@@ -482,5 +482,5 @@ def test_command_errors(monkeypatch, tmp_path):
 
 
 def test_core_cli_does_not_import_nio():
-    code = "import sys, chimein, chimein.interfaces.cli; assert 'nio' not in sys.modules, 'nio imported'"
+    code = "import sys, chimein, chimein.cli; assert 'nio' not in sys.modules, 'nio imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,9 +1,8 @@
-"""Helpers shared by the web tests: a free port and a real `chimein serve` process."""
+"""Helpers shared by the web tests: a real `chimein serve` process."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,11 +10,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port
 
 
 class ServerProcess:
@@ -35,7 +30,7 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 120) -> "ServerProcess":
-        cmd = [sys.executable, "-c", "from chimein.interfaces.cli import app; app()", "serve", "--model", self.model,
+        cmd = [sys.executable, "-c", "from chimein.cli import app; app()", "serve", "--model", self.model,
                "--db", str(self.db), "--port", str(self.port), *self.extra]
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -509,7 +509,7 @@ def test_openai_client_streaming(server: ServerProcess) -> None:
 
 
 def test_serve_rejects_a_bad_eagerness() -> None:
-    from chimein.interfaces.cli import app
+    from chimein.cli import app
 
     result = CliRunner().invoke(app, ["serve", "--model", "mention", "--eagerness", "2"])
     assert result.exit_code == 2

@@ -222,11 +222,6 @@ class Store:
                             (message_id, int(speak), p_speak, stored.id if stored else None, note, time.time()))
         return stored
 
-    def decision(self, message_id: int) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT speak, p_speak, reply_id, note FROM decisions WHERE message_id = ?",
-                              (message_id,)).fetchone()
-        return dict(zip(("speak", "p_speak", "reply_id", "note"), row)) if row else None
-
     def _transaction(self) -> "_Transaction":
         return _Transaction(self.db)
 

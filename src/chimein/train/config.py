@@ -12,9 +12,6 @@ from typing import Any
 
 import yaml
 
-REPO_DATA = Path(__file__).resolve().parents[3] / "data"
-
-
 @dataclass
 class TrainConfig:
     # what to train
@@ -29,7 +26,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
     # Adapt only the last N transformer layers: backward then stops there, which on a CPU is the largest
-    # single speed-up (about 1.5x for the top half of SmolLM2 against all layers; bench/train_speed.py).
+    # single speed-up (bench/train_speed.py measures it).
     lora_top_layers: int | None = 15
     # optimisation
     learning_rate: float = 3e-4
@@ -86,9 +83,10 @@ _SEED_7B = dict(
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU default: fast on 2 cores, full precision weights dequantized from the shipped GGUF.
-    # LoRA on the top 10 layers without dropout (dropout's random masks were 12% of a CPU step). The data
-    # mix (data/prepare.py: synthetic chats of several writers + windows of real chat) is about 5x the old
-    # seed set, so one pass over it fits the 60-minute budget on 2 cores (README: the recipe comparison).
+    # LoRA on the top 10 layers without dropout (dropout's random masks are a noticeable share of a CPU
+    # step). The data mix (data/prepare.py: synthetic chats of several writers + windows of real chat) is
+    # several times the old seed set, so one pass over it fits the training-time budget (README: the recipe
+    # comparison).
     "smollm2-135m": dict(model="smollm2-135m-instruct", output_dir="runs/smollm2-135m", num_train_epochs=1.0,
                          decision_weight=5.0, lora_top_layers=10, lora_dropout=0.0),
     "gemma3-270m": dict(model="gemma3-270m", template="gemma", output_dir="runs/gemma3-270m", max_length=1536),

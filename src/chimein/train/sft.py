@@ -1,8 +1,8 @@
 """LoRA / QLoRA supervised fine-tuning with trl's SFTTrainer, loss on assistant turns only.
 
-    chimein train --preset smollm2-135m                      # CPU default, about 33 minutes on 2 cores
+    chimein train --preset smollm2-135m                      # the CPU default
     chimein train --preset zephyr-7b-beta                    # QLoRA nf4 on one CUDA GPU
-    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m chimein.interfaces.cli train --preset zephyr-7b-beta
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m chimein.cli train --preset zephyr-7b-beta
 
 Steps: load and check the data -> tokenize with chimein's own assistant-only labels (verified before
 training) -> pack several conversations per sequence, attention kept inside each one -> SFTTrainer with a

@@ -12,40 +12,37 @@ The library behind it is :func:`chimein.server.create_app`; docs/serve.md has th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
-from chimein.interfaces.room_options import (
-    BotTurnsOpt, CooldownOpt, MaxReplyOpt, MinGapOpt, ModeOpt, SettleOpt, room_policy)
-
+from chimein.cli.options import (BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, MAX_REPLY_CHARS, MIN_GAP, MODE, MODEL,
+                                 MODEL_API_KEY_ENV, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE,
+                                 ModelOptions, backend_from_options, err, replier_from_options, room_policy)
 
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to accept other machines)"),
     port: int = typer.Option(8000, help="port to listen on"),
-    model: str = typer.Option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HELP),
+    model: str = MODEL,
     db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
-    eagerness: Optional[float] = typer.Option(None, "--eagerness", min=0.0, max=1.0, help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own; rooms can change theirs"),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
-    model_api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key of --base-url"),
+    eagerness: Optional[float] = EAGERNESS,
+    base_url: Optional[str] = BASE_URL,
+    model_api_key_env: str = MODEL_API_KEY_ENV,
     api_key_env: Optional[str] = typer.Option(None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"),
     room_cache_mb: float = typer.Option(256.0, min=0.0, help="llama.cpp: memory for idle rooms' caches; past it the least recently used room is re-read from its messages when it speaks again"),
-    style: str = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline"),
-    reply_base_url: Optional[str] = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"),
-    reply_model: Optional[str] = typer.Option(None, help="two-stage: the model name at --reply-base-url"),
-    reply_api_key_env: str = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key"),
-    mode: str = ModeOpt, cooldown: Optional[str] = CooldownOpt, min_gap: int = MinGapOpt,
-    max_reply_chars: int = MaxReplyOpt, settle: float = SettleOpt, bot_turns: int = BotTurnsOpt,
+    style: str = STYLE,
+    reply_base_url: Optional[str] = REPLY_BASE_URL,
+    reply_model: Optional[str] = REPLY_MODEL,
+    reply_api_key_env: str = REPLY_API_KEY_ENV,
+    mode: str = MODE, cooldown: Optional[str] = COOLDOWN, min_gap: int = MIN_GAP,
+    max_reply_chars: int = MAX_REPLY_CHARS, settle: float = SETTLE, bot_turns: int = BOT_TURNS,
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
     import uvicorn
 
-    import os
-
-    from chimein.interfaces.cli import _backend, _replier, err
     from chimein.server import create_app
     from chimein.server.limits import Limits
 
@@ -55,17 +52,17 @@ def serve(
         api_key = os.environ.get(api_key_env, "").strip()
         if not api_key:
             raise ValueError(f"--api-key-env: the environment variable {api_key_env} is empty or unset")
+    options = ModelOptions(model, base_url, model_api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
     with err.status(f"loading {model}...", spinner="dots"):
         extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
-        backend = _backend(model, base_url, model_api_key_env, style, eagerness, **extra)  # bad names: cli.user_errors
+        backend = backend_from_options(options, **extra)
     app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness, api_key=api_key, policy=policy,
-                     replier=_replier(reply_base_url, reply_model, reply_api_key_env))
+                     replier=replier_from_options(options))
     if api_key is None and not is_loopback(host):
         err.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key-env: anyone who can reach this "
                   "address can use /v1/chat/completions (and create rooms)", soft_wrap=True)
     err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, ws_max_size=Limits().max_frame_bytes, log_level="info")
-
 
 
 def is_loopback(host: str) -> bool:

@@ -1,14 +1,79 @@
-"""`chimein generate`: parse the options, call :func:`chimein.generate.generate_file`, show progress."""
+"""Data commands: `chimein validate`, `chimein template-tokens`, `chimein generate`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
-from rich.console import Console
+from rich.table import Table
 
-err = Console(stderr=True)
+from chimein.cli.options import BASE_MODEL_HELP, console, err, fail
+
+
+def validate(files: List[Path] = typer.Argument(..., help="JSONL files of conversations")) -> None:
+    """Check conversation files and print statistics; list every problem as file:line: field: what."""
+    from chimein.data import compute_stats, read_conversations
+
+    conversations, problems = [], []
+    for f in files:
+        c, p = read_conversations(f)
+        conversations += c
+        problems += p
+    for p in problems:
+        typer.echo(str(p), err=True)  # plain lines, never wrapped: editors and grep read file:line
+    _print_stats(compute_stats(conversations), files)
+    if problems:
+        err.print(f"[red]{len(problems)} problem(s) found[/red]")
+        raise typer.Exit(1)
+
+
+def _print_stats(stats, files) -> None:
+    lo, mean, hi = stats.users_per_conversation
+    tlo, tmean, thi = stats.user_turns_per_conversation
+    table = Table(title=f"{', '.join(str(f) for f in files)}", show_header=False)
+    table.add_row("conversations", str(stats.conversations))
+    table.add_row("users per conversation", f"{mean:.1f} (min {lo}, max {hi})")
+    table.add_row("user turns", f"{stats.user_turns} ({tmean:.1f} per conversation, min {tlo}, max {thi})")
+    table.add_row("assistant turns", str(stats.assistant_turns))
+    table.add_row("speaking rate", f"{stats.speaking_rate:.1%} of user turns")
+    if stats.topics:
+        top = ", ".join(t for t, _ in stats.topics.most_common(5))
+        table.add_row("topics", f"{len(stats.topics)} distinct (most frequent: {top})")
+    if stats.categories:
+        table.add_row("categories", ", ".join(f"{c} {n}" for c, n in stats.categories.most_common()))
+    console.print(table)
+
+
+def template_tokens(
+    model: str = typer.Option("smollm2-135m-instruct", help=BASE_MODEL_HELP),
+    template: Optional[str] = typer.Option(None, help="built-in template (chatml, zephyr, llama-2, openchat, gemma); default: the model's"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Token ids of the user-turn and assistant-turn markers, in context and standalone."""
+    from chimein.format import ChatFormat, template_markers
+    from chimein.models import load_tokenizer, resolve_model
+
+    resolved = resolve_model(model)
+    fmt = ChatFormat.for_tokenizer(load_tokenizer(resolved), template or resolved.template)
+    markers = template_markers(fmt)
+    ins, res = markers["instruction"], markers["response"]
+    if as_json:
+        print(json.dumps({
+            "model": model, "template": fmt.template_name,
+            "instruction_template": ins.text, "instruction_template_ids": ins.ids_in_context,
+            "instruction_template_ids_standalone": ins.ids_standalone,
+            "response_template": res.text, "response_template_ids": res.ids_in_context,
+            "response_template_ids_standalone": res.ids_standalone, "end_of_turn": fmt.end_of_turn,
+        }))
+        return
+    typer.echo(f"{model}, template {fmt.template_name}, end of turn {fmt.end_of_turn!r}")
+    for key, m in markers.items():
+        typer.echo(f"{key + ' marker':<20} {m.text!r}")
+        typer.echo(f"  in context:  {m.ids_in_context}  {m.pieces_in_context}")
+        alone = "same" if not m.differs else f"{m.ids_standalone}  {m.pieces_standalone}   <- differs"
+        typer.echo(f"  standalone:  {alone}")
 
 
 def generate(
@@ -56,8 +121,7 @@ def generate(
             timeout=timeout, max_items=max_items,
         )
     except OSError as e:
-        err.print(f"[red]cannot read {e.filename}: {e.strerror}[/red]")
-        raise typer.Exit(2)
+        fail(f"cannot read {e.filename}: {e.strerror}")
 
     progress = Progress(
         SpinnerColumn(), TextColumn("[bold]generating[/bold]"), BarColumn(), MofNCompleteColumn(),

@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from chimein.interfaces.cli import app
+from chimein.cli import app
 
 runner = CliRunner()
 
@@ -64,3 +64,24 @@ def test_eval_takes_model_like_every_command(tmp_path):
         code, stderr, exc = run("eval", str(data), *flags, "--out", str(tmp_path / "o"), "--no-similarity")
         assert code == 0, (stderr, exc)
     assert (tmp_path / "o" / "turns-mention.jsonl").exists() and (tmp_path / "o" / "turns-silent.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["template-tokens", "--model", "no-such-model"],
+    ["train", "--preset", "no-such-preset"],
+    ["generate", "--out", "OUT", "--model", "m", "--topics", "MISSING"],
+])
+def test_the_other_commands_refuse_bad_input_the_same_way(command, tmp_path):
+    command = [str(tmp_path / "out.jsonl") if c == "OUT" else str(tmp_path / "missing.txt") if c == "MISSING" else c
+               for c in command]
+    code, stderr, exc = run(*command)
+    assert code == 2, (stderr, exc)
+    assert stderr.startswith("error: ") and "Traceback" not in stderr
+    assert ("missing.txt" if "generate" in command else "no-such-") in stderr
+
+
+def test_every_command_goes_through_the_error_handler():
+    from chimein.cli import COMMANDS, app
+
+    assert [c.name for c in app.registered_commands] == [name for name, _ in COMMANDS]
+    assert all(c.callback.__wrapped__ is command for c, (_, command) in zip(app.registered_commands, COMMANDS))

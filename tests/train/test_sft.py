@@ -5,8 +5,9 @@ import torch
 
 from chimein.data import load_conversations
 from chimein.format import IGNORE_INDEX, ChatFormat
-from chimein.train.config import PRESETS, TrainConfig, build_config
+from chimein.train.config import TrainConfig, build_config
 from chimein.train.sft import TrainingError, encode_and_check, lora_config, quantization_config, sft_config
+from tests.helpers import REPO
 
 
 @pytest.mark.parametrize("preset", ["llama-2-7b-chat", "zephyr-7b-beta", "openchat-3.5-0106"])
@@ -29,17 +30,6 @@ def test_four_bit_is_refused_clearly_without_cuda():
         quantization_config(build_config("zephyr-7b-beta"))
 
 
-def test_config_layers_yaml_and_set_overrides(tmp_path):
-    f = tmp_path / "c.yaml"
-    f.write_text("lora_r: 8\nnum_train_epochs: 2\n")
-    cfg = build_config("smollm2-135m", f, {"output_dir": "x"}, ["learning_rate=1e-4", "lora_r=4"])
-    assert (cfg.lora_r, cfg.num_train_epochs, cfg.learning_rate, cfg.output_dir) == (4, 2.0, 1e-4, "x")
-    with pytest.raises(ValueError, match="unknown training option"):
-        build_config(None, None, None, ["lora_rank=4"])
-    with pytest.raises(ValueError, match="unknown preset"):
-        build_config("gpt-9")
-
-
 def test_default_lora_adapts_only_the_top_layers():
     lora = lora_config(TrainConfig(), num_layers=30)
     assert lora.layers_to_transform == list(range(15, 30))
@@ -47,10 +37,8 @@ def test_default_lora_adapts_only_the_top_layers():
 
 
 def test_every_shipped_training_example_passes_the_mask_checks(smollm2_tokenizer):
-    from pathlib import Path
-
     fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
-    convs = load_conversations(Path(__file__).resolve().parents[1] / "data" / "train.jsonl")[:60]
+    convs = load_conversations(REPO / "data" / "train.jsonl")[:60]
     encoded = encode_and_check(convs, fmt)
     assert all(e.trained_tokens > 0 for e in encoded)
 
@@ -73,11 +61,9 @@ def test_packed_sequences_do_not_attend_across_conversations(tiny_model, smollm2
 @pytest.mark.slow
 def test_short_real_training_lowers_the_loss_on_assistant_tokens_only(tmp_path):
     """A few steps of the default recipe on the real SmolLM2: loss falls, only assistant tokens carry loss."""
-    from pathlib import Path
-
     from chimein.train.sft import run
 
-    data = Path(__file__).resolve().parents[1] / "data" / "train.jsonl"
+    data = REPO / "data" / "train.jsonl"
     cfg = build_config("smollm2-135m", overrides={"output_dir": str(tmp_path / "run"), "train_file": str(data),
                        "valid_file": None, "limit": 2, "max_steps": 6},
                        # every step sees the same two conversations, so the loss is comparable from step to step
@@ -99,64 +85,3 @@ def test_short_real_training_lowers_the_loss_on_assistant_tokens_only(tmp_path):
     trained = tok.decode([t for t in enc.labels if t != IGNORE_INDEX])
     assert trained.count("(silence)") + trained.count("(response)") == load_conversations(data)[0].user_turns
     assert result.steps == 6
-
-
-def test_decision_positions_are_the_marker_tokens_of_every_assistant_turn(smollm2_tokenizer, sample_conversations):
-    from chimein.assistant.markers import find_marker_split
-    from chimein.train.trainer import decision_positions
-
-    fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
-    split = find_marker_split(fmt)
-    for conv in sample_conversations:
-        enc = fmt.encode_conversation(conv)
-        mask = decision_positions(torch.tensor([enc.labels]), len(split.shared) + 1)[0]
-        picked = [t for t, m in zip(enc.input_ids, mask.tolist()) if m]
-        k = len(split.shared) + 1
-        per_turn = [picked[i:i + k] for i in range(0, len(picked), k)]
-        gold = [gold is not None for _, gold in conv.decisions()]
-        assert len(per_turn) == conv.user_turns == len(gold)
-        assert per_turn == [split.shared + [split.response if speak else split.silence] for speak in gold]
-
-
-def test_decision_weight_multiplies_exactly_the_decision_token_loss(tiny_model, smollm2_tokenizer, sample_conversations, tmp_path):
-    """Weight 1 is trl's own loss; weight w adds (w - 1) x the decision tokens' loss, same normalisation."""
-    import copy
-
-    from datasets import Dataset
-
-    from chimein.assistant.markers import find_marker_split
-    from chimein.train.sft import unpacked
-    from chimein.train.trainer import DecisionWeightedSFTTrainer, decision_positions
-
-    fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
-    k = len(find_marker_split(fmt).shared) + 1
-    ds = Dataset.from_list(unpacked([fmt.encode_conversation(c) for c in sample_conversations]))
-    cfg = build_config(None, overrides={"output_dir": str(tmp_path)}, sets=["save_steps=1000"])
-    model = copy.deepcopy(tiny_model)  # the trainer patches the model's forward
-    trainer = DecisionWeightedSFTTrainer(model=model, args=sft_config(cfg, has_eval=False), train_dataset=ds,
-                                         processing_class=smollm2_tokenizer, decision_tokens=k)
-    batch = trainer.data_collator([ds[0]])
-    labels = batch["labels"]
-    with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
-        nll = torch.nn.functional.cross_entropy(logits, labels[0, 1:].clamp(min=0), reduction="none")
-        trained = labels[0, 1:] != IGNORE_INDEX
-        decision = decision_positions(labels, k)[0, 1:]
-        plain = trainer.compute_loss(model, dict(batch))
-        trainer.decision_weight = 5.0
-        weighted = trainer.compute_loss(model, dict(batch))
-    n = trained.sum()
-    assert torch.isclose(plain, (nll * trained).sum() / n, atol=1e-4)
-    assert torch.isclose(weighted, ((nll * trained).sum() + 4.0 * (nll * decision).sum()) / n, atol=1e-4)
-    assert decision.sum() == k * sample_conversations[0].user_turns
-
-
-def test_the_config_file_and_the_preset_are_the_same_recipe():
-    from pathlib import Path
-
-    from chimein.models import resolve_model
-
-    preset = build_config("smollm2-135m").to_dict()
-    from_file = build_config(None, Path(__file__).resolve().parents[1] / "configs" / "smollm2-135m.yaml").to_dict()
-    preset["template"] = preset["template"] or resolve_model(preset["model"]).template
-    assert from_file == preset

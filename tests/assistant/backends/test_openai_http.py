@@ -1,17 +1,13 @@
 """The OpenAI-compatible backend and the two-stage replier against a real local server (llama.cpp)."""
 
-from pathlib import Path
-
 import pytest
 
 from chimein.assistant.backends.openai_http import OpenAIBackend, OpenAIReplier
 from chimein.assistant.backends.rules import MentionBackend
 from chimein.assistant.core import Assistant
 from chimein.assistant.prompts import REMINDER, baseline_messages
-from chimein.data import Message, load_conversations
-from conftest import llama_server
-
-ROOT = Path(__file__).resolve().parents[1]
+from chimein.data import Message
+from tests.helpers import llama_server
 
 
 def test_baseline_request_shapes():

@@ -19,9 +19,9 @@ from typing import List, Optional
 
 import typer
 
-from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
-from chimein.interfaces.room_options import (
-    BotTurnsOpt, CooldownOpt, MaxReplyOpt, MinGapOpt, ModeOpt, SettleOpt, room_policy)
+from chimein.cli.options import (API_KEY_ENV, BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, MAX_REPLY_CHARS, MIN_GAP, MODE,
+                                 MODEL, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE, ModelOptions,
+                                 backend_from_options, fail, replier_from_options, room_policy)
 
 MISSING_NIO = "the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'"
 
@@ -33,19 +33,19 @@ def matrix(
     rooms: List[str] = typer.Option([], help="room ID or #alias to join and work in (repeat, or comma-separate); "
                                               "then only invites to these rooms or from --allow-from are accepted"),
     allow_from: List[str] = typer.Option([], help="accept invites only from this user (@u:server) or server (:server); repeatable"),
-    model: str = typer.Option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HELP),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for openai:NAME models"),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the API key"),
-    style: str = typer.Option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline"),
-    eagerness: Optional[float] = typer.Option(None, "--eagerness", min=0.0, max=1.0, help="speaking threshold on p_speak, 0-1 (lower speaks more)"),
-    reply_base_url: Optional[str] = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"),
-    reply_model: Optional[str] = typer.Option(None, help="two-stage: the model name at --reply-base-url"),
-    reply_api_key_env: str = typer.Option("OPENAI_API_KEY", help="two-stage: environment variable holding the replier's API key"),
+    model: str = MODEL,
+    base_url: Optional[str] = BASE_URL,
+    api_key_env: str = API_KEY_ENV,
+    style: str = STYLE,
+    eagerness: Optional[float] = EAGERNESS,
+    reply_base_url: Optional[str] = REPLY_BASE_URL,
+    reply_model: Optional[str] = REPLY_MODEL,
+    reply_api_key_env: str = REPLY_API_KEY_ENV,
     store_dir: Optional[Path] = typer.Option(None, help="where the login and sync token are kept (default $CHIMEIN_HOME/matrix)"),
     history: int = typer.Option(40, help="messages of room history each room's assistant starts from"),
     log_level: str = typer.Option("INFO", help="DEBUG also logs message texts"),
-    mode: str = ModeOpt, cooldown: Optional[str] = CooldownOpt, min_gap: int = MinGapOpt,
-    max_reply_chars: int = MaxReplyOpt, settle: float = SettleOpt, bot_turns: int = BotTurnsOpt,
+    mode: str = MODE, cooldown: Optional[str] = COOLDOWN, min_gap: int = MIN_GAP,
+    max_reply_chars: int = MAX_REPLY_CHARS, settle: float = SETTLE, bot_turns: int = BOT_TURNS,
     bot_user: List[str] = typer.Option([], help="another bot's Matrix ID (repeatable): heard, never a reason to interject"),
     bot_name_pattern: Optional[str] = typer.Option(None, help="a regular expression on display names that marks other bots, e.g. '(?i)bot$'"),
     command_power_level: int = typer.Option(50, help="the power level a member needs to change the bot's settings with !chimein"),
@@ -54,10 +54,8 @@ def matrix(
     try:
         from chimein.interfaces.matrix import MatrixBotError, MatrixSettings, load_session, run_bot
     except ImportError as e:
-        typer.echo(f"error: {MISSING_NIO} ({e})", err=True)
-        raise typer.Exit(2)
+        fail(f"{MISSING_NIO} ({e})")
     from chimein.assistant import Assistant
-    from chimein.interfaces.cli import _backend, _replier
     from chimein.models import chimein_home
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -71,15 +69,13 @@ def matrix(
         if not settings.password and not load_session(settings.store_dir, user):
             raise MatrixBotError(f"set ${password_env} to the bot's password (no saved login in {settings.store_dir})")
     except (ValueError, MatrixBotError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
-    backend = _backend(model, base_url, api_key_env, style, eagerness)
-    replier = _replier(reply_base_url, reply_model, reply_api_key_env)
+        fail(str(e))
+    options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
+    backend, replier = backend_from_options(options), replier_from_options(options)
     try:
-        run_bot(settings, lambda: Assistant(backend, replier=replier, threshold=eagerness))
+        run_bot(settings, lambda: Assistant(backend, replier=replier, threshold=eagerness))  # one replier for all rooms
     except MatrixBotError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+        fail(str(e), code=1)
 
 
 def _split(values: List[str]) -> tuple[str, ...]:

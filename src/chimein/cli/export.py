@@ -1,10 +1,12 @@
-"""`chimein export`: the fine-tuned assistant as GGUF files for llama.cpp and Ollama."""
+"""`chimein export`: the fine-tuned assistant as GGUF files for llama.cpp and Ollama (:mod:`chimein.export`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+
+from chimein.cli.options import fail
 
 
 def export(
@@ -19,8 +21,7 @@ def export(
     try:
         result = run_export(model, out, copy_base=copy_base)
     except ExportError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+        fail(str(e), code=1)
     typer.echo(f"base:      {result.base}\nadapter:   {result.adapter}\nModelfile: {result.modelfile}")
     typer.echo(f"try: python -m llama_cpp.server --model {result.base} --lora_path {result.adapter}")
     typer.echo(f"     ollama create chimein -f {result.modelfile}")

@@ -1,0 +1,44 @@
+"""`chimein eval`: several models side by side on conversations with gold assistant turns (:mod:`chimein.eval`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from chimein.cli.options import (API_KEY_ENV, BASE_URL, EAGERNESS, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, STYLE,
+                                 ModelOptions, backend_from_options, console, replier_from_options)
+
+
+def eval_(
+    files: List[Path] = typer.Argument(..., help="JSONL conversations with gold assistant turns"),
+    compare: List[str] = typer.Option(["default"], "--model", "-m", "--compare",
+                                      help="models to compare, repeatable or comma-separated: e.g. silent,mention,baseline,default"),
+    out: Path = typer.Option(Path("runs/eval"), help="directory for report.json, report.md, turns-*.jsonl, plots"),
+    base_url: Optional[str] = BASE_URL, api_key_env: str = API_KEY_ENV, style: str = STYLE,
+    eagerness: Optional[float] = EAGERNESS, reply_base_url: Optional[str] = REPLY_BASE_URL,
+    reply_model: Optional[str] = REPLY_MODEL, reply_api_key_env: str = REPLY_API_KEY_ENV,
+    limit: Optional[int] = typer.Option(None, help="only the first N conversations"),
+    similarity: bool = typer.Option(True, help="score replies against gold with all-MiniLM-L6-v2"),
+    decisions_only: bool = typer.Option(False, help="models with p_speak: decide only, write no replies (fast)"),
+    group_by: str = typer.Option("category", help="conversation field for the per-category table (e.g. attack)"),
+) -> None:
+    """Teacher-forced evaluation of when to speak and what to say, several models side by side.
+
+    Turn records are written as the run goes: run the same command again after a kill, or with one more
+    model in --compare, and finished work is reused.
+    """
+    from chimein.data import load_conversations
+    from chimein.eval.run import evaluate_models, markdown_table
+
+    options = ModelOptions(base_url=base_url, api_key_env=api_key_env, style=style, eagerness=eagerness,
+                           reply_base_url=reply_base_url, reply_model=reply_model, reply_api_key_env=reply_api_key_env)
+    conversations = load_conversations(*files)[: limit or None]
+    reports = evaluate_models(
+        [m.strip() for value in compare for m in value.split(",") if m.strip()], conversations, out, [str(f) for f in files],
+        lambda m: backend_from_options(options.with_model(m)), eagerness,
+        replier_from_options(options), similarity, decisions_only, group_by,
+    )
+    console.print(markdown_table(reports), markup=False, highlight=False)
+    console.print(f"report written to {out}/report.md")

@@ -1,0 +1,26 @@
+"""chimein.train.config: presets, YAML files and --set overrides."""
+
+import pytest
+
+from chimein.train.config import build_config
+from tests.helpers import REPO
+
+
+def test_config_layers_yaml_and_set_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lora_r: 8\nnum_train_epochs: 2\n")
+    cfg = build_config("smollm2-135m", f, {"output_dir": "x"}, ["learning_rate=1e-4", "lora_r=4"])
+    assert (cfg.lora_r, cfg.num_train_epochs, cfg.learning_rate, cfg.output_dir) == (4, 2.0, 1e-4, "x")
+    with pytest.raises(ValueError, match="unknown training option"):
+        build_config(None, None, None, ["lora_rank=4"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_config("gpt-9")
+
+
+def test_the_config_file_and_the_preset_are_the_same_recipe():
+    from chimein.models import resolve_model
+
+    preset = build_config("smollm2-135m").to_dict()
+    from_file = build_config(None, REPO / "configs" / "smollm2-135m.yaml").to_dict()
+    preset["template"] = preset["template"] or resolve_model(preset["model"]).template
+    assert from_file == preset
