@@ -38,3 +38,4 @@ test: install system-deps
 bench: install
 	$(PY) bench/decision_latency.py
 	$(PY) bench/train_speed.py
+	$(PY) bench/many_rooms.py

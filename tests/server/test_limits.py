@@ -151,10 +151,14 @@ class CostlyBackend:
 
     supports_probability, threshold, answer_direct_questions = True, 0.5, True
 
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+
     def new_state(self) -> dict:
         return {}
 
     def decide(self, messages: list[Message], state: Any, threshold: float | None = None) -> Decision:
+        self.lengths.append(len(messages))
         time.sleep(min(len(messages), 400) * 0.001)  # a window holds at most ~400 messages
         speak = "bot" in messages[-1].content
         return Decision(speak, "hi" if speak else "", 0.9 if speak else 0.1)
@@ -163,7 +167,8 @@ class CostlyBackend:
 def test_hostile_requests_do_not_hold_a_rooms_answer(tmp_path: Path) -> None:
     """A 1 MB request and 10,000-message histories from one client, while a room asks the assistant."""
     history = {"messages": [{"role": "user", "name": f"u{i % 7}", "content": f"message {i}"} for i in range(10_000)]}
-    with TestClient(create_app(CostlyBackend(), db_path=tmp_path / "rooms.db")) as client:
+    backend = CostlyBackend()
+    with TestClient(create_app(backend, db_path=tmp_path / "rooms.db")) as client:
         made = client.post("/api/rooms").json()
         results: dict[str, Any] = {}
 
@@ -183,6 +188,7 @@ def test_hostile_requests_do_not_hold_a_rooms_answer(tmp_path: Path) -> None:
         attacker.join(120)
         assert results == {"huge": 413, "long": [200, 200, 200]}
         assert waited < 5, waited
+    assert max(backend.lengths) == Limits().api_history_messages  # the model read only the latest messages
 
 
 @pytest.mark.server

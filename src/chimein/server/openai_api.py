@@ -5,8 +5,9 @@ What one request may cost is bounded, because it shares the model thread with ev
 key set (``serve --api-key-env``) a request must carry it; each address has a token bucket of requests;
 the body is refused past ``Limits.max_request_bytes`` before it is parsed, a message past
 ``max_message_chars``; the request is validated by type (pydantic: ``"name": 7`` or ``"stream": "yes"`` is a
-400, not a guess); a long history is cut to the model's window in linear time before any model work; and
-the model thread serves callers in turn (:mod:`chimein.server.model_thread`).
+400, not a guess); the decision reads the latest ``api_history_messages`` messages only (a stateless request
+has no cache: the model reads all of them); and the model thread serves callers in turn
+(:mod:`chimein.server.model_thread`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ def chat_messages(request: ChatRequest, max_chars: int = Limits().max_message_ch
     if not users:
         raise BadRequest("invalid_messages", "messages: no user message with text to decide on")
     return out[: users[-1] + 1]
+
+
+def latest(messages: list[Message], n: int) -> list[Message]:
+    """The last ``n`` messages, starting with a user message. A stateless request is read whole by the model
+    (no cache to reuse), so this bounds what one request costs the rooms that share the model thread."""
+    out = messages[-n:]
+    while out and out[0].role != "user":
+        out = out[1:]
+    return out
 
 
 def content_text(content: str | list[ContentPart] | None) -> str:
@@ -185,7 +195,7 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
             return error_response(413, "too_large", f"a request is at most {limits.max_request_bytes} bytes")
         try:
             chat = parse_request(body)
-            messages = chat_messages(chat, limits.max_message_chars)
+            messages = latest(chat_messages(chat, limits.max_message_chars), limits.api_history_messages)
         except BadRequest as e:
             return error_response(400, e.code, str(e))
         host = request.client.host if request.client else "?"

@@ -217,11 +217,11 @@ class LiveRoom:
             try:
                 # A burst (messages within the settle time) is decided once, on its latest message, with
                 # the earlier ones heard as context.
-                if self.gate.policy.settle_s > 0:
-                    await asyncio.sleep(self.gate.policy.settle_s)
                 burst = [message]
-                while not self.queue.empty():
-                    burst.append(self.queue.get_nowait())
+                if self.gate.policy.settle_s > 0:  # with no settle time, every message is decided on its own
+                    await asyncio.sleep(self.gate.policy.settle_s)
+                    while not self.queue.empty():
+                        burst.append(self.queue.get_nowait())
                 for earlier in burst[:-1]:
                     self.assistant.listen(earlier.name, earlier.content)
                     self._record(earlier, Decision(False, reason="burst: decided with a later message"))
