@@ -2,7 +2,7 @@
 
 import pytest
 
-from chimein.assistant.markers import adapter_threshold
+from chimein.markers import adapter_threshold
 from chimein.export import export
 from chimein.models import DEFAULT_ADAPTER_DIR
 

@@ -168,10 +168,10 @@ ReplyKeyOpt = typer.Option("OPENAI_API_KEY", help="two-stage: environment variab
 
 
 def _backend(model: str, base_url: Optional[str], api_key_env: str, style: str, eagerness: Optional[float]):
-    from chimein.assistant import load_backend
+    from chimein.assistant import get_backend
 
-    return load_backend(model, base_url=base_url, api_key_env=api_key_env, threshold=eagerness,
-                        **({"style": style} if model.startswith("openai:") or base_url else {}))
+    return get_backend(model, base_url=base_url, api_key_env=api_key_env, threshold=eagerness,
+                       **({"style": style} if model.startswith("openai:") or base_url else {}))
 
 
 def _replier(reply_base_url: Optional[str], reply_model: Optional[str], reply_key_env: str):
