@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
-from chimein.assistant import load_backend
+from chimein.assistant import get_backend
 from chimein.assistant.core import Decision
 from chimein.data import Message
 from chimein.interfaces.rooms import Limits, TokenBucket, seed_order, validate_name
@@ -36,6 +36,8 @@ class ScriptedBackend:
 
     supports_probability = True
     threshold = 0.5
+    answer_direct_questions = False
+    decide_only = False
 
     def __init__(self, gate: threading.Event | None = None):
         self.calls: list[tuple[list[str], str, float | None]] = []
@@ -56,7 +58,7 @@ class ScriptedBackend:
 # -- helpers ----------------------------------------------------------------------------------------------
 
 def make_client(db: Path, backend: Any = None, **kwargs: Any) -> TestClient:
-    backend = backend if backend is not None else load_backend("mention")
+    backend = backend if backend is not None else get_backend("mention")
     return TestClient(create_app(backend, db_path=db, model_name=kwargs.pop("model_name", "mention"), **kwargs))
 
 

@@ -119,7 +119,7 @@ def should_speak(p_speak: float, threshold: float, messages: list[Message], answ
        needs only ``stuck_threshold`` (None: no special case): WHEN-TO-SPEAK rule 2, which a small model
        misses in chats unlike its training data;
     4. otherwise speak when ``p_speak`` reaches the eagerness threshold.
-    A threshold above 1 never speaks: callers use it to ask for ``p_speak`` alone.
+    A threshold above 1 never speaks (a backend's ``decide_only`` is the way to skip the reply).
     """
     if threshold > 1.0:
         return False
