@@ -23,7 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
-from chimein.assistant import load_backend
+from chimein.assistant import get_backend
 from chimein.data import Message, load_conversations
 from peak import in_fresh_process, peak_rss_mb  # bench/peak.py
 
@@ -43,10 +43,11 @@ def long_conversation(n: int) -> list[Message]:
 
 def replay_for_memory(spec: str, messages: list[Message]) -> None:
     """Child process: load one backend, replay every message into one room, print the peak RSS."""
-    backend = load_backend(name=spec)
+    backend = get_backend(spec)
+    backend.decide_only = True
     state = backend.new_state()
     for end in range(1, len(messages) + 1):
-        backend.decide(messages[:end], state, threshold=1.01)
+        backend.decide(messages[:end], state)
     print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
 
 
@@ -59,10 +60,10 @@ def measure(backend, messages: list[Message], samples: int, incremental: bool) -
         for end in range(length - samples + 1, length + 1):
             if incremental:
                 while fed < end - 1:  # bring the room up to date, untimed
-                    backend.decide(messages[: fed + 1], state, threshold=1.01)
+                    backend.decide(messages[: fed + 1], state)
                     fed += 1
             start = time.perf_counter()
-            backend.decide(messages[:end], state if incremental else backend.new_state(), threshold=1.01)
+            backend.decide(messages[:end], state if incremental else backend.new_state())
             times.append(time.perf_counter() - start)
             fed = end
         times.sort()
@@ -83,11 +84,12 @@ def main() -> None:
     samples = 2 if args.quick else 5
     rows = {}
     for name, spec, incremental, n in [
-        ("cached", dict(name=args.model), True, samples),
-        ("llama.cpp", dict(name=f"llamacpp:{args.model}"), True, samples),
-        ("naive", dict(name=args.model, mode="generate"), False, 2 if args.quick else 3),
+        ("cached", dict(spec=args.model), True, samples),
+        ("llama.cpp", dict(spec=f"llamacpp:{args.model}"), True, samples),
+        ("naive", dict(spec=args.model, mode="generate"), False, 2 if args.quick else 3),
     ]:
-        backend = load_backend(**spec)
+        backend = get_backend(**spec)
+        backend.decide_only = True  # the decision alone (the naive loop's decision is its generated turn)
         rows[name] = {"latency_s": measure(backend, messages, n, incremental)}
         del backend
         gc.collect()

@@ -178,10 +178,10 @@ def bench_hostile(tmp: Path, questions: int = 4) -> dict:
 
 
 def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
-    from chimein.assistant import load_backend
+    from chimein.assistant import get_backend
     from chimein.data import Message
 
-    backend = load_backend("llamacpp:default", state_budget_mb=budget_mb)
+    backend = get_backend("llamacpp:default", state_budget_mb=budget_mb)
     chats = [[Message("user", m["content"], m["name"]) for m in user_messages(history + 10, offset=i * (history + 10))]
              for i in range(rooms)]
     states = [backend.new_state() for _ in range(rooms)]
@@ -191,7 +191,7 @@ def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
     fed = [history] * rooms
 
     def next_message(i: int) -> None:
-        kind = "active" if backend._active is states[i] else ("held" if states[i].saved is not None else "evicted")
+        kind = {"saved": "held"}.get(backend.engine.residency(states[i].kv), backend.engine.residency(states[i].kv))
         fed[i] += 1
         start = time.perf_counter()
         backend.decide(chats[i][: fed[i]], states[i], threshold=1.01)
@@ -206,7 +206,7 @@ def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
         next_message(hot[-1])
         next_message(step % (rooms - 3))
     p50 = {k: round(statistics.median(v) * 1000, 1) for k, v in times.items() if v}
-    return {"rooms": rooms, "history_messages": history, "state_budget_mb": budget_mb, "evictions": backend.evictions,
+    return {"rooms": rooms, "history_messages": history, "state_budget_mb": budget_mb, "evictions": backend.engine.evictions,
             "p50_ms": p50, "samples": {k: len(v) for k, v in times.items()},
             "evicted_over_held": round(p50["evicted"] / p50["held"], 1) if "evicted" in p50 and "held" in p50 else None}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chimein.assistant.markers import adapter_threshold
+from chimein.markers import adapter_threshold
 from chimein.export import export
 from chimein.models import DEFAULT_ADAPTER_DIR
 
@@ -27,15 +27,14 @@ def test_exported_gguf_decides_like_the_pytorch_model(tmp_path):
     """Round trip: the exported adapter on llama.cpp's quantized base agrees with PyTorch on >= 95% of turns."""
     from pathlib import Path
 
-    from chimein.assistant.backends.hf import HFBackend
-    from chimein.assistant.backends.llamacpp import LlamaCppBackend
+    from chimein.assistant.backends import hf, llamacpp
     from chimein.data import load_conversations
     from chimein.eval.run import decision_agreement, evaluate
 
     out = export("default", tmp_path, copy_base=False)
     convs = load_conversations(Path(__file__).resolve().parents[1] / "data" / "valid.jsonl")[:8]
-    torch_records = evaluate(HFBackend.load("default"), convs, decisions_only=True)
-    llama_records = evaluate(LlamaCppBackend.load("default", adapter_gguf=str(out.adapter)), convs, decisions_only=True)
+    torch_records = evaluate(hf.load("default"), convs, decisions_only=True)
+    llama_records = evaluate(llamacpp.load("default", adapter_gguf=str(out.adapter)), convs, decisions_only=True)
     assert sum(r.gold_speak for r in torch_records) >= 10  # the sample has real speaking turns to agree on
     assert decision_agreement({"torch": torch_records, "llama.cpp": llama_records})["torch vs llama.cpp"] >= 0.95
     # and the probabilities themselves are close, not just the thresholded decisions
@@ -52,13 +51,15 @@ def test_the_runtime_default_is_the_shipped_adapter_on_llama_cpp(monkeypatch):
     import chimein.assistant as assistant
     from chimein.cli import app
 
-    loaded, real = [], assistant.load_backend
-    monkeypatch.setattr(assistant, "load_backend", lambda name, **kw: loaded.append(real(name, **kw)) or loaded[-1])
+    from chimein.assistant.backends.llamacpp import LlamaCppEngine
+
+    loaded, real = [], assistant.get_backend
+    monkeypatch.setattr(assistant, "get_backend", lambda name, **kw: loaded.append(real(name, **kw)) or loaded[-1])
     chat = [{"role": "user", "name": "Ana", "content": "pizza or sushi tonight?"}]
     asked = chat + [{"role": "user", "name": "Ben", "content": "bot, how many syllables does a haiku have?"}]
     result = CliRunner().invoke(app, ["decide"], input="".join(json.dumps({"messages": m}) + "\n" for m in (chat, asked)))
     assert result.exit_code == 0, result.output
     first, second = [json.loads(line) for line in result.output.splitlines()]
-    assert type(loaded[0]).__name__ == "LlamaCppBackend" and loaded[0].threshold == adapter_threshold(DEFAULT_ADAPTER_DIR)
+    assert isinstance(loaded[0].engine, LlamaCppEngine) and loaded[0].threshold == adapter_threshold(DEFAULT_ADAPTER_DIR)
     assert not first["speak"] and first["p_speak"] < 0.2
     assert second["speak"] and second["text"]

@@ -2,14 +2,15 @@
 
 import pytest
 
+from chimein.assistant.core import parse_reply
 from chimein.data import Message
 
 
 @pytest.fixture(scope="module")
 def llama_backend():
-    from chimein.assistant.backends.llamacpp import LlamaCppBackend
+    from chimein.assistant.backends import llamacpp
 
-    return LlamaCppBackend.load("smollm2-135m-instruct", n_ctx=1024, max_new_tokens=6)
+    return llamacpp.load("smollm2-135m-instruct", n_ctx=1024, max_new_tokens=6)
 
 
 def history(n, who="Ana"):
@@ -41,20 +42,20 @@ def test_a_room_coming_back_reuses_its_saved_cells(llama_backend):
     llama_backend.decide(a[:5], ra, threshold=1.1)
     llama_backend.decide(b[:5], rb, threshold=1.1)
     # only the cells its tokens use are kept: ~23 KB per token for SmolLM2, not a whole context buffer
-    assert ra.saved is not None and len(ra.saved) < 40_000 * len(ra.ids)
+    assert ra.kv.saved is not None and len(ra.kv.saved) < 40_000 * len(ra.kv.ids)
     back = llama_backend.decide(a, ra, threshold=1.1)
     assert back.tokens_processed < 40  # one new message, not the whole history
 
 
 def test_rooms_past_the_memory_budget_are_rebuilt_with_the_same_decision():
-    from chimein.assistant.backends.llamacpp import LlamaCppBackend
+    from chimein.assistant.backends import llamacpp
 
-    small = LlamaCppBackend.load("smollm2-135m-instruct", n_ctx=1024, max_new_tokens=4, state_budget_mb=5)
+    small = llamacpp.load("smollm2-135m-instruct", n_ctx=1024, max_new_tokens=4, state_budget_mb=5)
     rooms = [small.new_state() for _ in range(6)]
     chats = [history(6, name) for name in ("Ana", "Ben", "Caro", "Dev", "Eli", "Fay")]
     for msgs, room in zip(chats, rooms):
         small.decide(msgs[:5], room, threshold=1.1)
-    assert small.saved_bytes <= 5 * 2**20 and small.evictions > 0 and rooms[0].saved is None
+    assert small.engine.saved_bytes <= 5 * 2**20 and small.engine.evictions > 0 and rooms[0].kv.saved is None
     rebuilt = small.decide(chats[0], rooms[0], threshold=1.1)
     alone = small.decide(chats[0], small.new_state(), threshold=1.1)
     assert rebuilt.p_speak == pytest.approx(alone.p_speak, abs=2e-3)
@@ -67,23 +68,56 @@ def test_a_room_its_caller_drops_frees_its_saved_cells(llama_backend):
     rooms = [llama_backend.new_state() for _ in range(3)]
     for i, room in enumerate(rooms):
         llama_backend.decide(history(3, f"U{i}"), room, threshold=1.1)
-    held = llama_backend.saved_bytes
-    assert held > 0 and rooms[0].saved is not None
-    size = len(rooms[0].saved)
+    held = llama_backend.engine.saved_bytes
+    assert held > 0 and rooms[0].kv.saved is not None
+    size = len(rooms[0].kv.saved)
     del rooms[0]  # a web room gone to sleep
     gc.collect()
-    assert llama_backend.saved_bytes == held - size
+    assert llama_backend.engine.saved_bytes == held - size
 
 
-def test_speaking_generates_text(llama_backend):
-    d = llama_backend.decide(history(2), llama_backend.new_state(), threshold=0.0)
-    assert d.raw.startswith("(response)") and d.speak == bool(d.text)
+def test_speaking_generates_a_greedy_reply_that_joins_the_room(llama_backend):
+    room = llama_backend.new_state()
+    d = llama_backend.decide(history(2), room, threshold=0.0)  # threshold 0: always speak
+    reply = d.raw.removeprefix("(response)")
+    cached = llama_backend.engine.cached_ids(room.kv)
+    generated = cached[cached.index(llama_backend.split.response) + 1 + len(llama_backend.split.response_rest):]
+    # at least one token (an end of turn or another marker may not open the reply), at most max_new_tokens,
+    # and the room's cells now hold them: the reply is what the model wrote, token for token
+    assert reply.strip() and 1 <= len(generated) <= llama_backend.max_new_tokens
+    assert llama_backend.engine.detokenize(generated) == reply
+    assert not reply.lstrip().startswith(("(silence", "(response", "<|im_end|>"))
+    assert (d.speak, d.text) == parse_reply(d.raw, ("<|im_end|>",)) and d.p_speak is not None
+    follow = history(2) + [Message("assistant", d.text or "ok"), Message("user", "and then?", "Ana")]
+    assert llama_backend.decide(follow, room, threshold=1.1).tokens_processed < 40  # the reply was cached
+
+
+def test_decide_only_and_silence_generate_nothing(llama_backend):
+    room = llama_backend.new_state()
+    silent = llama_backend.decide(history(2), room, threshold=1.1)
+    assert (silent.speak, silent.raw, silent.text) == (False, "(silence)", "")
+    cached = llama_backend.engine.cached_ids(room.kv)
+    llama_backend.decide_only = True
+    try:
+        d = llama_backend.decide(history(2), room, threshold=0.0)
+    finally:
+        llama_backend.decide_only = False
+    assert d.speak and d.text == "" and d.p_speak == pytest.approx(silent.p_speak, abs=2e-3)
+    assert llama_backend.engine.cached_ids(room.kv) == cached  # nothing past the decision position was run
+
+
+def test_both_engines_run_through_one_local_backend(llama_backend):
+    from chimein.assistant.backends.llamacpp import LlamaCppEngine
+    from chimein.assistant.backends.local import LocalBackend
+
+    assert isinstance(llama_backend, LocalBackend) and isinstance(llama_backend.engine, LlamaCppEngine)
+    assert llama_backend.max_context_tokens == 1024 - llama_backend.max_new_tokens - 16
 
 
 def test_context_overflow_keeps_working():
-    from chimein.assistant.backends.llamacpp import LlamaCppBackend
+    from chimein.assistant.backends import llamacpp
 
-    small = LlamaCppBackend.load("smollm2-135m-instruct", n_ctx=512, max_new_tokens=4)
+    small = llamacpp.load("smollm2-135m-instruct", n_ctx=512, max_new_tokens=4)
     msgs = history(60)
     room = small.new_state()
     rebuilds = 0

@@ -11,9 +11,9 @@ import pytest
 @pytest.mark.slow
 def test_the_llamacpp_default_decides_without_importing_torch():
     code = ("import sys\n"
-            "from chimein.assistant import load_backend\n"
+            "from chimein.assistant import get_backend\n"
             "from chimein.data import Message\n"
-            "b = load_backend('llamacpp:default')\n"
+            "b = get_backend('llamacpp:default')\n"
             "d = b.decide([Message('user', 'pizza or sushi tonight?', 'Ana')], b.new_state(), threshold=1.01)\n"
             "assert d.p_speak is not None\n"
             "print('torch' in sys.modules)\n")

@@ -14,6 +14,9 @@ class ProbabilityBackend:
     """p_speak from a table by message text (0.0 if absent); speaks when p_speak >= the threshold (0.5)."""
 
     supports_probability = True
+    threshold = 0.5
+    answer_direct_questions = False
+    decide_only = False
 
     def __init__(self, table: dict[str, float]):
         self.table, self.calls = table, []

@@ -21,6 +21,9 @@ def test_teacher_forced_eval_of_the_rule_baselines(sample_conversations):
 
 class Scored:
     supports_probability = True
+    threshold = 0.5
+    answer_direct_questions = False
+    decide_only = False
 
     def new_state(self):
         return None
@@ -29,8 +32,8 @@ class Scored:
         from chimein.assistant.core import Decision
 
         p = 0.9 if "bot" in messages[-1].content or "clue" in messages[-1].content else 0.2
-        speak = p >= (0.5 if threshold is None else threshold)
-        return Decision(speak, "x" if speak else "", p)
+        speak = p >= (self.threshold if threshold is None else threshold)
+        return Decision(speak, "x" if speak and not self.decide_only else "", p)
 
 
 def test_probability_backends_get_a_threshold_sweep_and_a_plot(tmp_path, sample_conversations):
@@ -80,6 +83,9 @@ def test_decisions_only_takes_the_decision_from_p_speak_without_replies(sample_c
     quick = evaluate(Scored(), sample_conversations, decisions_only=True)
     assert [r.speak for r in quick] == [r.speak for r in full] and any(r.speak for r in quick)
     assert all(r.reply == "" for r in quick) and any(r.reply for r in full)
+    scored = Scored()
+    evaluate(scored, sample_conversations, decisions_only=True)
+    assert scored.decide_only is False  # the flag is the backend's again after the run
 
 
 class Unsure(Scored):
@@ -90,8 +96,8 @@ class Unsure(Scored):
     def decide(self, messages, state=None, threshold=None):
         from chimein.assistant.core import Decision, should_speak
 
-        speak = should_speak(0.1, 0.5 if threshold is None else threshold, messages, stuck_threshold=None)
-        return Decision(speak, "x" if speak else "", 0.1)
+        speak = should_speak(0.1, self.threshold if threshold is None else threshold, messages, stuck_threshold=None)
+        return Decision(speak, "x" if speak and not self.decide_only else "", 0.1)
 
 
 def test_eval_applies_the_direct_question_rule_with_and_without_replies(sample_conversations):

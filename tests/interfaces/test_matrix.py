@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 nio = pytest.importorskip("nio", reason="pip install -e '.[dev]' (matrix-nio)")
 pytest.importorskip("synapse", reason="pip install -e '.[dev]' (matrix-synapse)")
 
-from chimein.assistant import Assistant, load_backend  # noqa: E402
+from chimein.assistant import Assistant, get_backend  # noqa: E402
 from chimein.assistant.core import Decision  # noqa: E402
 from chimein.assistant.backends.rules import CANNED_REPLY  # noqa: E402
 from chimein.data import Message  # noqa: E402
@@ -100,8 +100,8 @@ class ThreadRecordingMention:
     """The mention rule, noting which thread each decision runs in."""
 
     def __init__(self):
-        self.rule, self.threads = load_backend("mention"), set()
-        self.supports_probability = False
+        self.rule, self.threads = get_backend("mention"), set()
+        self.supports_probability, self.threshold, self.answer_direct_questions, self.decide_only = False, None, False, False
 
     def new_state(self):
         return self.rule.new_state()
@@ -211,7 +211,7 @@ def test_invites_only_from_allowed_users(synapse_server, tmp_path):
             allowed = (await carol.room_create(invite=[bot_u.user_id])).room_id
             settings = MatrixSettings(synapse_server.url, bot_u.user_id, tmp_path, password=bot_u.password,
                                       allow_from=(carol_u.user_id,), poll_timeout_ms=5000)
-            bot = MatrixBot(settings, lambda: Assistant(load_backend("mention")))
+            bot = MatrixBot(settings, lambda: Assistant(get_backend("mention")))
             task = asyncio.create_task(bot.run())
             await wait_until(lambda: allowed in bot.client.rooms, task, "the allowed invite is accepted")
 
@@ -460,7 +460,7 @@ def test_message_helpers():
     assert reply_target(Ev({"body": "hi"})) is None
     a, u = Message("assistant", "hi"), Message("user", "yo", "Ana")
     assert normalize_history([a, u, a, Message("assistant", "again")]) == [u, Message("assistant", "hi\nagain")]
-    assistant = Assistant(load_backend("mention"))
+    assistant = Assistant(get_backend("mention"))
     assistant.seed([Message("user", str(i), "Ana") for i in range(10)])
     heard = PolicyHeard("Ben", "bot?", at=time.time())
     assert hear_bounded(assistant, RoomGate(EACH), heard, max_history=10, keep=3).speak

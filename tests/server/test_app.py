@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
-from chimein.assistant import load_backend
+from chimein.assistant import get_backend
 from chimein.assistant.core import Decision
 from chimein.assistant.policy import RoomPolicy
 from chimein.data import Message
@@ -39,6 +39,8 @@ class ScriptedBackend:
 
     supports_probability = True
     threshold = 0.5
+    answer_direct_questions = False
+    decide_only = False
 
     def __init__(self, gate: threading.Event | None = None):
         self.calls: list[tuple[list[str], str, float | None]] = []
@@ -60,7 +62,7 @@ class ScriptedBackend:
 
 def make_client(db: Path, backend: Any = None, **kwargs: Any) -> TestClient:
     """A server whose rooms decide on every message at once (no settle time: tests/server/test_policy.py has it)."""
-    backend = backend if backend is not None else load_backend("mention")
+    backend = backend if backend is not None else get_backend("mention")
     kwargs.setdefault("policy", RoomPolicy(settle_s=0))
     return TestClient(create_app(backend, db_path=db, model_name=kwargs.pop("model_name", "mention"), **kwargs))
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from chimein.assistant import load_backend
+from chimein.assistant import get_backend
 from chimein.assistant.core import Decision
 from chimein.data import Message
 from chimein.server import create_app
@@ -27,7 +27,7 @@ KEY_A, KEY_B = "a" * 32, "b" * 32
 
 
 def app_client(tmp_path: Path, **kwargs: Any) -> TestClient:
-    return TestClient(create_app(load_backend("mention"), db_path=tmp_path / "rooms.db", model_name="mention", **kwargs))
+    return TestClient(create_app(get_backend("mention"), db_path=tmp_path / "rooms.db", model_name="mention", **kwargs))
 
 
 def join_frame(ws: Any, room: str, token: str, name: str, key: str | None) -> dict:

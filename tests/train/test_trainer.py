@@ -8,7 +8,7 @@ from chimein.train.sft import sft_config
 
 
 def test_decision_positions_are_the_marker_tokens_of_every_assistant_turn(smollm2_tokenizer, sample_conversations):
-    from chimein.assistant.markers import find_marker_split
+    from chimein.markers import find_marker_split
     from chimein.train.trainer import decision_positions
 
     fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
@@ -30,7 +30,7 @@ def test_decision_weight_multiplies_exactly_the_decision_token_loss(tiny_model, 
 
     from datasets import Dataset
 
-    from chimein.assistant.markers import find_marker_split
+    from chimein.markers import find_marker_split
     from chimein.train.sft import unpacked
     from chimein.train.trainer import DecisionWeightedSFTTrainer, decision_positions
 

@@ -1,81 +1,142 @@
 """The assistant runtime: one :class:`Assistant` per room, over a backend chosen by name.
 
-Model names understood by :func:`load_backend` (the ``--model`` option everywhere):
-
-| name                         | backend                                                        |
-|------------------------------|----------------------------------------------------------------|
-| ``silent``                   | never speaks (baseline)                                        |
-| ``mention``                  | speaks iff the message names the assistant (baseline)          |
-| ``baseline``                 | SmolLM2-135M-Instruct prompted with the seed's short prompt (llama.cpp) |
-| ``baseline-reminder``        | the same with "addressed as assistant" + a reminder per message |
-| ``hf:baseline[-reminder]``   | the same prompted baseline run with transformers               |
-| ``llamacpp:NAME``            | llama.cpp (GGUF) with the fine-tuned format, e.g. ``llamacpp:default`` |
-| ``openai:MODEL``             | an OpenAI-compatible endpoint (``base_url`` required)          |
-| anything else                | local transformers model: ``default``, a registry name, a dir  |
+:func:`get_backend` builds the backend a ``--model`` value names, from the
+:data:`BACKENDS` table: an exact name (``silent``, ``baseline``) or a ``prefix:`` (``llamacpp:default``). A
+name that is neither is a local model for transformers (``default``, a registry name, a dir, a hub id).
 
 ``RUNTIME_DEFAULT`` (``llamacpp:default``) is what ``chimein chat``, ``decide``, ``serve`` and ``matrix`` run
-without ``--model``: the shipped adapter on llama.cpp peaks at about 0.7 GB where transformers needs about
-1.1 GB (fp32 weights plus torch), and it makes the same decision on 99.7% of the validation turns.
-``default`` runs the same adapter with transformers (what training and ``chimein eval`` measure).
+without ``--model``: the shipped adapter on llama.cpp, lighter than transformers (fp32 weights plus torch),
+making the same decisions. ``default`` runs the same adapter with transformers (what training and
+``chimein eval`` measure).
 
 Backends load lazily: importing this package pulls in neither torch nor llama_cpp.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from chimein.assistant.core import Assistant, Backend, Decision, parse_reply
 
-__all__ = ["Assistant", "Backend", "Decision", "parse_reply", "load_backend", "load_assistant", "BASELINE_NAMES",
+__all__ = ["Assistant", "Backend", "Decision", "parse_reply", "get_backend", "load_assistant", "BACKENDS",
            "RUNTIME_DEFAULT", "RUNTIME_MODEL_HELP"]
 
-BASELINE_NAMES = ("silent", "mention", "baseline", "baseline-reminder")
 RUNTIME_DEFAULT = "llamacpp:default"
-RUNTIME_MODEL_HELP = ("llamacpp:default (the shipped assistant on llama.cpp, the lightest), default (the same with "
-                      "transformers), llamacpp:NAME, a local dir or adapter dir, silent, mention, baseline, "
-                      "baseline-reminder, openai:NAME with --base-url")
+BASELINE_MODEL = "smollm2-135m-instruct"  # the seed's prompted baseline runs on the untuned instruct model
+BASELINE_VARIANTS = {"baseline": "short", "baseline-reminder": "reminder"}
 
 
-def load_backend(name: str = RUNTIME_DEFAULT, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 threshold: float | None = None, mode: str = "fast", style: str | None = None, **kwargs: Any) -> Backend:
-    """Build the backend a ``--model`` value names (see the table above)."""
-    if name == "silent":
-        from chimein.assistant.backends.rules import SilentBackend
+@dataclass(frozen=True)
+class BackendEntry:
+    usage: str  # how it is written on the command line
+    help: str
+    build: Callable[[str, dict[str, Any]], Backend]  # (the name after the prefix, or the whole name; options)
+    needs_model: bool = True  # False for the rules: with --base-url every other name is a served model
 
-        return SilentBackend()
-    if name == "mention":
-        from chimein.assistant.backends.rules import MentionBackend
 
-        return MentionBackend()
-    if name.startswith("openai:") or base_url:
-        from chimein.assistant.backends.openai_http import OpenAIBackend
+def _local_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options of a local backend: the remote-only ones dropped, an unset threshold left to the model."""
+    opts = {k: v for k, v in options.items() if k not in ("base_url", "api_key_env")}
+    if opts.get("threshold") is None:
+        opts.pop("threshold", None)
+    return opts
 
-        if not base_url:
-            raise ValueError(f"{name}: an OpenAI-compatible model needs --base-url")
-        return OpenAIBackend(base_url, name.removeprefix("openai:"), api_key_env=api_key_env, style=style or "finetuned", **kwargs)
-    if name in ("baseline", "baseline-reminder", "hf:baseline", "hf:baseline-reminder"):
-        # The seed's prompted baseline on the untuned SmolLM2-135M-Instruct. llama.cpp by default (its prefix
-        # cache makes replaying long conversations affordable); "hf:baseline" runs it with transformers.
-        variant = "reminder" if name.endswith("-reminder") else "short"
-        kwargs.setdefault("max_new_tokens", 40)  # the decision shows in the first tokens; replies stay short
-        if name.startswith("hf:"):
-            from chimein.assistant.backends.hf import HFBackend
 
-            return HFBackend.load("smollm2-135m-instruct", style="baseline", baseline_variant=variant, **kwargs)
-        from chimein.assistant.backends.llamacpp import LlamaCppBackend
+def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    opts = {k: v for k, v in _local_options(options).items() if k not in ("threshold", "style")}
+    opts.setdefault("max_new_tokens", 40)  # the decision shows in the first tokens; replies stay short
+    return {"style": "baseline", "baseline_variant": BASELINE_VARIANTS[name], **opts}
 
-        return LlamaCppBackend.load("smollm2-135m-instruct", style="baseline", baseline_variant=variant, **kwargs)
-    if name.startswith("llamacpp:"):
-        from chimein.assistant.backends.llamacpp import LlamaCppBackend
 
-        opts = {"threshold": threshold} if threshold is not None else {}
-        return LlamaCppBackend.load(name.removeprefix("llamacpp:"), **opts, **kwargs)
-    from chimein.assistant.backends.hf import HFBackend
+def _llamacpp(name: str, options: dict[str, Any]) -> Backend:
+    from chimein.assistant.backends import llamacpp
 
-    opts = {"threshold": threshold} if threshold is not None else {}
-    return HFBackend.load(name, mode=mode, **opts, **kwargs)
+    if name in BASELINE_VARIANTS:
+        # llama.cpp by default for the baseline: its prefix cache makes replaying long conversations affordable.
+        return llamacpp.load(BASELINE_MODEL, **_baseline_options(name, options))
+    return llamacpp.load(name, **_local_options(options))
+
+
+def _hf(name: str, options: dict[str, Any]) -> Backend:
+    from chimein.assistant.backends import hf
+
+    if name in BASELINE_VARIANTS:
+        return hf.load(BASELINE_MODEL, **_baseline_options(name, options))
+    return hf.load(name, **_local_options(options))
+
+
+def _silent(name: str, options: dict[str, Any]) -> Backend:
+    from chimein.assistant.backends.rules import SilentBackend
+
+    return SilentBackend()
+
+
+def _mention(name: str, options: dict[str, Any]) -> Backend:
+    from chimein.assistant.backends.rules import MentionBackend
+
+    return MentionBackend()
+
+
+def _openai(name: str, options: dict[str, Any]) -> Backend:
+    from chimein.assistant.backends.openai_http import OpenAIBackend
+
+    opts = {k: v for k, v in options.items() if k not in ("threshold", "mode")}
+    base_url = opts.pop("base_url", None)
+    if not base_url:
+        raise ValueError(f"openai:{name}: an OpenAI-compatible model needs --base-url")
+    if opts.get("style") is None:
+        opts["style"] = "finetuned"
+    return OpenAIBackend(base_url, name, **opts)
+
+
+# Exact names, and prefixes ending in ":". The order is the order of the --model help.
+BACKENDS: dict[str, BackendEntry] = {
+    "llamacpp:": BackendEntry("llamacpp:NAME", "NAME on llama.cpp (GGUF); llamacpp:default is the shipped assistant, the lightest", _llamacpp),
+    "hf:": BackendEntry("[hf:]NAME", "NAME with transformers: default (the shipped adapter), a registry name, a local dir or adapter dir", _hf),
+    "silent": BackendEntry("silent", "never speaks (baseline)", _silent, needs_model=False),
+    "mention": BackendEntry("mention", "speaks iff the message names the assistant (baseline)", _mention, needs_model=False),
+    "baseline": BackendEntry("baseline", f"{BASELINE_MODEL} prompted with the seed's short prompt, on llama.cpp (hf:baseline: transformers)",
+                             lambda name, options: _llamacpp("baseline", options)),
+    "baseline-reminder": BackendEntry("baseline-reminder", "the same with 'addressed as assistant' + a reminder per message",
+                                      lambda name, options: _llamacpp("baseline-reminder", options)),
+    "openai:": BackendEntry("openai:MODEL", "an OpenAI-compatible endpoint, with --base-url", _openai),
+}
+
+RUNTIME_MODEL_HELP = "; ".join(f"{e.usage}: {e.help}" for e in BACKENDS.values())
+
+
+def _lookup(spec: str, options: dict[str, Any]) -> tuple[BackendEntry, str]:
+    prefix, sep, rest = spec.partition(":")
+    entry = BACKENDS.get(spec) or (BACKENDS.get(prefix + ":") if sep else None)
+    if options.get("base_url") and (entry is None or entry.needs_model):
+        return BACKENDS["openai:"], spec.removeprefix("openai:")  # a model served at --base-url
+    if entry is not None:
+        return entry, spec if spec in BACKENDS else rest
+    # Anything else must be a model transformers can load.
+    from chimein.models import ModelNotFound, resolve_model
+
+    try:
+        resolve_model(spec)
+    except ModelNotFound as e:
+        if not str(e).startswith("unknown model"):
+            raise
+        valid = ", ".join(entry.usage for entry in BACKENDS.values())
+        names = str(e).split(": use one of ", 1)[-1]
+        raise ValueError(f"unknown model {spec!r}: use one of {valid}; a NAME is {names}") from None
+    return BACKENDS["hf:"], spec
+
+
+def get_backend(spec: str = RUNTIME_DEFAULT, **options: Any) -> Backend:
+    """Build the backend a ``--model`` value names (see :data:`BACKENDS`).
+
+    ``options``: ``threshold`` (None: the model's default), ``mode``, ``style``, ``base_url``, ``api_key_env``
+    and any option of the backend itself (e.g. ``max_new_tokens``); each backend takes the ones it uses."""
+    entry, name = _lookup(spec, options)
+    return entry.build(name, options)
+
+
 
 
 def load_assistant(name: str = RUNTIME_DEFAULT, *, replier: Any = None, threshold: float | None = None, **kwargs: Any) -> Assistant:
-    return Assistant(load_backend(name, **kwargs), replier=replier, threshold=threshold)
+    return Assistant(get_backend(name, **kwargs), replier=replier, threshold=threshold)

@@ -119,7 +119,7 @@ def should_speak(p_speak: float, threshold: float, messages: list[Message], answ
        needs only ``stuck_threshold`` (None: no special case): WHEN-TO-SPEAK rule 2, which a small model
        misses in chats unlike its training data;
     4. otherwise speak when ``p_speak`` reaches the eagerness threshold.
-    A threshold above 1 never speaks: callers use it to ask for ``p_speak`` alone.
+    A threshold above 1 never speaks (a backend's ``decide_only`` is the way to skip the reply).
     """
     if threshold > 1.0:
         return False
@@ -135,9 +135,18 @@ def should_speak(p_speak: float, threshold: float, messages: list[Message], answ
 
 
 class Backend(Protocol):
-    """What the assistant needs from a model. ``state`` is per room and owned by the caller."""
+    """What the assistant needs from a model. ``state`` is per room and owned by the caller.
+
+    ``threshold``: the default eagerness (speak when ``p_speak >= threshold``), None for a backend without a
+    speaking probability. ``answer_direct_questions``: a question to the assistant is answered whatever
+    ``p_speak`` says. ``decide_only``: return the decision without generating the reply text (a backend
+    whose decision is its generated turn still generates it).
+    """
 
     supports_probability: bool
+    threshold: float | None
+    answer_direct_questions: bool
+    decide_only: bool
 
     def new_state(self) -> Any: ...
 
@@ -166,18 +175,26 @@ class TwoStage:
 
     @property
     def threshold(self) -> float | None:
-        return getattr(self.decider, "threshold", None)
+        return self.decider.threshold
 
     @property
     def answer_direct_questions(self) -> bool:
-        return getattr(self.decider, "answer_direct_questions", False)
+        return self.decider.answer_direct_questions
+
+    @property
+    def decide_only(self) -> bool:
+        return self.decider.decide_only
+
+    @decide_only.setter
+    def decide_only(self, value: bool) -> None:
+        self.decider.decide_only = value
 
     def new_state(self) -> Any:
         return self.decider.new_state()
 
     def decide(self, messages: list[Message], state: Any, threshold: float | None = None) -> Decision:
         decision = self.decider.decide(messages, state, threshold)
-        if not decision.speak:
+        if not decision.speak or self.decide_only:
             return decision
         try:
             text = self.replier.reply(messages).strip()

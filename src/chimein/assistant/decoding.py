@@ -1,4 +1,4 @@
-"""Greedy decoding of a reply, one token at a time: the step both local backends share (numpy, no torch)."""
+"""Greedy decoding of a reply, one token at a time: the step of the local backend whatever its engine (numpy, no torch)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def next_reply_token(logits: np.ndarray, generated: list[int], banned: set[int] 
     """The next token: the best score after a repetition penalty on the tokens already generated.
 
     ``banned``: tokens ruled out at this step. For the first token after a forced ``(response)`` the
-    backends ban the end of turn and the start of another marker: the model chose to speak, and
+    backend bans the end of turn and the start of another marker: the model chose to speak, and
     "(response)" followed by nothing or by "(silence)" would be an empty reply (read as silence).
     """
     scores = np.array(logits, dtype=np.float32)

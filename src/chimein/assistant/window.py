@@ -1,4 +1,4 @@
-"""The context overflow policy both local backends share.
+"""The context overflow policy of the local backend (``backends/local.py``), whatever its engine.
 
 When a room's prompt no longer fits in the token budget, the oldest messages are dropped (whole user turns,
 with the assistant turns after them) until the prompt fits in three quarters of the budget. The room's cache

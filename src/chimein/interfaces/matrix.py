@@ -6,10 +6,10 @@
 
 From Python (what the command does):
 
-    from chimein.assistant import Assistant, load_backend
+    from chimein.assistant import Assistant, get_backend
     from chimein.interfaces.matrix import MatrixBot, MatrixSettings
 
-    backend = load_backend()  # the shipped default assistant
+    backend = get_backend()  # the shipped default assistant
     settings = MatrixSettings("https://matrix.example.org", "@chimein:example.org", store_dir, password="...")
     bot = MatrixBot(settings, lambda: Assistant(backend))
     await bot.run()            # until bot.stop()

@@ -82,7 +82,7 @@ def _eagerness(assistant: Assistant, arg: str, console: Console) -> None:
     if not assistant.decider.supports_probability:
         console.print("[yellow]this backend gives no speaking probability, so eagerness does not apply[/yellow]")
         return
-    current = assistant.threshold if assistant.threshold is not None else getattr(assistant.decider, "threshold", 0.5)
+    current = assistant.threshold if assistant.threshold is not None else assistant.decider.threshold
     if not arg:
         console.print(f"eagerness threshold: {current:.2f} (speak when p_speak >= threshold; lower = chattier)")
         return

@@ -2,10 +2,10 @@
 of :mod:`chimein.server.openai_api`).
 
     import uvicorn
-    from chimein.assistant import load_backend
+    from chimein.assistant import get_backend
     from chimein.server import create_app
 
-    app = create_app(load_backend("mention"), db_path="chimein.db", model_name="mention")
+    app = create_app(get_backend("mention"), db_path="chimein.db", model_name="mention")
     uvicorn.run(app, host="127.0.0.1", port=8000)
 
 Routes (docs/serve.md has the wire formats):

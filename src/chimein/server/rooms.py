@@ -278,12 +278,12 @@ class Hub:
                  model_name: str = "chimein", policy: RoomPolicy | None = None):
         self.store, self.backend, self.executor, self.replier = store, backend, executor, replier
         self.eagerness, self.limits, self.assistant_name, self.model_name = eagerness, limits, assistant_name, model_name
-        self.supports_eagerness = bool(getattr(backend, "supports_probability", False))
+        self.supports_eagerness = backend.supports_probability
         self.live: dict[str, LiveRoom] = {}
         self.policy = policy if policy is not None else RoomPolicy()  # a new room's settings
 
     def default_eagerness(self) -> float | None:
-        return self.eagerness if self.eagerness is not None else getattr(self.backend, "threshold", None)
+        return self.eagerness if self.eagerness is not None else self.backend.threshold
 
     # -- the protocol -------------------------------------------------------------------------------------
 

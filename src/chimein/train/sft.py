@@ -161,7 +161,7 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     from datasets import Dataset
     from transformers.trainer_callback import ProgressCallback
 
-    from chimein.assistant.markers import find_marker_split
+    from chimein.markers import find_marker_split
     from chimein.train.trainer import DecisionWeightedSFTTrainer
 
     from chimein.models import load_causal_lm, load_tokenizer, resolve_model

@@ -1,7 +1,7 @@
 """trl's SFTTrainer with one addition: the decision tokens can weigh more in the loss.
 
 Each assistant turn starts with ``(silence)`` or ``(response)``, and one token decides which (see
-``assistant/markers.py``). Everything after it is reply text. With plain token-averaged loss the decision
+``markers.py``). Everything after it is reply text. With plain token-averaged loss the decision
 is a small share of the trained tokens, so most of the gradient
 goes to reply wording a 135M model cannot get right anyway. ``decision_weight`` multiplies the loss of
 the first ``decision_tokens`` trained tokens of every assistant span (the shared ``(`` plus the deciding

@@ -33,6 +33,9 @@ def _client(base_url: str, api_key_env: str, timeout: float) -> Any:
 
 class OpenAIBackend:
     supports_probability = False
+    threshold = None
+    answer_direct_questions = False
+    decide_only = False  # the decision is the generated turn: there is no cheaper way to get it
 
     def __init__(self, base_url: str, model: str, *, style: str = "finetuned", variant: str = "short",
                  names_in_field: bool = False, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,

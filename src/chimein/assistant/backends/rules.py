@@ -13,6 +13,9 @@ class SilentBackend:
     """Never speaks. Its accuracy looks high (silence dominates); its balanced accuracy is 0.5."""
 
     supports_probability = False
+    threshold = None
+    answer_direct_questions = False
+    decide_only = False  # nothing is generated anyway
 
     def new_state(self) -> None:
         return None
@@ -25,6 +28,9 @@ class MentionBackend:
     """Speaks if and only if the last message names the assistant: what most chat bots ship with."""
 
     supports_probability = False
+    threshold = None
+    answer_direct_questions = False
+    decide_only = False  # nothing is generated anyway
 
     def __init__(self, names: tuple[str, ...] = DEFAULT_ASSISTANT_NAMES):
         self.names = names
