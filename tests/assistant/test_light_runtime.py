@@ -1,4 +1,5 @@
-"""The llama.cpp runtime stays light: it never imports torch (about 200 MB of a process's memory)."""
+"""The llama.cpp runtime stays light: once its tokenizer is converted (the first use reads it out of the GGUF
+with transformers, which imports torch), it never imports torch (about 200 MB of a process's memory)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def test_the_llamacpp_default_decides_without_importing_torch():
             "d = b.decide([Message('user', 'pizza or sushi tonight?', 'Ana')], b.new_state(), threshold=1.01)\n"
             "assert d.p_speak is not None\n"
             "print('torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.strip().splitlines()[-1] == "False"
