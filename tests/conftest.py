@@ -58,6 +58,16 @@ def tiny_model(smollm2_tokenizer):
     return LlamaForCausalLM(config).eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model, smollm2_tokenizer):
+    """The transformers engine under LocalBackend, on the tiny model, in SmolLM2's ChatML (threshold 0.5)."""
+    from chimein.assistant.backends import hf
+    from chimein.format import ChatFormat
+
+    fmt = ChatFormat.for_tokenizer(smollm2_tokenizer, "chatml")
+    return hf.backend(tiny_model, smollm2_tokenizer, fmt, threshold=0.5, max_new_tokens=8)
+
+
 @pytest.fixture
 def sample_conversations() -> list[Conversation]:
     return [

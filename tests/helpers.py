@@ -1,5 +1,5 @@
-"""Helpers the tests import (``from tests.helpers import ...``): building conversations, writing JSONL, a free
-port, a real llama.cpp server."""
+"""Helpers the tests import (``from tests.helpers import ...``): building conversations, a scripted backend,
+writing JSONL, a free port, a real llama.cpp server."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
+from chimein.assistant.core import Decision
 from chimein.data import Conversation, Message
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: data/, configs/, docs/
@@ -23,6 +25,48 @@ def conv(*turns: tuple[str, str], **meta) -> Conversation:
     """conv(("Ana", "hi"), ("assistant", "hello")) -> a Conversation."""
     msgs = [Message("assistant", t) if n == "assistant" else Message("user", t, n) for n, t in turns]
     return Conversation(msgs, dict(meta))
+
+
+def lisbon_chat(n: int) -> list[Message]:
+    """n user messages from three people about one trip: a history of any length."""
+    names = ["Ana", "Ben", "Caro"]
+    return [Message("user", f"message number {i} about the trip to lisbon", names[i % 3]) for i in range(n)]
+
+
+def says_bot(text: str) -> float:
+    return 0.9 if "bot" in text.lower() else 0.1
+
+
+class ScriptedBackend:
+    """A deterministic backend with a speaking probability, for the runtime, the rooms and the policy.
+
+    It plays the queued ``decisions`` first, one per call; after them p_speak is ``p_speak(last message)``
+    (0.9 when it says "bot", else 0.1) and it speaks, with ``reply(last message)``, when p_speak reaches the
+    threshold. Every call is recorded as (contents, thread name, threshold); ``gate`` holds each call until set.
+    """
+
+    supports_probability = True
+    threshold = 0.5
+    answer_direct_questions = False
+    decide_only = False
+
+    def __init__(self, decisions: list[Decision] = (), *, p_speak: Callable[[str], float] = says_bot,
+                 reply: Callable[[str], str] = lambda text: f"reply to {text}", gate: threading.Event | None = None):
+        self.decisions, self.p_speak, self.reply, self.gate = list(decisions), p_speak, reply, gate
+        self.calls: list[tuple[list[str], str, float | None]] = []
+
+    def new_state(self) -> dict:
+        return {}
+
+    def decide(self, messages: list[Message], state: Any = None, threshold: float | None = None) -> Decision:
+        self.calls.append(([m.content for m in messages], threading.current_thread().name, threshold))
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.decisions:
+            return self.decisions.pop(0)
+        p = self.p_speak(messages[-1].content)
+        speak = p >= (self.threshold if threshold is None else threshold)
+        return Decision(speak, self.reply(messages[-1].content) if speak else "", p)
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from chimein.data import read_conversations
@@ -336,4 +335,4 @@ def test_killed_run_resumes_without_loss_or_duplicates(server, tmp_path):
     # Run once more: the file is complete, nothing is asked or written.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 0 and out.read_text() == text
-    assert f"4/4 conversations (4 already there, 0 new)" in again.stderr.replace("\n", " ")
+    assert "4/4 conversations (4 already there, 0 new)" in again.stderr.replace("\n", " ")

@@ -5,34 +5,13 @@ import pytest
 from chimein.assistant.core import Assistant, Decision
 from chimein.assistant.policy import (Heard, hear, PolicyError, RoomGate, RoomPolicy, apply_command, parse_command,
                                       parse_cooldown, parse_duration)
-from chimein.data import Message
+from tests.helpers import ScriptedBackend
 
 T0 = 1_000_000.0
 
 
-class ProbabilityBackend:
-    """p_speak from a table by message text (0.0 if absent); speaks when p_speak >= the threshold (0.5)."""
-
-    supports_probability = True
-    threshold = 0.5
-    answer_direct_questions = False
-    decide_only = False
-
-    def __init__(self, table: dict[str, float]):
-        self.table, self.calls = table, []
-
-    def new_state(self):
-        return None
-
-    def decide(self, messages: list[Message], state=None, threshold: float | None = None) -> Decision:
-        self.calls.append([m.content for m in messages])
-        p = self.table.get(messages[-1].content, 0.0)
-        cut = 0.5 if threshold is None else threshold
-        return Decision(p >= cut, "a reply " * 200 if p >= cut else "", p)
-
-
 def room(policy: RoomPolicy, table: dict[str, float]):
-    backend = ProbabilityBackend(table)
+    backend = ScriptedBackend(p_speak=lambda text: table.get(text, 0.0), reply=lambda _: "a reply " * 200)
     bot, gate = Assistant(backend), RoomGate(policy)
 
     def say(name: str, text: str, at: float = T0, now: float | None = None, **kw) -> Decision:
@@ -55,7 +34,7 @@ def test_mention_only_decides_only_when_addressed_and_the_model_still_writes():
     d = say("Ana", "bot, what's the capital of peru?")
     assert d.speak and d.reason == "addressed" and d.text.startswith("a reply")
     # the unanswered message is still in the history the model saw
-    assert "no clue tbh" in backend.calls[-1]
+    assert "no clue tbh" in backend.calls[-1][0]
 
 
 def test_quiet_until_a_time_then_back_to_auto():

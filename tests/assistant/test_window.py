@@ -53,3 +53,17 @@ def test_only_the_newest_message_left_is_cut_from_its_beginning():
     ids_of = lambda ms: list(range(1000 * len(ms)))  # noqa: E731 - every message overflows alone
     start, ids = fit_window(chat(5), 0, ids_of, budget=400)
     assert start == 3 and ids == list(range(2000))[-400:]
+
+
+def test_the_overflow_policy_rebuilds_rarely():
+    """Each overflow drops the oldest turns down to 3/4 of the budget, so rebuilds are rare."""
+    msgs = chat(200)
+    tokens = lambda ms: [0] * (10 * len(ms))  # noqa: E731 - ten tokens per message
+    start, rebuilds = 0, 0
+    for i in range(len(msgs)):
+        new_start, ids = fit_window(msgs[: i + 1], start, tokens, budget=400)
+        rebuilds += new_start != start
+        start = new_start
+        assert len(ids) <= 400
+    assert start > 0
+    assert rebuilds <= 200 // 9  # one per ~10 messages (a quarter of the budget), never one per message

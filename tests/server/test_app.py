@@ -19,7 +19,6 @@ from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
 from chimein.assistant import get_backend
-from chimein.assistant.core import Decision
 from chimein.assistant.policy import RoomPolicy
 from chimein.data import Message
 from chimein.server.limits import Limits, TokenBucket
@@ -28,34 +27,11 @@ from chimein.server.store import Store
 from chimein.server import create_app
 from chimein.server.openai_api import chat_messages, parse_request
 
+from tests.helpers import ScriptedBackend
+
 from . import ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class ScriptedBackend:
-    """A test double with a speaking probability: p = 0.9 when the last message says "bot", else 0.1.
-    Records (contents, thread name, threshold) per call; ``gate`` holds each call until it is set."""
-
-    supports_probability = True
-    threshold = 0.5
-    answer_direct_questions = False
-    decide_only = False
-
-    def __init__(self, gate: threading.Event | None = None):
-        self.calls: list[tuple[list[str], str, float | None]] = []
-        self.gate = gate
-
-    def new_state(self) -> dict:
-        return {}
-
-    def decide(self, messages: list[Message], state: Any, threshold: float | None = None) -> Decision:
-        self.calls.append(([m.content for m in messages], threading.current_thread().name, threshold))
-        if self.gate is not None:
-            self.gate.wait(10)
-        p = 0.9 if "bot" in messages[-1].content.lower() else 0.1
-        speak = p >= (self.threshold if threshold is None else threshold)
-        return Decision(speak, f"reply to {messages[-1].content}" if speak else "", p)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
@@ -308,7 +284,7 @@ def test_the_assistant_is_silent_in_chitchat_and_answers_when_named(client: Test
 
 def test_decisions_run_on_one_model_thread_and_a_message_during_a_reply_is_heard(db: Path) -> None:
     gate = threading.Event()
-    backend = ScriptedBackend(gate)
+    backend = ScriptedBackend(gate=gate)
     with make_client(db, backend, limits=Limits(typing_after_s=0.05)) as client:
         room, token = new_room(client)
         with client.websocket_connect("/ws") as ana, client.websocket_connect("/ws") as ben:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,9 @@ import pytest
 
 from chimein.assistant.policy import RoomPolicy
 
-from .test_app import ScriptedBackend, join, make_client, new_room, receive, rows, say, wait_until
+from tests.helpers import ScriptedBackend
+
+from .test_app import join, make_client, new_room, receive, rows, say, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

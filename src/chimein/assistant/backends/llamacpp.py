@@ -11,6 +11,7 @@ room is re-read from its messages when it speaks again (one prefill). The prompt
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import weakref
 from collections import OrderedDict
@@ -30,6 +31,19 @@ from chimein.markers import adapter_threshold, common_prefix_len
 class LlamaRoom:
     saved: Any = None  # the room's KV cells (a ctypes byte array) while another room holds the model (None: evicted or new)
     ids: list[int] = field(default_factory=list)  # the tokens those cells hold
+
+
+def mapped_bytes(size: int, copy_of: Any = None) -> Any:
+    """A ctypes byte array in an anonymous memory mapping of its own, returned to the OS the moment it is dropped.
+
+    A room's copy is tens of MB and is dropped when the room leaves or is evicted. From malloc, glibc keeps
+    freed blocks of that size in its heap (its mmap threshold rises to the largest block freed), so a server's
+    memory would stay at its peak after the rooms empty.
+    """
+    array = (ctypes.c_uint8 * size).from_buffer(mmap.mmap(-1, max(size, 1)))  # the array keeps the mapping alive
+    if copy_of is not None:
+        ctypes.memmove(array, copy_of, size)
+    return array
 
 
 class LlamaCppEngine:
@@ -72,10 +86,9 @@ class LlamaCppEngine:
     def _save(self, room: LlamaRoom, ctx: Any) -> None:
         """Copy the active room's cells out, then drop the oldest copies past the budget."""
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buf = (ctypes.c_uint8 * size)()
+        buf = mapped_bytes(size)
         n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        # The buffer itself is the copy (no bytes object: each copy of a room is tens of MB).
-        saved = buf if n == size else (ctypes.c_uint8 * n).from_buffer_copy(buf)
+        saved = buf if n == size else mapped_bytes(n, copy_of=buf)
         room.saved, room.ids = saved, list(self.llm.input_ids[: self.llm.n_tokens])
         key = id(room)
         self._saved[key] = weakref.ref(room, lambda _, key=key: self._saved.pop(key, None))

@@ -1,0 +1,22 @@
+"""`chimein decide`: one JSON line in, one decision out, sessions reused across a growing conversation."""
+
+import io
+import json
+
+from chimein.interfaces.decider import JsonLinesDecider
+
+
+def test_json_lines_decider_answers_each_line_and_reports_bad_ones(tiny_backend):
+    conv = [{"role": "user", "name": "Ana", "content": "hello all"}]
+    longer = conv + [{"role": "user", "name": "Ben", "content": "hi ana"}]
+    inp = io.StringIO("\n".join([json.dumps({"messages": conv}), "{broken", json.dumps({"messages": [{"role": "user", "content": "x"}]}),
+                                 json.dumps({"messages": longer})]) + "\n")
+    out = io.StringIO()
+    decider = JsonLinesDecider(tiny_backend, threshold=1.1)
+    decider.run(inp, out)
+    lines = [json.loads(l) for l in out.getvalue().splitlines()]
+    assert len(lines) == 4
+    assert lines[0]["speak"] is False and 0 <= lines[0]["p_speak"] <= 1
+    assert "line 2: json" in lines[1]["error"]
+    assert "line 3: messages[0].name" in lines[2]["error"]
+    assert len(decider.sessions) == 1  # the growing conversation reused the first request's session
