@@ -16,7 +16,8 @@ def run(*args: str, stdin: str = ""):
 @pytest.mark.parametrize("command", [
     ["chat", "--model", "no-such-model"],
     ["decide", "--model", "no-such-model"],
-    ["eval", "EXISTING", "--model", "no-such-model"],
+    ["eval", "EXISTING", "--model", "no-such-model", "--out", "OUT"],
+    ["eval", "EXISTING", "--model", "silent,llamacpp:no-such-model", "--out", "OUT"],
     ["serve", "--model", "no-such-model", "--port", "0"],
     ["export", "--model", "no-such-model", "--out", "OUT"],
 ])
@@ -27,6 +28,7 @@ def test_a_bad_model_name_is_one_clean_error(command, tmp_path):
     code, stderr, exc = run(*command)
     assert code == 2, (stderr, exc)
     assert stderr.startswith("error: ") and "no-such-model" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing run, nothing written
 
 
 @pytest.mark.parametrize("command", [["eval", "FILE", "--model", "silent"], ["validate", "FILE"]])

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from chimein.assistant.core import Assistant, Backend, Decision, parse_reply
 
-__all__ = ["Assistant", "Backend", "Decision", "parse_reply", "get_backend", "load_assistant", "BACKENDS",
+__all__ = ["Assistant", "Backend", "Decision", "parse_reply", "get_backend", "check_backend", "load_assistant", "BACKENDS",
            "RUNTIME_DEFAULT", "RUNTIME_MODEL_HELP"]
 
 RUNTIME_DEFAULT = "llamacpp:default"
@@ -136,6 +136,14 @@ def get_backend(spec: str = RUNTIME_DEFAULT, **options: Any) -> Backend:
     return entry.build(name, options)
 
 
+def check_backend(spec: str, **options: Any) -> None:
+    """Raise the error :func:`get_backend` would for a name that names nothing, without loading a model
+    (``chimein eval -m a,b,c`` checks every name before spending minutes on the first)."""
+    entry, name = _lookup(spec, options)
+    if entry.build in (_llamacpp, _hf) and name not in BASELINE_VARIANTS:
+        from chimein.models import resolve_model
+
+        resolve_model(name)
 
 
 def load_assistant(name: str = RUNTIME_DEFAULT, *, replier: Any = None, threshold: float | None = None, **kwargs: Any) -> Assistant:

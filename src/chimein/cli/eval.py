@@ -29,14 +29,18 @@ def eval_(
     Turn records are written as the run goes: run the same command again after a kill, or with one more
     model in --compare, and finished work is reused.
     """
+    from chimein.assistant import check_backend
     from chimein.data import load_conversations
     from chimein.eval.run import evaluate_models, markdown_table
 
     options = ModelOptions(base_url=base_url, api_key_env=api_key_env, style=style, eagerness=eagerness,
                            reply_base_url=reply_base_url, reply_model=reply_model, reply_api_key_env=reply_api_key_env)
     conversations = load_conversations(*files)[: limit or None]
+    names = [m.strip() for value in compare for m in value.split(",") if m.strip()]
+    for name in names:  # every name checked before the first model runs (and before anything is written)
+        check_backend(name, base_url=base_url)
     reports = evaluate_models(
-        [m.strip() for value in compare for m in value.split(",") if m.strip()], conversations, out, [str(f) for f in files],
+        names, conversations, out, [str(f) for f in files],
         lambda m: backend_from_options(options.with_model(m)), eagerness,
         replier_from_options(options), similarity, decisions_only, group_by,
     )
