@@ -29,11 +29,16 @@ from tests.helpers import ScriptedBackend
     ("Silence:", (False, "")),
     ("( SILENCE )", (False, "")),
     ("Silence is golden, they say.", (True, "Silence is golden, they say.")),
+    # a colon in the first words is not a speaker unless it names one (the chat's, the assistant, or one made-up name)
+    ("Two options: sushi or pizza.", (True, "Two options: sushi or pizza.")),
+    ("https://docs.python.org has it.", (True, "https://docs.python.org has it.")),
+    ("At 10:30 on Monday.", (True, "At 10:30 on Monday.")),
+    ("Sure!\nStep 1: open the app", (True, "Sure!\nStep 1: open the app")),
+    ("Mary Ann: the museum opens at 9.", (True, "the museum opens at 9.")),  # a speaker of the chat
+    ("(response) Madrid.\nmary ann: ok", (True, "Madrid.")),
 ])
-
-
 def test_parse_reply_rules(raw, expected):
-    assert parse_reply(raw, ("<|im_end|>",)) == expected
+    assert parse_reply(raw, ("<|im_end|>",), speakers=["Ana", "Mary Ann"]) == expected
 
 
 def test_parse_reply_caps_length():

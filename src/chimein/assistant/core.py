@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from chimein.data import Message
 from chimein.mentions import addressed_person, asks_the_assistant
@@ -42,29 +42,48 @@ class Decision:
         return {"speak": self.speak, "text": self.text, "p_speak": None if self.p_speak is None else round(self.p_speak, 4)}
 
 
-# A line that opens a chat turn: "Ana: ...", "assistant: ...", "Silence:" (speaker names as users type them).
-_TURN_PREFIX = re.compile(r"^[^\W\d][\w .'-]{0,30}:\s*")
+# What may name a speaker before a colon: a known name (one to three words), or one capitalised word with no
+# digit (a name the model made up). "Two options: ...", "At 10:30 ...", "https://..." and "Step 1: ..." are not.
+_PREFIX = re.compile(r"^[ \t]*([^\W\d][\w'.-]*(?: [^\W\d][\w'.-]*){0,2})[ \t]*:[ \t]*")
+_LATER_TURN = re.compile(r"\n[ \t]*([^\W\d][\w'.-]*(?: [^\W\d][\w'.-]*){0,2})[ \t]*:[ \t]")
 # Marker words a reply may open with (any case and spacing): the fine-tuned markers and what models write instead.
 _MARKER = re.compile(r"^[\"'`*\s]*(?:[(\[]\s*(silence|response)\s*[)\]]\s*:?|(silence|response)\s*(?::|[.!]*\s*$))", re.IGNORECASE)
 # Label words that open ordinary replies ("Note: ..."): not speaker names.
-_LABELS = {"note", "answer", "tip", "hint", "warning", "fyi", "ps", "edit", "update", "correction", "fact", "summary", "short answer"}
-_ASSISTANT_PREFIX = re.compile(r"^(?:assistant|bot|ai|chimein)\s*:\s*", re.IGNORECASE)
+_LABELS = {"note", "answer", "tip", "hint", "warning", "fyi", "ps", "edit", "update", "correction", "fact", "summary",
+           "short answer", "example", "source", "sources", "result", "output", "error", "step", "yes", "no", "ok", "also"}
+ASSISTANT_NAMES = {"assistant", "bot", "ai", "chimein"}
 
 
-def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]:
+def speakers(messages: list[Message]) -> set[str]:
+    """The names of the people in a chat (what ``parse_reply`` may strip from the start of a reply)."""
+    return {m.name for m in messages if m.name}
+
+
+def _names_a_speaker(prefix: str, speakers: set[str]) -> bool:
+    """Whether ``prefix`` (the words before a colon) is a speaker: the assistant, someone in the chat, or
+    one capitalised word that is not a label (a name the model invented)."""
+    key = prefix.strip().lower()
+    if key in ASSISTANT_NAMES or key in speakers:
+        return True
+    return " " not in key and prefix[:1].isupper() and key not in _LABELS and prefix.isalpha()
+
+
+def parse_reply(raw: str, end_markers: tuple[str, ...] = (), speakers: Iterable[str] = ()) -> tuple[bool, str]:
     """Turn a model's raw assistant turn into (speak, text). The rules, in order:
 
     1. cut at the first end-of-turn marker;
     2. a leading ``(silence)`` (or a bare ``silence`` / ``Silence:``, any case or spacing) -> silent;
-    3. a leading ``(response)`` marker, quotes around it, and a leading speaker or assistant prefix
-       (``Ana: ...``, ``assistant: ...``: a replier that echoes the ``Name: text`` format it was shown)
-       are stripped, never the reply behind them;
-    4. the text is cut at a *later* line that starts another ``Name:`` turn;
+    3. a leading ``(response)`` marker, quotes around it, and a leading speaker prefix (``Ana: ...``,
+       ``assistant: ...``: a replier that echoes the ``Name: text`` format it was shown) are stripped, never
+       the reply behind them. A speaker is the assistant, one of ``speakers`` (the chat's names), or one
+       capitalised word that is not a label ("Note:"); "Two options: ..." or "At 10:30" are replies;
+    4. the text is cut at a *later* line that starts another speaker's turn (the same test);
     5. what is left with no letter or digit (only punctuation, or another marker) -> silent;
     6. anything else speaks (a model that ignored the format chose to talk), cut to ``MAX_REPLY_CHARS``
        at a sentence end when possible.
     A non-empty ``raw`` that ends as silence is logged with the reason.
     """
+    known = {name.strip().lower() for name in speakers if name}
     text = raw
     for marker in end_markers:
         if marker and marker in text:
@@ -75,11 +94,14 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = ()) -> tuple[bool, str]
         return False, ""
     if opening:
         text = text[opening.end():].strip()
-    text = _ASSISTANT_PREFIX.sub("", text, count=1)
-    speaker = _TURN_PREFIX.match(text)
-    if speaker and speaker.group(0).rstrip().rstrip(":").strip().lower() not in _LABELS:
-        text = text[speaker.end():]
-    text = re.split(r"\n\s*[A-Z][\w .'-]{0,30}:\s", "\n" + text)[0].strip() if "\n" in text else text
+    prefix = _PREFIX.match(text)
+    if prefix and _names_a_speaker(prefix.group(1), known):
+        text = text[prefix.end():]
+    for later in _LATER_TURN.finditer(text):
+        if _names_a_speaker(later.group(1), known):
+            text = text[: later.start()]
+            break
+    text = text.strip()
     again = _MARKER.match(text)
     if again:
         text = text[again.end():].strip()

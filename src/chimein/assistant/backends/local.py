@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from chimein.assistant.core import STUCK_THRESHOLD, Decision, parse_reply, should_speak
+from chimein.assistant.core import STUCK_THRESHOLD, Decision, parse_reply, should_speak, speakers
 from chimein.assistant.decoding import next_reply_token
 from chimein.assistant.prompts import baseline_messages
 from chimein.assistant.window import fit_window
@@ -113,7 +113,7 @@ class LocalBackend:
         room = state if state is not None else self.new_state()
         threshold = self.threshold if threshold is None else threshold
         if self.style == "baseline":
-            return self._generated_turn(room, self._baseline_prompt(messages))
+            return self._generated_turn(room, self._baseline_prompt(messages), speakers(messages))
         prompt = self._windowed_prompt(messages, room)
         if self.mode == "generate":
             return self._generated_turn(room, prompt)
@@ -127,7 +127,7 @@ class LocalBackend:
             return Decision(True, "", p_speak, RESPONSE, tokens_processed=processed)
         forced = decided + [self.split.response, *self.split.response_rest]
         raw = RESPONSE + self._greedy(room, forced, self.opening_bans)[0]
-        speak, text = parse_reply(raw, self.end_markers)
+        speak, text = parse_reply(raw, self.end_markers, speakers(messages))
         return Decision(speak, text, p_speak, raw, tokens_processed=processed)
 
     def _windowed_prompt(self, messages: list[Message], room: LocalRoom) -> list[int]:
@@ -142,7 +142,7 @@ class LocalBackend:
                                                       add_generation_prompt=True)
         return self.engine.tokenize(text)
 
-    def _generated_turn(self, room: LocalRoom, prompt: list[int]) -> Decision:
+    def _generated_turn(self, room: LocalRoom, prompt: list[int], names: set[str]) -> Decision:
         """The whole assistant turn generated after ``prompt`` and read by ``parse_reply`` (no p_speak)."""
         if self.mode == "generate":
             # No repetition penalty here: transformers applies it to the prompt too, where the end-of-turn
@@ -151,7 +151,7 @@ class LocalBackend:
             processed = len(prompt)
         else:
             raw, processed = self._greedy(room, prompt, ())
-        speak, text = parse_reply(raw, self.end_markers)
+        speak, text = parse_reply(raw, self.end_markers, names)
         return Decision(speak, text, None, raw, tokens_processed=processed)
 
     def _greedy(self, room: LocalRoom, ids: list[int], opening_bans: set[int] | tuple[()]) -> tuple[str, int]:

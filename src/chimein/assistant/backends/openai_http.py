@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from chimein.assistant.core import Decision, parse_reply
+from chimein.assistant.core import Decision, parse_reply, speakers
 from chimein.assistant.prompts import baseline_messages, replier_messages
 from chimein.data import Message
 from chimein.format import to_chat_turns
@@ -59,7 +59,7 @@ class OpenAIBackend:
             model=self.model, messages=self.request_messages(messages), max_tokens=self.max_tokens, temperature=0.0,
         )
         raw = response.choices[0].message.content or ""
-        speak, text = parse_reply(raw, END_MARKERS)
+        speak, text = parse_reply(raw, END_MARKERS, speakers(messages))
         usage = getattr(response, "usage", None)
         return Decision(speak, text, None, raw, tokens_processed=getattr(usage, "prompt_tokens", 0) or 0)
 
@@ -79,5 +79,5 @@ class OpenAIReplier:
             temperature=self.temperature, **({"seed": self.seed} if self.seed is not None else {}),
         )
         raw = response.choices[0].message.content or ""
-        speak, text = parse_reply(raw, END_MARKERS)
+        speak, text = parse_reply(raw, END_MARKERS, speakers(messages))
         return text if speak else ""
