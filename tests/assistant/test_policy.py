@@ -3,8 +3,8 @@
 import pytest
 
 from chimein.assistant.core import Assistant, Decision
-from chimein.assistant.policy import (Heard, hear, PolicyError, RoomGate, RoomPolicy, apply_command, parse_command,
-                                      parse_cooldown, parse_duration)
+from chimein.assistant.policy import (BURST_REASON, Heard, hear, hear_burst, PolicyError, RoomGate, RoomPolicy,
+                                      apply_command, parse_command, parse_cooldown, parse_duration)
 from tests.helpers import ScriptedBackend
 
 T0 = 1_000_000.0
@@ -23,9 +23,30 @@ def room(policy: RoomPolicy, table: dict[str, float]):
 def test_auto_mode_speaks_on_p_speak_and_says_why():
     say, _, _ = room(RoomPolicy(), {"no clue tbh": 0.8})
     d = say("Ben", "no clue tbh")
-    assert d.speak and d.reason == "p_speak 0.80 >= default"
+    assert d.speak and d.reason == "p_speak 0.80 >= 0.50"  # the threshold in force: the model's own here
     d = say("Ana", "pizza?")
-    assert not d.speak and d.reason.startswith("p_speak 0.00 <")
+    assert not d.speak and d.reason == "p_speak 0.00 < 0.50"
+    say, _, _ = room(RoomPolicy(eagerness=0.3), {"no clue tbh": 0.4})
+    assert say("Ben", "no clue tbh").reason == "p_speak 0.40 >= 0.30"  # the room's eagerness
+
+
+def test_a_burst_is_decided_once_and_keeps_a_question_asked_early_in_it():
+    say, backend, bot = room(RoomPolicy(mode="mention-only"), {})
+    burst = [Heard("Ana", "bot, what time is it in lisbon?", T0), Heard("Ana", "also hi everyone", T0 + 0.5)]
+    first, last = hear_burst(bot, RoomGate(RoomPolicy(mode="mention-only")), burst, now=T0 + 1)
+    assert first.reason == BURST_REASON and not first.speak
+    assert last.speak and last.reason == "addressed"  # the question is answered, though the latest does not ask it
+    assert len(backend.calls) == 1 and backend.calls[0][0][-2:] == [b.text for b in burst]  # one decision, all heard
+
+
+def test_each_message_of_a_burst_counts_for_the_min_gap():
+    backend = ScriptedBackend(p_speak=lambda text: 0.9 if text == "no idea" else 0.0)
+    bot, gate = Assistant(backend), RoomGate(RoomPolicy(min_gap=3))
+    assert hear(bot, gate, Heard("A", "no idea", T0), now=T0).speak
+    too_soon = hear_burst(bot, gate, [Heard("B", "hm", T0 + 1), Heard("C", "no idea", T0 + 2)], now=T0 + 2)[-1]
+    assert not too_soon.speak and too_soon.reason.startswith("min gap: 2")
+    later = hear_burst(bot, gate, [Heard("B", "ok", T0 + 3), Heard("C", "no idea", T0 + 4)], now=T0 + 4)[-1]
+    assert later.speak  # four user messages since the last interjection
 
 
 def test_mention_only_decides_only_when_addressed_and_the_model_still_writes():

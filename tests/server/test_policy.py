@@ -39,6 +39,8 @@ def test_commands_are_answered_by_the_room_stored_and_never_reach_the_model(tmp_
             assert "last changed by Ana" in settings["assistant"]["settings"]
             say(ben, "!chimein cooldown three")
             assert "cooldown looks like 3/10m" in assistant_message(ben)["content"]
+            say(ben, "!chimein dance")  # an unknown command: answered, and the connection stays
+            assert "unknown command 'dance'" in assistant_message(ben)["content"]
             say(ben, "anything with bot in it")  # p = 0.9 but not addressed: mention-only holds it back
             wait_until(lambda: rows(db, "SELECT note FROM decisions d JOIN messages m ON m.id = d.message_id "
                                         "WHERE m.content = 'anything with bot in it'"))
@@ -64,7 +66,14 @@ def test_a_burst_is_decided_once_on_its_latest_message(tmp_path: Path) -> None:
                 say(ws, f"quick message {i}")
             say(ws, "and bot, what now?")
             assert assistant_message(ws)["content"] == "reply to and bot, what now?"
-    assert len(backend.calls) == 1 and backend.calls[0][0][-5:] == [f"quick message {i}" for i in range(4)] + ["and bot, what now?"]
+        with client.websocket_connect("/ws") as ws:  # under mention-only, a question early in a burst is answered
+            join(ws, room, token, "Ben")
+            say(ws, "!chimein mode mention-only")
+            assistant_message(ws)
+            say(ws, "assistant, where is the meeting?")
+            say(ws, "also hi all")
+            assert assistant_message(ws)["content"] == "reply to also hi all"
+    assert len(backend.calls) == 2 and backend.calls[0][0][-5:] == [f"quick message {i}" for i in range(4)] + ["and bot, what now?"]
     notes = [n for (n,) in rows(db, "SELECT note FROM decisions ORDER BY message_id")]
     assert notes[:4] == ["burst: decided with a later message"] * 4
 

@@ -196,20 +196,48 @@ def _p(decision: Decision) -> str:
 def _threshold_reason(decision: Decision, verdict: Verdict, spoke: bool) -> str:
     if decision.p_speak is None:
         return "the model chose to speak" if spoke else "the model chose silence"
-    t = "default" if verdict.threshold is None else f"{verdict.threshold:.2f}"
-    return f"p_speak {decision.p_speak:.2f} {'>=' if spoke else '<'} {t}"
+    if verdict.threshold is None:
+        return f"p_speak {decision.p_speak:.2f}"
+    p, t = decision.p_speak, verdict.threshold
+    if spoke and p < t:  # the runtime's own rules (core.should_speak) lowered the bar
+        return f"p_speak {p:.2f} < {t:.2f}, spoke on a direct question or a stuck group"
+    return f"p_speak {p:.2f} {'>=' if spoke else '<'} {t:.2f}"
 
 
 def hear(assistant: Assistant, gate: RoomGate, heard: Heard, now: float | None = None) -> Decision:
     """One message through a room's policy: only heard (it joins the history), or decided with the
     policy's threshold and then reviewed (cooldown, min gap, reply length). The one way connectors use it."""
+    return hear_burst(assistant, gate, [heard], now)[-1]
+
+
+BURST_REASON = "burst: decided with a later message"
+
+
+def hear_burst(assistant: Assistant, gate: RoomGate, burst: list[Heard], now: float | None = None) -> list[Decision]:
+    """Messages that arrived within the settle time, decided once, on the latest; one decision per message.
+
+    Every message passes the gate in order (so min gap, the bot loop guard and quiet see each one) and joins
+    the history. The decision on the latest follows the latest verdict that must be answered (addressed, or a
+    reply to the assistant), else the latest message's own: "bot, what time is it?" followed at once by
+    "also hi" is still answered under ``mention-only``.
+    """
     now = time.time() if now is None else now
-    verdict = gate.before(heard, now)
+    verdicts = [gate.before(heard, now) for heard in burst]
+    for earlier in burst[:-1]:
+        assistant.listen(earlier.name, earlier.text)
+    ruling = next((i for i in reversed(range(len(burst))) if verdicts[i].decide and verdicts[i].addressed), len(burst) - 1)
+    heard, verdict, latest = burst[ruling], verdicts[ruling], burst[-1]
+    # The reason names the threshold in force: the room's eagerness, else the assistant's, else the model's.
+    in_force = next((t for t in (verdict.threshold, assistant.threshold, getattr(assistant.backend, "threshold", None))
+                     if t is not None), None)
+    shown = replace(verdict, threshold=in_force)
     if not verdict.decide:
-        assistant.listen(heard.name, heard.text)
-        return gate.after(heard, verdict, Decision(False), now)
-    return assistant.hear(heard.name, heard.text, threshold=verdict.threshold,
-                          review=lambda decision: gate.after(heard, verdict, decision, now))
+        assistant.listen(latest.name, latest.text)
+        decision = gate.after(heard, verdict, Decision(False), now)
+    else:
+        decision = assistant.hear(latest.name, latest.text, threshold=verdict.threshold,
+                                  review=lambda d: gate.after(heard, shown, d, now))
+    return [*(Decision(False, reason=BURST_REASON) for _ in burst[:-1]), decision]
 
 
 # -- in-room commands ------------------------------------------------------------------------------------

@@ -174,11 +174,12 @@ def normalize_history(messages: list[Message]) -> list[Message]:
     return out
 
 
-def hear_bounded(assistant: Assistant, gate: RoomGate, heard: room_policy.Heard, max_history: int, keep: int) -> Decision:
-    """The room policy's ``hear``, after cutting a long-running room's history back to its last ``keep`` messages."""
+def hear_bounded(assistant: Assistant, gate: RoomGate, burst: list[room_policy.Heard], max_history: int,
+                 keep: int) -> list[Decision]:
+    """The room policy's ``hear_burst``, after cutting a long-running room's history back to its last ``keep`` messages."""
     if len(assistant.history) >= max_history:
         assistant.seed(normalize_history(assistant.history[-keep:]) if keep else [])
-    return room_policy.hear(assistant, gate, heard)
+    return room_policy.hear_burst(assistant, gate, burst)
 
 
 def reply_target(event: Any) -> str | None:
@@ -523,21 +524,20 @@ class MatrixBot:
         return [m for ev in reversed(response.chunk) if (m := self._to_message(room, ev))]
 
     async def _hear(self, room_id: str, room: Any, assistant: Assistant, events: list[Any]) -> None:
-        """Decide on the last of ``events`` through the room's policy; the ones before it are only heard."""
+        """Decide once on ``events`` (a burst) through the room's policy: on the last, the others heard as context."""
         gate, event = self._gate(room_id), events[-1]
-        for earlier in events[:-1]:
-            name, text = speaker_name(room, earlier.sender), strip_reply_fallback(earlier.body)
-            await self._in_worker(assistant.listen, name, text)
-            self._report(room_id, earlier, name, text, Decision(False, reason="burst: decided with a later message"))
-        name, text = speaker_name(room, event.sender), strip_reply_fallback(event.body)
-        heard = room_policy.Heard(name, text, at=event.server_timestamp / 1000, from_bot=self._is_bot(room, event.sender),
-                                  reply_to_assistant=await self._replies_to_me(room_id, event))
+        heard = [room_policy.Heard(speaker_name(room, ev.sender), strip_reply_fallback(ev.body), at=ev.server_timestamp / 1000,
+                                   from_bot=self._is_bot(room, ev.sender), reply_to_assistant=await self._replies_to_me(room_id, ev))
+                 for ev in events]
         try:
-            decision = await self._in_worker(hear_bounded, assistant, gate, heard, self.settings.max_history,
-                                             self.settings.history_limit)
+            decisions = await self._in_worker(hear_bounded, assistant, gate, heard, self.settings.max_history,
+                                              self.settings.history_limit)
         except Exception:  # a failing model must not take the bot down
             log.exception("%s: deciding on %s failed", room_id, event.event_id)
             return
+        for earlier, h, d in zip(events[:-1], heard, decisions):
+            self._report(room_id, earlier, h.name, h.text, d)
+        name, text, decision = heard[-1].name, heard[-1].text, decisions[-1]
         if decision.speak:
             response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": decision.text})
             if isinstance(response, nio.RoomSendResponse):

@@ -30,7 +30,7 @@ import confusables
 
 from chimein.assistant.core import Assistant, Backend, Decision
 from chimein.assistant.policy import (
-    Heard, PolicyError, RoomGate, RoomPolicy, apply_command, hear, is_command, parse_command)
+    BURST_REASON, Heard, PolicyError, RoomGate, RoomPolicy, apply_command, hear_burst, is_command, parse_command)
 from chimein.data import Message
 from chimein.server.limits import Limits, TokenBucket
 from chimein.server.model_thread import ModelThread
@@ -222,10 +222,7 @@ class LiveRoom:
                     await asyncio.sleep(self.gate.policy.settle_s)
                     while not self.queue.empty():
                         burst.append(self.queue.get_nowait())
-                for earlier in burst[:-1]:
-                    self.assistant.listen(earlier.name, earlier.content)
-                    self._record(earlier, Decision(False, reason="burst: decided with a later message"))
-                await self._decide(burst[-1])
+                await self._decide(burst)
             except Exception:
                 log.exception("room %s: could not record the decision on message %s", self.id, message.id)
             finally:
@@ -239,19 +236,22 @@ class LiveRoom:
         return Heard(message.name, message.content, at=message.time, from_bot=message.name in self.bots,
                      reply_to_assistant=replied is not None and replied.role == "assistant")
 
-    async def _decide(self, message: StoredMessage) -> None:
+    async def _decide(self, burst: list[StoredMessage]) -> None:
+        """Decide once on a burst (its earlier messages heard as context) and record a decision for each."""
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self.hub.limits.typing_after_s, self._set_typing, True)
         try:
-            decision = await asyncio.wrap_future(
-                self.hub.executor.submit_as(f"room:{self.id}", hear, self.assistant, self.gate, self.heard(message)))
+            decisions = await asyncio.wrap_future(self.hub.executor.submit_as(
+                f"room:{self.id}", hear_burst, self.assistant, self.gate, [self.heard(m) for m in burst]))
         except Exception as e:  # a failing model never breaks the room: it stays silent on that message
-            log.exception("room %s: the assistant failed on message %s", self.id, message.id)
-            decision = Decision(False, note=f"error: {e}", reason="model error")
+            log.exception("room %s: the assistant failed on message %s", self.id, burst[-1].id)
+            decisions = [Decision(False, reason=BURST_REASON) for _ in burst[:-1]]
+            decisions.append(Decision(False, note=f"error: {e}", reason="model error"))
         finally:
             timer.cancel()
         self._set_typing(False)
-        self._record(message, decision)
+        for message, decision in zip(burst, decisions):
+            self._record(message, decision)
 
     def _record(self, message: StoredMessage, decision: Decision) -> None:
         """Store the decision (and reply) once, log it with its reason, show the reply."""
@@ -363,6 +363,7 @@ class Hub:
 
     def _command(self, live: LiveRoom, message: StoredMessage) -> None:
         """``!chimein ...``: answered here, never passed to the model; a change is stored and shown to all."""
+        command = None
         try:
             command = parse_command(message.content)
             assert command is not None
@@ -402,7 +403,7 @@ class Hub:
     # -- waking and sleeping --------------------------------------------------------------------------------
 
     def _wake(self, room: Room) -> LiveRoom:
-        pending = self.store.undecided(room.id)
+        pending = [m for m in self.store.undecided(room.id) if not is_command(m.content)]  # commands: answered when sent
         now = time.time()
         fresh = [m for m in pending if now - m.time <= self.limits.stale_after_s]
         for m in pending:
