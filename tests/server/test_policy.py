@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,32 @@ def test_another_bot_never_triggers_an_interjection_and_an_exchange_stops(tmp_pa
     notes = [n for (n,) in rows(db, "SELECT note FROM decisions ORDER BY message_id")]
     assert notes[0] == "another bot, not addressed"
     assert notes[1:3] == ["addressed", "addressed"] and all(n.startswith("loop guard") for n in notes[3:])
+
+
+def test_a_slow_replier_holds_only_its_own_room(tmp_path: Path) -> None:
+    """The replier (a stronger model over HTTP) writes outside the model thread: while it takes its time on one
+    room's answer, another room is decided and answered."""
+    release, finished = threading.Event(), threading.Event()
+
+    class SlowReplier:
+        model = "slow"
+
+        def reply(self, messages: list) -> str:
+            if "long" in messages[-1].content:
+                release.wait(10)
+                finished.set()
+            return f"strong reply to {messages[-1].content}"
+
+    backend = ScriptedBackend()
+    with make_client(tmp_path / "rooms.db", backend, model_name="scripted", replier=SlowReplier()) as client:
+        (room_a, token_a), (room_b, token_b) = new_room(client), new_room(client)
+        with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+            join(a, room_a, token_a, "Ana")
+            join(b, room_b, token_b, "Ben")
+            say(a, "bot, a long question?")
+            wait_until(lambda: len(backend.calls) == 1)  # room A decided; its replier is writing
+            say(b, "bot, a quick one?")
+            assert assistant_message(b)["content"] == "strong reply to bot, a quick one?"
+            assert not finished.is_set()  # room B was answered while room A's replier still waited
+            release.set()
+            assert assistant_message(a)["content"] == "strong reply to bot, a long question?"

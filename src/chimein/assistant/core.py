@@ -217,6 +217,11 @@ class TwoStage:
         decision = self.decider.decide(messages, state, threshold)
         if not decision.speak or self.decide_only:
             return decision
+        return self.rewrite(decision, messages)
+
+    def rewrite(self, decision: Decision, messages: list[Message]) -> Decision:
+        """The replier's reply in place of the decider's (``messages`` end with the message it answers).
+        A server calls this outside its model thread: a slow replier must not hold the other rooms."""
         try:
             text = self.replier.reply(messages).strip()
             if not text:

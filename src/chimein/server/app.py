@@ -83,7 +83,7 @@ def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_na
     _add_pages(app)
     _add_rooms_api(app)
     app.add_api_websocket_route("/ws", room_socket)
-    add_openai_api(app, TwoStage(backend, replier) if replier is not None else backend, model_name, eagerness, limits, api_key)
+    add_openai_api(app, backend, model_name, eagerness, limits, api_key, TwoStage(backend, replier) if replier is not None else None)
     return app
 
 

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from chimein.assistant.core import Backend, Decision
+from chimein.assistant.core import Backend, Decision, TwoStage
 from chimein.data import Message
 from chimein.server.errors import error_response
 from chimein.server.limits import Limits, TokenBucket
@@ -160,7 +160,8 @@ async def read_body(request: Request, max_bytes: int) -> bytes | None:
 
 
 def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: float | None, limits: Limits,
-                   api_key: str | None = None) -> None:
+                   api_key: str | None = None, two_stage: TwoStage | None = None) -> None:
+    """``decider`` decides on the model thread; ``two_stage`` (a replier) rewrites a spoken reply outside it."""
     started = int(time.time())
     buckets: dict[str, TokenBucket] = {}
 
@@ -204,6 +205,8 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
                 request.app.state.hub.executor.submit_as(f"api:{host}", decide_stateless, decider, messages, eagerness))
         except Exception as e:
             return error_response(500, "model_error", f"the model failed: {e}")
+        if two_stage is not None and decision.speak:
+            decision = await asyncio.to_thread(two_stage.rewrite, decision, messages)
         cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
         if not chat.stream:
             return completion(decision, model_name, cid, created)

@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 import confusables
 
-from chimein.assistant.core import Assistant, Backend, Decision
+from chimein.assistant.core import Assistant, Backend, Decision, TwoStage, cut_reply
 from chimein.assistant.policy import (
     BURST_REASON, Heard, PolicyError, RoomGate, RoomPolicy, apply_command, hear_burst, is_command, parse_command)
 from chimein.data import Message
@@ -247,11 +247,27 @@ class LiveRoom:
             log.exception("room %s: the assistant failed on message %s", self.id, burst[-1].id)
             decisions = [Decision(False, reason=BURST_REASON) for _ in burst[:-1]]
             decisions.append(Decision(False, note=f"error: {e}", reason="model error"))
+        else:
+            if decisions[-1].speak and self.hub.two_stage is not None:
+                decisions[-1] = await self._rewrite(decisions[-1])
         finally:
             timer.cancel()
         self._set_typing(False)
         for message, decision in zip(burst, decisions):
             self._record(message, decision)
+
+    async def _rewrite(self, decision: Decision) -> Decision:
+        """The replier's reply in place of the local one, written outside the model thread (a slow replier
+        holds only this room); the history's last message is the local reply until then."""
+        assert self.hub.two_stage is not None
+        history = self.assistant.history
+        decision = await asyncio.to_thread(self.hub.two_stage.rewrite, decision, history[:-1])
+        if decision.speak:
+            decision.text = cut_reply(decision.text, self.gate.policy.max_reply_chars)
+            history[-1] = Message("assistant", decision.text)
+        else:
+            history.pop()
+        return decision
 
     def _record(self, message: StoredMessage, decision: Decision) -> None:
         """Store the decision (and reply) once, log it with its reason, show the reply."""
@@ -276,7 +292,8 @@ class Hub:
     def __init__(self, store: Store, backend: Backend, executor: ModelThread, *, replier: Any = None,
                  eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
                  model_name: str = "chimein", policy: RoomPolicy | None = None):
-        self.store, self.backend, self.executor, self.replier = store, backend, executor, replier
+        self.store, self.backend, self.executor = store, backend, executor
+        self.two_stage = TwoStage(backend, replier) if replier is not None else None
         self.eagerness, self.limits, self.assistant_name, self.model_name = eagerness, limits, assistant_name, model_name
         self.supports_eagerness = backend.supports_probability
         self.live: dict[str, LiveRoom] = {}
@@ -412,7 +429,7 @@ class Hub:
         upto = fresh[0].seq - 1 if fresh else None
         recent = self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages)) if upto is not None \
             else self.store.messages(room.id, last=self.limits.seed_messages)
-        assistant = Assistant(self.backend, replier=self.replier, threshold=self.eagerness)
+        assistant = Assistant(self.backend, threshold=self.eagerness)  # the replier runs outside: LiveRoom._rewrite
         assistant.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
         live = self.live[room.id] = LiveRoom(self, room, assistant, RoomGate(self.room_policy(room)))
         for m in fresh:
