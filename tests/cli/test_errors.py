@@ -41,10 +41,13 @@ def test_a_missing_or_malformed_file_names_the_file_and_line(command, tmp_path):
     assert code in (1, 2) and "missing.jsonl" in stderr and "Traceback" not in stderr
 
 
-def test_out_of_range_flags_are_refused():
-    for command in (["chat", "--eagerness", "5"], ["decide", "--eagerness", "-1"]):
+def test_out_of_range_or_unknown_flags_are_one_line_errors():
+    for command, flag in ((["chat", "--eagerness", "5"], "--eagerness"), (["decide", "--eagerness", "-1"], "--eagerness"),
+                          (["serve", "--no-such-flag"], "--no-such-flag"), (["no-such-command"], "no-such-command")):
         code, stderr, _ = run(*command)
-        assert code == 2 and "--eagerness" in stderr
+        assert code == 2 and stderr.startswith("error: ") and flag in stderr and stderr.count("\n") == 1, stderr
+    code, stdout, _ = run("chat", "--help")[0], runner.invoke(app, ["chat", "--help"]).stdout, None
+    assert code == 0 and "--eagerness" in stdout
 
 
 @pytest.mark.parametrize("args, flag", [(["--mode", "loud"], "--mode"), (["--cooldown", "often"], "--cooldown"),
