@@ -148,11 +148,8 @@ def generate(
         finally:
             progress.stop()
     except GenerateError as e:
-        err.print(str(e), style="red", highlight=False, markup=False)
-        if e.counts is not None:
-            err.print(e.counts.summary(), highlight=False, markup=False)
-            err.print("what was written is kept; run the same command again to resume")
-        raise typer.Exit(2)
+        kept = [e.counts.summary(), "what was written is kept; run the same command again to resume"] if e.counts is not None else []
+        fail([*str(e).splitlines(), *kept])
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: what was written is kept; run the same command again to resume[/yellow]")
         raise typer.Exit(130)

@@ -21,7 +21,7 @@ def export(
     try:
         result = run_export(model, out, copy_base=copy_base)
     except ExportError as e:
-        fail(str(e), code=1)
+        fail(str(e))
     typer.echo(f"base:      {result.base}\nadapter:   {result.adapter}\nModelfile: {result.modelfile}")
     typer.echo(f"try: python -m llama_cpp.server --model {result.base} --lora_path {result.adapter}")
     typer.echo(f"     ollama create chimein -f {result.modelfile}")

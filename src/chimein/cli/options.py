@@ -121,6 +121,7 @@ def fail(message: str | list[str], code: int = 2) -> NoReturn:
 def user_errors(command: Callable) -> Callable:
     """Every command's bad input (an unknown model, a missing or malformed file, a bad value) ends as
     ``error: ...`` on stderr and exit code 2, never a traceback."""
+    from chimein.adapter_gguf import ExportError
     from chimein.data import DataError
     from chimein.models import ModelNotFound
 
@@ -128,7 +129,7 @@ def user_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ModelNotFound, ValueError, OSError) as e:
+        except (ModelNotFound, ExportError, ValueError, OSError) as e:  # ExportError: an adapter llama.cpp cannot take
             # A DataError's own file:line: field: problem lines say it all.
             fail([str(p) for p in e.problems] if isinstance(e, DataError) else (str(e).strip() or type(e).__name__).splitlines())
 
