@@ -1,15 +1,23 @@
-"""Helpers shared by the web tests: a real `chimein serve` process."""
+"""Helpers shared by the web tests: in-process rooms (FastAPI's TestClient) and a real `chimein serve` process."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
+from chimein.assistant import get_backend
+from chimein.assistant.policy import RoomPolicy
+from chimein.server import create_app
 from tests.helpers import free_port
 
 
@@ -65,3 +73,60 @@ class ServerProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+# -- in-process rooms (FastAPI's TestClient) ----------------------------------------------------------------------------------------------
+
+def make_client(db: Path, backend: Any = None, **kwargs: Any) -> TestClient:
+    """A server whose rooms decide on every message at once (no settle time: tests/server/test_policy.py has it)."""
+    backend = backend if backend is not None else get_backend("mention")
+    kwargs.setdefault("policy", RoomPolicy(settle_s=0))
+    return TestClient(create_app(backend, db_path=db, model_name=kwargs.pop("model_name", "mention"), **kwargs))
+
+
+def new_room(client: TestClient) -> tuple[str, str]:
+    r = client.post("/api/rooms")
+    assert r.status_code == 201, r.text
+    return r.json()["room"], r.json()["token"]
+
+
+def join(ws: Any, room: str, token: str, name: str, since: int = 0) -> dict:
+    ws.send_json({"type": "join", "room": room, "token": token, "name": name, "since": since})
+    frame = ws.receive_json()
+    assert frame["type"] == "joined", frame
+    return frame
+
+
+def receive(ws: Any, kind: str, limit: int = 20) -> dict:
+    """The next frame of type ``kind``, skipping at most ``limit`` others (typing, ...)."""
+    for _ in range(limit):
+        frame = ws.receive_json()
+        if frame["type"] == kind:
+            return frame
+    raise AssertionError(f"no {kind} frame in {limit} frames")
+
+
+def say(ws: Any, text: str, client_id: str | None = None) -> dict:
+    ws.send_json({"type": "say", "text": text, **({"client_id": client_id} if client_id else {})})
+    return receive(ws, "message")["message"]
+
+
+def closed_with(ws: Any) -> int:
+    with pytest.raises(WebSocketDisconnect) as e:
+        for _ in range(10):
+            ws.receive_json()
+    return e.value.code
+
+
+def rows(db: Path, sql: str, *args: Any) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")

@@ -12,7 +12,7 @@ from chimein.assistant.policy import RoomPolicy
 
 from tests.helpers import ScriptedBackend
 
-from .test_app import join, make_client, new_room, receive, rows, say, wait_until
+from . import join, make_client, new_room, receive, rows, say, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

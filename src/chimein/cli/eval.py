@@ -27,7 +27,7 @@ def eval_(
     """Teacher-forced evaluation of when to speak and what to say, several models side by side.
 
     Turn records are written as the run goes: run the same command again after a kill, or with one more
-    model in --compare, and finished work is reused.
+    model in --model, and finished work is reused.
     """
     from chimein.assistant import check_backend
     from chimein.data import load_conversations

@@ -25,7 +25,6 @@ class Limits:
     rooms_burst: int = 20  # rooms one address may create at once ...
     rooms_per_second: float = 0.1  # ... and per second after that
     max_request_bytes: int = 1_048_576  # an HTTP body (the API's whole history) is refused past this
-    max_name_chars: int = 64  # a speaker's name in an API request (OpenAI's own limit)
     api_history_messages: int = 16  # the API decides on this many latest messages (each call reads them all)
     api_burst: int = 20  # API requests one address may send at once ...
     api_per_minute: float = 120.0  # ... and per minute after that

@@ -32,6 +32,8 @@ NAME_PREFIX = re.compile(r"([^\s:][^:\n]{0,31}):[ \t]+(\S[\s\S]*)")
 SKIPPED_ROLES = ("system", "developer", "tool", "function")
 
 
+MAX_NAME_CHARS = 64  # a speaker's name in a request: OpenAI's own limit
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")  # image parts and the like are accepted and not read
     type: StrictStr
@@ -42,7 +44,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")  # tool_calls, refusal, ...: not read
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[StrictStr, list[ContentPart], None] = None
-    name: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    name: Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_CHARS)] | None = None
 
 
 class ChatRequest(BaseModel):
