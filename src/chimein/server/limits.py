@@ -18,7 +18,6 @@ class Limits:
     max_strikes: int = 20  # rate-limited frames in a row before the connection is closed
     history: int = 500  # at most this many messages are sent on join
     seed_messages: int = 50  # recent messages the assistant rereads when its room wakes up
-    stale_after_s: float = 600.0  # undecided messages older than this are skipped when a room wakes up
     typing_after_s: float = 0.4  # show "typing" when a decision runs longer than this (it is writing)
     join_timeout_s: float = 10.0
     outbox: int = 1000  # frames queued for a client that reads too slowly before it is dropped

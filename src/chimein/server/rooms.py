@@ -420,18 +420,19 @@ class Hub:
     # -- waking and sleeping --------------------------------------------------------------------------------
 
     def _wake(self, room: Room) -> LiveRoom:
+        policy = self.room_policy(room)
         pending = [m for m in self.store.undecided(room.id) if not is_command(m.content)]  # commands: answered when sent
         now = time.time()
-        fresh = [m for m in pending if now - m.time <= self.limits.stale_after_s]
+        fresh = [m for m in pending if now - m.time <= policy.stale_after_s]
         for m in pending:
-            if now - m.time > self.limits.stale_after_s:
+            if now - m.time > policy.stale_after_s:
                 self.store.record_decision(m.id, False, note="skipped: too old when the room woke up")
         upto = fresh[0].seq - 1 if fresh else None
         recent = self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages)) if upto is not None \
             else self.store.messages(room.id, last=self.limits.seed_messages)
         assistant = Assistant(self.backend, threshold=self.eagerness)  # the replier runs outside: LiveRoom._rewrite
         assistant.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
-        live = self.live[room.id] = LiveRoom(self, room, assistant, RoomGate(self.room_policy(room)))
+        live = self.live[room.id] = LiveRoom(self, room, assistant, RoomGate(policy))
         for m in fresh:
             live.queue.put_nowait(m)
         live.start()
