@@ -463,7 +463,7 @@ def test_message_helpers():
     assistant = Assistant(get_backend("mention"))
     assistant.seed([Message("user", str(i), "Ana") for i in range(10)])
     heard = PolicyHeard("Ben", "bot?", at=time.time())
-    assert hear_bounded(assistant, RoomGate(EACH), heard, max_history=10, keep=3).speak
+    assert hear_bounded(assistant, RoomGate(EACH), [heard], max_history=10, keep=3)[-1].speak
     assert [m.content for m in assistant.history] == ["7", "8", "9", "bot?", CANNED_REPLY]
 
 

@@ -116,7 +116,7 @@ class LocalBackend:
             return self._generated_turn(room, self._baseline_prompt(messages), speakers(messages))
         prompt = self._windowed_prompt(messages, room)
         if self.mode == "generate":
-            return self._generated_turn(room, prompt)
+            return self._generated_turn(room, prompt, speakers(messages))
         assert self.split is not None
         decided = prompt + self.split.shared
         logits, processed = self.engine.advance(room.kv, decided)
