@@ -44,8 +44,9 @@ class Decision:
 
 # What may name a speaker before a colon: a known name (one to three words), or one capitalised word with no
 # digit (a name the model made up). "Two options: ...", "At 10:30 ...", "https://..." and "Step 1: ..." are not.
-_PREFIX = re.compile(r"^[ \t]*([^\W\d][\w'.-]*(?: [^\W\d][\w'.-]*){0,2})[ \t]*:[ \t]*")
-_LATER_TURN = re.compile(r"\n[ \t]*([^\W\d][\w'.-]*(?: [^\W\d][\w'.-]*){0,2})[ \t]*:[ \t]")
+_SPEAKER_WORDS = r"[ \t]*([^\W\d][\w'.-]*(?: [^\W\d][\w'.-]*){0,2})[ \t]*:"
+_PREFIX = re.compile("^" + _SPEAKER_WORDS + r"[ \t]*")
+_LATER_TURN = re.compile(r"\n" + _SPEAKER_WORDS + r"[ \t]")
 # Marker words a reply may open with (any case and spacing): the fine-tuned markers and what models write instead.
 _MARKER = re.compile(r"^[\"'`*\s]*(?:[(\[]\s*(silence|response)\s*[)\]]\s*:?|(silence|response)\s*(?::|[.!]*\s*$))", re.IGNORECASE)
 # Label words that open ordinary replies ("Note: ..."): not speaker names.
