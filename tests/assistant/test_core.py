@@ -36,6 +36,12 @@ from tests.helpers import ScriptedBackend
     ("Sure!\nStep 1: open the app", (True, "Sure!\nStep 1: open the app")),
     ("Mary Ann: the museum opens at 9.", (True, "the museum opens at 9.")),  # a speaker of the chat
     ("(response) Madrid.\nmary ann: ok", (True, "Madrid.")),
+    # a marker or template token inside a reply ends it: none is ever sent
+    ('(response) In German it is "Hallo", and the phrase is: (silence) 10 min.', (True, 'In German it is "Hallo", and the phrase is')),
+    ("3018: (silence)", (True, "3018")),
+    ("(response) Lima.<|im_start|>user\nBen: ok", (True, "Lima.")),
+    ("(response) Lima. [INST] next", (True, "Lima.")),
+    ("(response) (Response) Lima.", (True, "Lima.")),
 ])
 def test_parse_reply_rules(raw, expected):
     assert parse_reply(raw, ("<|im_end|>",), speakers=["Ana", "Mary Ann"]) == expected
@@ -102,3 +108,27 @@ def test_two_stage_uses_the_replier_only_when_speaking_and_falls_back():
     assert d.speak and d.text == "local" and "replier failed" in d.note
     silent = TwoStage(ScriptedBackend([Decision(True, "local", 0.9)]), FailingReplier(), on_failure="silent")
     assert not silent.decide([Message("user", "bot?", "Ana")], {}).speak
+
+
+class SilentReplier:
+    def reply(self, messages):
+        return ""
+
+
+def test_a_replier_with_nothing_it_is_sure_of_keeps_the_assistant_silent():
+    """An empty reply is the replier's choice, not a failure: the 135M's own guess is never sent instead."""
+    bot = Assistant(ScriptedBackend([Decision(True, "a guess: 2013", 0.9)]), replier=SilentReplier())
+    d = bot.hear("Ana", "when did the berlin wall fall")
+    assert not d.speak and d.text == "" and "nothing it is sure of" in d.note
+    assert bot.history[-1].role == "user"  # nothing joined the history
+
+
+def test_a_vetting_replier_lets_the_decider_flag_candidates_at_a_lower_threshold():
+    decider = ScriptedBackend(p_speak=lambda text: 0.3)
+    two = TwoStage(decider, GoodReplier(), candidate_threshold=0.2)
+    assert two.decide([Message("user", "capital of peru? no idea", "Ana")], {}, 0.7).speak  # a candidate: vetted
+    assert decider.calls[-1][2] == 0.2
+    two.decide([Message("user", "bot, capital of peru", "Ana")], {}, 0.7)  # named: the room's eagerness
+    assert decider.calls[-1][2] == 0.7
+    two.decide([Message("user", "capital of peru? no idea", "Ana")], {}, 1.5)  # a quiet room stays quiet
+    assert decider.calls[-1][2] == 1.5

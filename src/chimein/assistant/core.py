@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 from chimein.data import Message
-from chimein.mentions import addressed_person, asks_the_assistant
+from chimein.mentions import addressed_person, asks_the_assistant, mentions_assistant
 from chimein.stuck import LOOKBACK, looks_stuck
 
 log = logging.getLogger("chimein.assistant")
@@ -50,6 +50,10 @@ _LATER_TURN = re.compile(r"\n" + _SPEAKER_WORDS + r"[ \t]")
 # Marker words a reply may open with (any case and spacing): the fine-tuned markers and what models write instead.
 _MARKER = re.compile(r"^[\"'`*\s]*(?:[(\[]\s*(silence|response)\s*[)\]]\s*:?|(silence|response)\s*(?::|[.!]*\s*$))", re.IGNORECASE)
 # Label words that open ordinary replies ("Note: ..."): not speaker names.
+# A marker or chat-template token *inside* a reply ("the phrase is: (silence) 10 min."): the model fell back into the
+# format; the reply ends there.
+_INNER_MARKER = re.compile(r"[(\[]\s*(?:silence|response)\s*[)\]]|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system|endoftext)\|>|"
+                           r"\[/?INST\]|</s>|<(?:start|end)_of_turn>", re.IGNORECASE)
 _LABELS = {"note", "answer", "tip", "hint", "warning", "fyi", "ps", "edit", "update", "correction", "fact", "summary",
            "short answer", "example", "source", "sources", "result", "output", "error", "step", "yes", "no", "ok", "also"}
 ASSISTANT_NAMES = {"assistant", "bot", "ai", "chimein"}
@@ -78,7 +82,8 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = (), speakers: Iterable[
        ``assistant: ...``: a replier that echoes the ``Name: text`` format it was shown) are stripped, never
        the reply behind them. A speaker is the assistant, one of ``speakers`` (the chat's names), or one
        capitalised word that is not a label ("Note:"); "Two options: ..." or "At 10:30" are replies;
-    4. the text is cut at a *later* line that starts another speaker's turn (the same test);
+    4. the text is cut at a *later* line that starts another speaker's turn (the same test), and at a marker or
+       chat-template token anywhere inside it (``... the phrase is: (silence) 10 min.``);
     5. what is left with no letter or digit (only punctuation, or another marker) -> silent;
     6. anything else speaks (a model that ignored the format chose to talk), cut to ``MAX_REPLY_CHARS``
        at a sentence end when possible.
@@ -106,6 +111,9 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = (), speakers: Iterable[
     again = _MARKER.match(text)
     if again:
         text = text[again.end():].strip()
+    inner = _INNER_MARKER.search(text)
+    if inner:
+        text = text[: inner.start()].rstrip(" \t:\"'`")
     text = text.strip().strip("\"'`").strip()
     if not re.search(r"\w", text):
         if raw.strip():
@@ -178,21 +186,30 @@ class Backend(Protocol):
 
 
 class Replier(Protocol):
-    def reply(self, messages: list[Message]) -> str: ...
+    def reply(self, messages: list[Message]) -> str:
+        """The reply to the last message, or "" when the replier has nothing true to add (the assistant then
+        stays silent). Raises when it fails (a timeout, an HTTP error)."""
+        ...
 
 
 class TwoStage:
     """Decide small, reply strong: ``decider`` chooses when to speak, ``replier`` writes what to say.
 
-    The replier runs only on turns where the decider speaks. If it fails (timeout, HTTP error, empty
-    reply), the rule is: ``on_failure="local"`` keeps the decider's own reply (stays silent if it has
-    none), ``"silent"`` says nothing; either way the failure is logged and noted on the decision.
+    The replier runs only on turns where the decider speaks, and may still hold the reply back (an empty
+    reply: it has nothing it is sure of). ``candidate_threshold`` (a replier that vets what it volunteers):
+    on a message that does not name the assistant the decider only flags a candidate moment, at this lower
+    threshold, and the replier's second look decides whether there is something true to add. If the replier
+    fails (timeout, HTTP error), the rule is:
+    ``on_failure="local"`` keeps the decider's own reply (stays silent if it has none), ``"silent"`` says
+    nothing; either way the failure is logged and noted on the decision.
     """
 
-    def __init__(self, decider: Backend, replier: Replier, on_failure: str = "local"):
+    def __init__(self, decider: Backend, replier: Replier, on_failure: str = "local",
+                 candidate_threshold: float | None = None):
         if on_failure not in ("local", "silent"):
             raise ValueError("on_failure must be 'local' or 'silent'")
         self.decider, self.replier, self.on_failure = decider, replier, on_failure
+        self.candidate_threshold = candidate_threshold
         self.supports_probability = decider.supports_probability
 
     @property
@@ -215,19 +232,26 @@ class TwoStage:
         return self.decider.new_state()
 
     def decide(self, messages: list[Message], state: Any, threshold: float | None = None) -> Decision:
-        decision = self.decider.decide(messages, state, threshold)
+        decision = self.decider.decide(messages, state, self.flagging_threshold(messages, threshold))
         if not decision.speak or self.decide_only:
             return decision
         return self.rewrite(decision, messages)
+
+    def flagging_threshold(self, messages: list[Message], threshold: float | None) -> float | None:
+        """The decider's threshold for this message: lowered to ``candidate_threshold`` when nobody named the
+        assistant (the replier vets what is volunteered), the room's eagerness otherwise."""
+        if self.candidate_threshold is None or mentions_assistant(messages[-1].content):
+            return threshold
+        room = self.decider.threshold if threshold is None else threshold
+        if room is not None and room > 1.0:  # a room that never speaks stays so
+            return threshold
+        return self.candidate_threshold if room is None else min(room, self.candidate_threshold)
 
     def rewrite(self, decision: Decision, messages: list[Message]) -> Decision:
         """The replier's reply in place of the decider's (``messages`` end with the message it answers).
         A server calls this outside its model thread: a slow replier must not hold the other rooms."""
         try:
             text = self.replier.reply(messages).strip()
-            if not text:
-                raise ValueError("the replier returned an empty reply")
-            decision.text = text
         except Exception as e:  # a remote replier must never block or break the room
             if self.on_failure == "silent" or not decision.text:
                 decision.speak, decision.text = False, ""
@@ -235,6 +259,12 @@ class TwoStage:
             else:
                 decision.note = f"replier failed ({e}); used the local reply"
             log.warning(decision.note)
+            return decision
+        if not text:
+            decision.speak, decision.text = False, ""
+            decision.note = "the replier had nothing it is sure of; stayed silent"
+        else:
+            decision.text = text
         return decision
 
 

@@ -10,6 +10,8 @@ the content otherwise (most chat templates drop ``name``).
 
 from __future__ import annotations
 
+import re
+
 from chimein.data import Message
 from chimein.format import SILENCE
 
@@ -28,11 +30,20 @@ REMINDER = f'Reminder: reply "{SILENCE}" unless you are addressed or can add a u
 
 VARIANTS = ("short", "reminder")
 
+# The replier (decide small, reply strong). The chat goes in as one transcript with the message to answer
+# restated, not as turns: in turns a small replier agreed with whatever guess came last.
+UNSURE = "I'm not sure about that one, sorry."
 REPLIER_SYSTEM = (
-    "You are a helpful assistant taking part in a group chat. Someone in the group needs you now. "
-    "Answer the group briefly: 1-3 sentences, the fact first, friendly, no filler, no lists."
+    "You are the assistant in a group chat. Reply to the group in one or two short sentences, the fact first, "
+    "in the language of the chat. People in the chat may have guessed wrong: rely on what you know, never on their "
+    "guesses. If you do not know the answer for certain, say \"I'm not sure\" and do not invent numbers, dates "
+    "or names."
 )
-
+ASKED = "{name} asked you: \"{text}\"\nYour reply:"
+VOLUNTEERED = ("Nobody asked you, but the last message was from {name}: \"{text}\"\nIf the chat is stuck on a question "
+               "or states something wrong, give the correct fact. Your reply:")
+REPLIER_CONTEXT = 12  # recent messages shown to the replier
+REPLIER_MESSAGE_CHARS = 400
 
 def baseline_messages(messages: list[Message], variant: str = "short", names_in_field: bool = False) -> list[dict[str, str]]:
     """The conversation as OpenAI chat messages for the prompted baseline."""
@@ -49,11 +60,41 @@ def baseline_messages(messages: list[Message], variant: str = "short", names_in_
     return out
 
 
-def replier_messages(messages: list[Message], names_in_field: bool = False) -> list[dict[str, str]]:
-    """Prompt for a separate replier: the conversation with speaker names and a brief-answer instruction."""
-    return [{"role": "system", "content": REPLIER_SYSTEM}] + [
-        _user(m, names_in_field) if m.role == "user" else {"role": "assistant", "content": m.content} for m in messages
-    ]
+def replier_messages(messages: list[Message], volunteer: bool = False) -> list[dict[str, str]]:
+    """The replier's prompt: its instruction, the recent chat as a transcript, the last message restated."""
+    recent = messages[-REPLIER_CONTEXT:]
+    lines = [f"{m.name if m.role == 'user' else 'assistant'}: {_short(m.content)}" for m in recent]
+    last = messages[-1]
+    ask = (VOLUNTEERED if volunteer else ASKED).format(name=last.name or "someone", text=_short(last.content))
+    return [{"role": "system", "content": REPLIER_SYSTEM},
+            {"role": "user", "content": "The chat so far:\n" + "\n".join(lines) + "\n\n" + ask}]
+
+
+_WH = re.compile(r"^\W*(?:what|what's|whats|how|when|where|who|whom|which|why|is|are|was|were|does|do|did|can|could|should|"
+                 r"would|will|has|have|wie|was|wo|wann|welche[rsn]?|qu[eé]|c[oó]mo|cu[aá]ndo|d[oó]nde|quel(?:le)?s?|combien|o[uù])\b",
+                 re.IGNORECASE)
+_ADDRESS = re.compile(r"^\W*(?:(?:hey|hi|ok|okay|yo|so|oi)\W+)?(?:the\s+)?@?(?:assistant|bot|ai|chimein)\b\W*", re.IGNORECASE)
+
+
+def the_question(messages: list[Message], lookback: int = 8) -> str:
+    """The question the group is on, restated on its own: the last message if it asks something; otherwise
+    the most recent real question before it (a wh- or yes/no question of four words or more: "around 5?" is
+    a guess, not the question), without the assistant's name in front."""
+    users = [m.content for m in messages if m.role == "user"][-lookback:]
+    strip = lambda text: _ADDRESS.sub("", text).strip() or text  # noqa: E731
+    last = strip(users[-1])
+    if "?" in last and len(last.split()) >= 3:
+        return last
+    for text in reversed(users[:-1]):
+        text = strip(text)
+        if "?" in text and len(text.split()) >= 4 and _WH.search(text):
+            return text
+    return last
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= REPLIER_MESSAGE_CHARS else text[:REPLIER_MESSAGE_CHARS] + "..."
 
 
 def _user(m: Message, names_in_field: bool) -> dict[str, str]:

@@ -36,7 +36,9 @@ EAGERNESS = typer.Option(None, "--eagerness", min=0.0, max=1.0,
                          help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own "
                               "(the shipped adapter's is F1-optimal)")
 REPLY_BASE_URL = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies")
-REPLY_MODEL = typer.Option(None, help="two-stage: the model name at --reply-base-url")
+REPLY_MODEL = typer.Option(None, help="who writes the replies: replier (the local Qwen2.5-Coder-1.5B; the default when "
+                                      "chimein[replier] is installed), a .gguf chat model, none (the deciding model "
+                                      "writes them), or with --reply-base-url the model name there")
 REPLY_API_KEY_ENV = typer.Option(KEY_ENV_DEFAULT, help="two-stage: environment variable holding the replier's API key")
 
 
@@ -88,13 +90,27 @@ def backend_from_options(options: ModelOptions, **extra: Any) -> Any:
                         threshold=options.eagerness, **style, **extra)
 
 
-def replier_from_options(options: ModelOptions) -> Any:
-    """The two-stage replier, or None when no --reply-base-url was given."""
-    if not options.reply_base_url:
-        return None
-    from chimein.assistant.backends.openai_http import OpenAIReplier
+def replier_from_options(options: ModelOptions, local_by_default: bool = True) -> Any:
+    """The two-stage replier the options name, or None (the deciding model writes its own replies).
 
-    return OpenAIReplier(options.reply_base_url, options.reply_model or "default", api_key_env=options.reply_api_key_env)
+    Without --reply-model and --reply-base-url: the local replier when it is installed (``local_by_default``;
+    ``chimein eval`` compares explicitly and passes False)."""
+    if options.reply_base_url:
+        from chimein.assistant.backends.openai_http import OpenAIReplier
+
+        return OpenAIReplier(options.reply_base_url, options.reply_model or "default", api_key_env=options.reply_api_key_env)
+    name = options.reply_model
+    if name == "none":
+        return None
+    if name is None:
+        from chimein.models import replier_available
+
+        if not (local_by_default and replier_available()):
+            return None
+        name = "replier"
+    from chimein.assistant import replier
+
+    return replier.load(name)
 
 
 def assistant_from_options(options: ModelOptions, backend: Any = None) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 from chimein.data import Conversation
 from chimein.eval.metrics import best_threshold, decision_metrics, pr_curve, turn_category
+from chimein.eval.replies import Grade, facts_check, marker_leak, reply_metrics, same_language
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES, addresses_assistant, mentions_assistant
 
 
@@ -90,8 +91,28 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[str]], list[float]] | None = None) -> dict[str, Any]:
-    """All the numbers for one model: decisions, per category, replies, latency, threshold sweep."""
+def grade_replies(records: list[TurnRecord], grade: Callable[[TurnRecord], Grade] | None = None) -> dict[str, Any]:
+    """What the model said: every spoken reply on a gold-speak turn graded (``grade``: a judge; default the
+    facts check against the gold reply), and on every spoken reply the marker leaks, length and language;
+    overall and per conversation category."""
+    grade = grade or (lambda r: facts_check(r.reply, r.gold_reply))
+
+    def metrics(rs: list[TurnRecord]) -> dict[str, Any]:
+        spoken = [r for r in rs if r.speak and r.reply]
+        return reply_metrics([grade(r).grade for r in spoken if r.gold_speak],
+                             sum(marker_leak(r.reply, {r.speaker}) is not None for r in spoken),
+                             [len(r.reply.split()) for r in spoken], [same_language(r.reply, r.text) for r in spoken])
+
+    out = metrics(records)
+    cats = sorted({r.conversation_category for r in records if r.conversation_category})
+    if cats:
+        out["per_conversation_category"] = {c: metrics([r for r in records if r.conversation_category == c]) for c in cats}
+    return out
+
+
+def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[str]], list[float]] | None = None,
+              grade: Callable[[TurnRecord], Grade] | None = None) -> dict[str, Any]:
+    """All the numbers for one model: decisions, per category, replies (graded), latency, threshold sweep."""
     gold = [r.gold_speak for r in records]
     pred = [r.speak for r in records]
     report: dict[str, Any] = decision_metrics(gold, pred).as_dict()
@@ -120,6 +141,8 @@ def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[s
     if similarity is not None and both:
         sims = similarity([r.reply for r in both], [r.gold_reply for r in both])
         report["replies"]["similarity_to_gold"] = round(statistics.fmean(sims), 4)
+    if any(r.speak and r.reply for r in records):
+        report["replies"]["graded"] = grade_replies(records, grade)
     lat = [r.latency_s for r in records]
     report["latency_s"] = {"p50": round(_pct(lat, 0.5), 4), "p95": round(_pct(lat, 0.95), 4), "mean": round(statistics.fmean(lat), 4) if lat else 0.0}
     report["tokens_processed"] = {"total": sum(r.tokens for r in records), "mean": round(statistics.fmean(r.tokens for r in records), 1) if records else 0.0}
@@ -168,13 +191,31 @@ COLUMNS = ("precision", "recall", "f1", "named_f1", "volunteer_f1", "balanced_ac
 
 def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
     cats = sorted({c for r in reports.values() for c in r.get("per_turn_category", {})})
-    head = ["model", *COLUMNS, *(f"acc: {c}" for c in cats), "similarity", "p50 s"]
+    head = ["model", *COLUMNS, *(f"acc: {c}" for c in cats), "similarity", "correct", "wrong", "leaks", "p50 s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in reports.items():
         row = [name, *(f"{r[c]:.3f}" if c in r else "-" for c in COLUMNS)]
         row += [f"{r['per_turn_category'][c]['accuracy']:.3f}" if c in r["per_turn_category"] else "-" for c in cats]
-        sim = r["replies"].get("similarity_to_gold")
-        row += ["-" if sim is None else f"{sim:.3f}", f"{r['latency_s']['p50']:.3f}"]
+        sim, graded = r["replies"].get("similarity_to_gold"), r["replies"].get("graded")
+        row += ["-" if sim is None else f"{sim:.3f}"]
+        row += [f"{graded['correct']:.2f}", f"{graded['wrong_or_harmful']:.2f}", str(graded["marker_leaks"])] if graded else ["-"] * 3
+        row += [f"{r['latency_s']['p50']:.3f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def reply_table(graded: dict[str, dict[str, Any]]) -> str:
+    """Reply grades per model, overall and per conversation category (correct / wrong-or-harmful)."""
+    cats = sorted({c for g in graded.values() for c in g.get("per_conversation_category", {})})
+    head = ["model", "graded", "correct", "incomplete", "unsure", "wrong", "harmful", "leaks", "words", "same language",
+            *(f"{c}: correct / wrong" for c in cats)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, g in graded.items():
+        per = g.get("per_conversation_category", {})
+        lang = "-" if g["same_language"] is None else f"{g['same_language']:.2f}"
+        row = [name, str(g["graded"]), *(f"{g[k]:.2f}" for k in ("correct", "incomplete", "unsure", "wrong", "harmful")),
+               str(g["marker_leaks"]), f"{g['mean_words']:.1f}", lang]
+        row += [f"{per[c]['correct']:.2f} / {per[c]['wrong_or_harmful']:.2f}" if per.get(c, {}).get("graded") else "-" for c in cats]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -219,6 +260,11 @@ def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[
           "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.",
           "`named_f1`: speak-F1 on the turns that name the assistant; `volunteer_f1`: speak-F1 on the turns that do not",
           "(positives: stuck groups, corrections, follow-ups; every other speaking turn there is an interjection).", ""]
+    graded = {name: r["replies"]["graded"] for name, r in reports.items() if r["replies"].get("graded")}
+    if graded:
+        md += ["What it said: each spoken reply on a gold-speak turn graded against the gold reply (shares of those",
+               "replies); leaks = replies with a marker, template token or another person's `Name:` anywhere.", "",
+               reply_table(graded), ""]
     by_category = category_table(reports)
     if by_category:
         md += ["Speak F1 / false-interjection rate per conversation category:", "", by_category, ""]
@@ -304,7 +350,7 @@ def group_conversations(records: list[TurnRecord], conversations: list[Conversat
 def evaluate_models(names: list[str], conversations: list[Conversation], out: Path, data: list[str],
                     load: Callable[[str], Any], threshold: float | None = None, replier: Any = None,
                     with_similarity: bool = True, decisions_only: bool = False,
-                    group_by: str = "category") -> dict[str, dict[str, Any]]:
+                    group_by: str = "category", grade: Callable[[TurnRecord], Grade] | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate several models on the same conversations, with a progress bar; write the outputs.
 
     Turn records are appended to ``OUT/turns-MODEL.jsonl`` after every conversation. A later run with the
@@ -324,7 +370,7 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
         for name in names:
             path = out / f"turns-{_safe(name)}.jsonl"
             fingerprint = run_fingerprint(name, data_sha256, threshold=threshold, decisions_only=decisions_only,
-                                          replier=getattr(replier, "model", None))
+                                          replier=getattr(replier, "model", None) or getattr(replier, "name", None))
             done, n_done = _resume(path, fingerprint, conversations)
             task = progress.add_task(f"{name}: loading", total=total, completed=len(done))
             todo = conversations[n_done:]
@@ -342,6 +388,6 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
                                  on_turn=lambda: progress.advance(task), on_conversation=append)
             group_conversations(done, conversations, group_by)
             records[name] = done
-            reports[name] = summarize(done, similarity)
+            reports[name] = summarize(done, similarity, grade)
     write_outputs(out, reports, data, decision_agreement(records))
     return reports

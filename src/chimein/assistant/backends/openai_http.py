@@ -21,6 +21,7 @@ from chimein.assistant.core import Decision, parse_reply, speakers
 from chimein.assistant.prompts import baseline_messages, replier_messages
 from chimein.data import Message
 from chimein.format import to_chat_turns
+from chimein.mentions import mentions_assistant
 
 END_MARKERS = ("<|im_end|>", "</s>", "<end_of_turn>", "<|end_of_turn|>", "<|eot_id|>")
 
@@ -68,14 +69,15 @@ class OpenAIReplier:
     """Writes the reply when the decider chose to speak (two-stage assistant: decide small, reply strong)."""
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0,
-                 names_in_field: bool = False, max_tokens: int = 160, temperature: float = 0.2, seed: int | None = None):
+                 max_tokens: int = 160, temperature: float = 0.2, seed: int | None = None):
         self.client = _client(base_url, api_key_env, timeout)
-        self.model, self.names_in_field, self.max_tokens = model, names_in_field, max_tokens
+        self.model, self.max_tokens = model, max_tokens
         self.temperature, self.seed = temperature, seed  # temperature 0 (or a seed) makes replies repeatable
 
     def reply(self, messages: list[Message]) -> str:
+        volunteer = not mentions_assistant(messages[-1].content)
         response = self.client.chat.completions.create(
-            model=self.model, messages=replier_messages(messages, self.names_in_field), max_tokens=self.max_tokens,
+            model=self.model, messages=replier_messages(messages, volunteer), max_tokens=self.max_tokens,
             temperature=self.temperature, **({"seed": self.seed} if self.seed is not None else {}),
         )
         raw = response.choices[0].message.content or ""

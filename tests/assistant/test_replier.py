@@ -1,0 +1,113 @@
+"""The local replier: streaming greedy replies with token probabilities, and the second look before sending."""
+
+import numpy as np
+import pytest
+
+from chimein.assistant.prompts import UNSURE, replier_messages
+from chimein.assistant.replier import Answer, LocalReplier, vet
+from chimein.data import Message
+
+
+class ScriptedEngine:
+    """An engine over a tiny vocabulary that writes ``script`` (token, probability) by greedy choice."""
+
+    eos_id = 0
+    n_ctx = None
+
+    def __init__(self, script):
+        self.vocab = ["<eos>"] + [t for t, _ in script] + ["?", "!", "~"]  # the last three: runners-up
+        self.script = script
+        self.prompts = []
+
+    def new_state(self):
+        return {}
+
+    def tokenize(self, text):
+        self.prompts.append(text)
+        return [len(self.vocab)] * 5  # a prompt: five tokens outside the vocabulary
+
+    def detokenize(self, ids):
+        return "".join(self.vocab[i] for i in ids)
+
+    def advance(self, state, ids):
+        step = sum(1 for i in ids if i < len(self.vocab))  # tokens written so far
+        logits = np.full(len(self.vocab) + 1, -30.0)
+        if step < len(self.script):
+            p = self.script[step][1]
+            logits[step + 1] = np.log(p)
+            logits[-4:-1] = np.log((1 - p) / 3)  # the rest, shared by three runners-up
+        else:
+            logits[0] = 0.0
+        return logits, len(ids)
+
+
+def chat(*lines):
+    return [Message("user", text, name) for name, text in lines]
+
+
+def test_it_streams_the_reply_and_keeps_each_fact_token_probability():
+    engine = ScriptedEngine([("It ", 0.5), ("fell ", 0.95), ("in ", 0.99), ("Nov ", 0.9), ("1989", 0.6), (".", 0.97)])
+    replier = LocalReplier(engine, render=lambda messages: messages[-1]["content"])
+    answer = Answer("")
+    pieces = list(replier.stream(chat(("Ana", "bot, when did the berlin wall fall?")), answer=answer))
+    assert "".join(pieces) == "It fell in Nov 1989." == answer.text
+    assert len(pieces) == 6
+    assert answer.fact_probs == pytest.approx([0.9, 0.6], abs=0.01)  # "Nov" and "1989"; "It" is an ordinary opener
+    assert answer.confidence == pytest.approx(0.6, abs=0.01)
+    assert "berlin wall" in engine.prompts[0]  # the question is restated in the prompt
+
+
+def test_reply_sends_a_sure_answer_and_holds_back_a_doubtful_volunteer():
+    sure = LocalReplier(ScriptedEngine([("Lima", 0.95), (".", 0.99)]), render=lambda m: m[-1]["content"])
+    doubtful = LocalReplier(ScriptedEngine([("Lima", 0.35), (".", 0.99)]), render=lambda m: m[-1]["content"])
+    asked = chat(("Ana", "bot, capital of peru?"))
+    stuck = chat(("Ana", "capital of peru?"), ("Ben", "no idea, cusco?"))
+    assert sure.reply(asked) == "Lima." and sure.reply(stuck) == "Lima."
+    assert doubtful.reply(asked) == UNSURE  # asked: an honest "not sure", never the guess
+    assert doubtful.reply(stuck) == ""  # nobody asked: silence
+
+
+@pytest.mark.parametrize("text,conf,volunteer,speak,sent", [
+    ("Lima.", 0.9, False, True, "Lima."),
+    ("Lima.", 0.3, False, True, UNSURE),
+    ("I'm not sure, maybe Lima.", 0.9, False, True, "I'm not sure, maybe Lima."),
+    ("Lima.", 0.9, True, True, "Lima."),
+    ("Lima.", 0.6, True, False, ""),
+    ("I'm not sure.", 0.99, True, False, ""),
+    ("", 0.99, False, False, ""),
+])
+def test_vet(text, conf, volunteer, speak, sent):
+    verdict = vet(Answer(text, tokens=[("X1", conf)]), volunteer)
+    assert (verdict.speak, verdict.text) == (speak, sent) and verdict.reason
+
+
+def test_the_prompt_shows_the_chat_as_a_transcript_and_restates_the_message():
+    history = chat(("Ana", "how long do guinea pigs live?"), ("Ben", "2 years on average i think")) + [
+        Message("assistant", "About 5 to 7 years.")]
+    history += chat(("Ana", "bot, are you sure?"))
+    system, user = replier_messages(history)
+    assert system["role"] == "system" and "guess" in system["content"]
+    assert "Ben: 2 years on average i think" in user["content"] and "assistant: About 5 to 7 years." in user["content"]
+    assert user["content"].rstrip().endswith('Ana asked you: "bot, are you sure?"\nYour reply:')
+    assert "Nobody asked you" in replier_messages(history, volunteer=True)[1]["content"]
+
+
+@pytest.fixture(scope="module")
+def real_replier():
+    from chimein.models import replier_available
+
+    if not replier_available():
+        pytest.skip("the replier extra is not installed (make install installs it)")
+    from chimein.assistant import replier
+
+    return replier.load("replier")
+
+
+@pytest.mark.slow
+def test_the_local_replier_answers_a_known_fact_and_streams_it(real_replier):
+    answer = Answer("")
+    pieces = list(real_replier.stream(chat(("Ana", "pizza tonight?"), ("Ben", "bot, what is the capital of France?")),
+                                      answer=answer))
+    assert len(pieces) > 1 and "".join(pieces).strip() == answer.text  # streamed, piece by piece
+    assert "Paris" in answer.text and answer.confidence > 0.5
+    assert all(0.0 < p <= 1.0 for _, p in answer.tokens)
