@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from chimein.assistant.prompts import UNSURE, replier_messages
+from chimein.assistant.prompts import UNSURE, replier_messages, the_question
 from chimein.assistant.replier import Answer, LocalReplier, vet
 from chimein.data import Message
 
@@ -81,15 +81,28 @@ def test_vet(text, conf, volunteer, speak, sent):
     assert (verdict.speak, verdict.text) == (speak, sent) and verdict.reason
 
 
-def test_the_prompt_shows_the_chat_as_a_transcript_and_restates_the_message():
+def test_the_prompt_restates_the_question_after_the_peoples_messages():
     history = chat(("Ana", "how long do guinea pigs live?"), ("Ben", "2 years on average i think")) + [
         Message("assistant", "About 5 to 7 years.")]
-    history += chat(("Ana", "bot, are you sure?"))
+    history += chat(("Caro", "nice"), ("Ana", "what's a group of them called?"), ("Ben", "a herd? not sure"))
     system, user = replier_messages(history)
     assert system["role"] == "system" and "guess" in system["content"]
-    assert "Ben: 2 years on average i think" in user["content"] and "assistant: About 5 to 7 years." in user["content"]
-    assert user["content"].rstrip().endswith('Ana asked you: "bot, are you sure?"\nYour reply:')
-    assert "Nobody asked you" in replier_messages(history, volunteer=True)[1]["content"]
+    assert "Ben: 2 years on average i think" in user["content"]
+    assert "About 5 to 7 years" not in user["content"]  # its own earlier reply is not shown: it would be repeated
+    assert user["content"].endswith("Question: what's a group of them called?")  # not the guess "a herd?"
+
+
+@pytest.mark.parametrize("lines,question", [
+    ([("Ana", "bot, how long is the nozomi from tokyo to kyoto?")], "how long is the nozomi from tokyo to kyoto?"),
+    ([("Ana", "what temp does chicken need to reach?"), ("Ben", "120F i think"), ("Caro", "assistant?")],
+     "what temp does chicken need to reach?"),
+    ([("Ana", "how many keys on a piano"), ("Ben", "around 87?")], "around 87?"),  # no real question before it
+    ([("Ana", "when do the perseids peak?"), ("Ben", "he'll also ask how far andromeda is, bot? he asks every time")],
+     "he'll also ask how far andromeda is, bot? he asks every time"),
+    ([("Ana", "アシスタント、富士山が見えるのはどっち側の席？")], "アシスタント、富士山が見えるのはどっち側の席？"),
+])
+def test_the_question(lines, question):
+    assert the_question(chat(*lines)) == question
 
 
 @pytest.fixture(scope="module")

@@ -66,3 +66,9 @@ def test_reply_metrics_shares():
     m = reply_metrics(["correct", "wrong", "unsure", "correct"], leaks=1, words=[4, 6], languages=[True, None, False])
     assert m["correct"] == 0.5 and m["wrong_or_harmful"] == 0.25 and m["marker_leaks"] == 1
     assert m["mean_words"] == 5.0 and m["same_language"] == 0.5
+
+
+def test_yes_or_no_against_the_gold_comes_before_the_numbers():
+    assert facts_check("No, in the UK riding two abreast is not allowed.",
+                       "Yes, the Highway Code allows riding two abreast.").grade == "wrong"
+    assert facts_check("Yes, 10x is better than 8x.", "Not necessarily: 10x brings birds closer, 8x is steadier.").grade == "wrong"

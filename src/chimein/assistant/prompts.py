@@ -14,6 +14,7 @@ import re
 
 from chimein.data import Message
 from chimein.format import SILENCE
+from chimein.mentions import mentions_assistant
 
 SYSTEM_SHORT = (
     "You are an assistant in a group conversation between multiple users. "
@@ -30,19 +31,14 @@ REMINDER = f'Reminder: reply "{SILENCE}" unless you are addressed or can add a u
 
 VARIANTS = ("short", "reminder")
 
-# The replier (decide small, reply strong). The chat goes in as one transcript with the message to answer
-# restated, not as turns: in turns a small replier agreed with whatever guess came last.
+# The replier (decide small, reply strong). The question goes in restated on its own, after a few lines of the
+# chat as context: shown the chat as turns, a small replier agreed with whatever guess came last, and an
+# instruction to say "I'm not sure" made it hedge on what it knew (its token probabilities say that better).
 UNSURE = "I'm not sure about that one, sorry."
-REPLIER_SYSTEM = (
-    "You are the assistant in a group chat. Reply to the group in one or two short sentences, the fact first, "
-    "in the language of the chat. People in the chat may have guessed wrong: rely on what you know, never on their "
-    "guesses. If you do not know the answer for certain, say \"I'm not sure\" and do not invent numbers, dates "
-    "or names."
-)
-ASKED = "{name} asked you: \"{text}\"\nYour reply:"
-VOLUNTEERED = ("Nobody asked you, but the last message was from {name}: \"{text}\"\nIf the chat is stuck on a question "
-               "or states something wrong, give the correct fact. Your reply:")
-REPLIER_CONTEXT = 12  # recent messages shown to the replier
+REPLIER_SYSTEM = ("You are a helpful assistant in a group chat. Answer the question in one or two short sentences, the "
+                  "fact first, in the language of the question. Messages in the chat may contain wrong guesses: answer "
+                  "from what you know.")
+REPLIER_CONTEXT = 6  # recent messages shown to the replier before the question
 REPLIER_MESSAGE_CHARS = 400
 
 def baseline_messages(messages: list[Message], variant: str = "short", names_in_field: bool = False) -> list[dict[str, str]]:
@@ -61,35 +57,46 @@ def baseline_messages(messages: list[Message], variant: str = "short", names_in_
 
 
 def replier_messages(messages: list[Message], volunteer: bool = False) -> list[dict[str, str]]:
-    """The replier's prompt: its instruction, the recent chat as a transcript, the last message restated."""
-    recent = messages[-REPLIER_CONTEXT:]
-    lines = [f"{m.name if m.role == 'user' else 'assistant'}: {_short(m.content)}" for m in recent]
-    last = messages[-1]
-    ask = (VOLUNTEERED if volunteer else ASKED).format(name=last.name or "someone", text=_short(last.content))
+    """The replier's prompt: its instruction, the people's recent messages, the question restated on its own
+    (:func:`the_question`). The assistant's own earlier replies are left out: a small replier repeats what it
+    sees (asked about the Geminids right after answering about the Perseids, it gave the Perseids' dates
+    again). ``volunteer``: nobody asked; the same prompt, since the second look (``replier.vet``) is what holds
+    a volunteered reply to a higher standard."""
+    recent = [m for m in messages if m.role == "user"][-REPLIER_CONTEXT:]
+    lines = [f"{m.name}: {_short(m.content)}" for m in recent]
     return [{"role": "system", "content": REPLIER_SYSTEM},
-            {"role": "user", "content": "The chat so far:\n" + "\n".join(lines) + "\n\n" + ask}]
+            {"role": "user", "content": "Recent chat:\n" + "\n".join(lines) + f"\n\nQuestion: {_short(the_question(messages))}"}]
 
 
 _WH = re.compile(r"^\W*(?:what|what's|whats|how|when|where|who|whom|which|why|is|are|was|were|does|do|did|can|could|should|"
-                 r"would|will|has|have|wie|was|wo|wann|welche[rsn]?|qu[eé]|c[oó]mo|cu[aá]ndo|d[oó]nde|quel(?:le)?s?|combien|o[uù])\b",
+                 r"would|will|has|have|wie|wo|wann|welche[rsn]?|qu[eé]|c[oó]mo|cu[aá]ndo|d[oó]nde|quel(?:le)?s?|combien|o[uù])\b",
                  re.IGNORECASE)
 _ADDRESS = re.compile(r"^\W*(?:(?:hey|hi|ok|okay|yo|so|oi)\W+)?(?:the\s+)?@?(?:assistant|bot|ai|chimein)\b\W*", re.IGNORECASE)
 
 
 def the_question(messages: list[Message], lookback: int = 8) -> str:
-    """The question the group is on, restated on its own: the last message if it asks something; otherwise
-    the most recent real question before it (a wh- or yes/no question of four words or more: "around 5?" is
-    a guess, not the question), without the assistant's name in front."""
-    users = [m.content for m in messages if m.role == "user"][-lookback:]
+    """The question the group is on, restated on its own, without the assistant's name in front: the last
+    message if it asks the assistant something or is a real question; otherwise the most recent real question
+    before it. A real question opens with a question word and has four words or more ("around 5?" and
+    "a herd? not sure" are guesses, not the question)."""
+    users = [m.content.strip() for m in messages if m.role == "user"][-lookback:]
     strip = lambda text: _ADDRESS.sub("", text).strip() or text  # noqa: E731
     last = strip(users[-1])
-    if "?" in last and len(last.split()) >= 3:
+    has_words = len(re.findall(r"\w+", last)) >= 2  # "assistant?" alone points at the question before it
+    if _asks(last) and has_words and (mentions_assistant(users[-1]) or _real_question(last)):
         return last
     for text in reversed(users[:-1]):
-        text = strip(text)
-        if "?" in text and len(text.split()) >= 4 and _WH.search(text):
-            return text
+        if _asks(strip(text)) and _real_question(strip(text)):
+            return strip(text)
     return last
+
+
+def _asks(text: str) -> bool:
+    return "?" in text or "？" in text or "¿" in text
+
+
+def _real_question(text: str) -> bool:
+    return (len(text.split()) >= 4 and _WH.search(text) is not None) or not text.isascii()
 
 
 def _short(text: str) -> str:

@@ -27,7 +27,7 @@ GRADES = ("correct", "incomplete", "wrong", "harmful", "unsure")
 
 _HEDGE = re.compile(r"\b(i'?m not (?:sure|certain)|i don'?t know|not sure|i can'?t (?:say|tell)|no idea)\b", re.IGNORECASE)
 _NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
     "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
@@ -40,7 +40,7 @@ _NUMBER = re.compile(
     r"(°\s?[cf]|%|[a-zµ°]{1,12})?", re.IGNORECASE)
 _WORD_NUMBER = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _YES = re.compile(r"^\W*(yes|yep|yeah|sure|correct|right|ja|sí|si|oui|sim)\b", re.IGNORECASE)
-_NO = re.compile(r"^\W*(no|nope|not quite|nein|non|não|nao|actually,? no)\b", re.IGNORECASE)
+_NO = re.compile(r"^\W*(no|nope|not quite|not necessarily|not really|nein|non|não|nao|actually,? no)\b", re.IGNORECASE)
 # Structure that must never reach a chat: chimein's markers and chat-template tokens.
 _MARKERS = re.compile(r"\((?:silence|response)\)|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system|end_of_turn|eot_id)\|>|"
                       r"\[/?INST\]|</?s>|<(?:start|end)_of_turn>|<<SYS>>", re.IGNORECASE)
@@ -98,6 +98,9 @@ def facts_check(reply: str, gold: str) -> Grade:
     """Grade ``reply`` against ``gold`` without a model (see the module's docstring)."""
     if _HEDGE.search(reply) and not re.search(r"\d", reply):
         return Grade("unsure", "says it does not know")
+    gold_yes_no, reply_yes_no = _polarity(gold), _polarity(reply)
+    if gold_yes_no and reply_yes_no and gold_yes_no != reply_yes_no:
+        return Grade("wrong", f"says {reply_yes_no} where the gold says {gold_yes_no}")
     want, got = quantities(gold), quantities(reply)
     if want:
         matched = [g for g in want if any(_same(g, r) for r in got)]
@@ -111,9 +114,6 @@ def facts_check(reply: str, gold: str) -> Grade:
         if got:
             return Grade("wrong", "states other numbers than the gold")
         return Grade("incomplete", "the gold's number is missing")
-    gold_yes_no, reply_yes_no = _polarity(gold), _polarity(reply)
-    if gold_yes_no and reply_yes_no and gold_yes_no != reply_yes_no:
-        return Grade("wrong", f"says {reply_yes_no} where the gold says {gold_yes_no}")
     names = _names(gold)
     if names and names & _names(reply):
         return Grade("correct", "names what the gold names: " + ", ".join(sorted(names & _names(reply))[:3]))
