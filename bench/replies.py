@@ -25,6 +25,9 @@ from chimein.data import load_conversations
 from chimein.eval.replies import GRADES, facts_check, marker_leak
 from chimein.mentions import mentions_assistant
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import peak_rss_mb, rss_mb  # noqa: E402
+
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -48,6 +51,7 @@ def main() -> None:
     ap.add_argument("--replier", default="replier")
     ap.add_argument("--limit", type=int, default=None, help="only the first N gold-speak turns")
     ap.add_argument("--small", action="store_true", help="also grade the 135M's own replies")
+    ap.add_argument("--threads", type=int, default=None, help="the replier's llama.cpp threads (default: all cores but one)")
     args = ap.parse_args()
 
     turns_file = args.out.with_suffix(".turns.jsonl")
@@ -62,8 +66,10 @@ def main() -> None:
             if gold is not None:
                 turns.append((f"{conv.meta.get('id', n)}:{i}", conv.messages[: i + 1], gold.content, conv.meta.get("category", "")))
     turns = turns[: args.limit or None]
-    replier = replier_mod.load(args.replier)
     small = get_backend("llamacpp:default") if args.small else None
+    memory = {"before_replier_mb": round(rss_mb(), 1)}
+    replier = replier_mod.load(args.replier, threads=args.threads)
+    memory["after_loading_replier_mb"] = round(rss_mb(), 1)
     rows = []
     with turns_file.open("a") as out:
         for k, (key, history, gold, category) in enumerate(turns):
@@ -84,7 +90,9 @@ def main() -> None:
                    "leak": marker_leak(answer.text, {m.name for m in history if m.name})}
             if small is not None:
                 small.decide_only = False
+                start = time.perf_counter()
                 d = small.decide(history, small.new_state(), threshold=0.0)
+                row["small_s"] = round(time.perf_counter() - start, 3)
                 row["small"] = d.text
                 row["small_grade"] = facts_check(d.text, gold).grade if d.text else "incomplete"
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -92,7 +100,9 @@ def main() -> None:
             rows.append(row)
             print(f"[{k + 1}/{len(turns)}] {row['grade']:<10} {row['confidence']:.2f} {row['total_s']:.1f}s  {answer.text[:70]!r}",
                   file=sys.stderr)
-    report = {"data": str(args.data), "replier": args.replier, "turns": len(rows)}
+    memory["peak_mb"] = round(peak_rss_mb(), 1)
+    report = {"data": str(args.data), "replier": args.replier, "turns": len(rows), "memory": memory,
+              "replier_threads": replier.threads}
     for part, volunteer in (("addressed", False), ("volunteer", True)):
         rs = [r for r in rows if r["volunteer"] is volunteer]
         report[part] = {
@@ -103,9 +113,12 @@ def main() -> None:
         if args.small:
             report[part]["small"] = {g: round(sum(r.get("small_grade") == g for r in rs) / len(rs), 3) if rs else 0.0 for g in GRADES}
     report["leaks"] = sum(r["leak"] is not None for r in rows)
-    if rows:
-        report["first_word_s"] = {"p50": statistics.median(r["first_word_s"] for r in rows)}
-        report["total_s"] = {"p50": statistics.median(r["total_s"] for r in rows)}
+    timed = [r for r in rows if r["key"] not in done]  # this run's own timings, not a resumed run's
+    if timed:
+        report["timed_turns"] = len(timed)
+        for k in ("first_word_s", "total_s") + (("small_s",) if args.small else ()):
+            values = [r[k] for r in timed if k in r]
+            report[k] = {"p50": round(statistics.median(values), 3), "p95": round(sorted(values)[int(0.95 * (len(values) - 1))], 3)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

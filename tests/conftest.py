@@ -31,6 +31,9 @@ def session_chimein_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
             (home / "models" / name).symlink_to(chimein_home() / "models" / name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHIMEIN_HOME", str(home))
+        # Commands run with the deciding model's own replies unless a test asks for the local replier: its
+        # 1.1 GB model would load in every command a test starts.
+        mp.setenv("CHIMEIN_REPLY_MODEL", "none")
         yield home
 
 

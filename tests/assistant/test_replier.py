@@ -124,3 +124,12 @@ def test_the_local_replier_answers_a_known_fact_and_streams_it(real_replier):
     assert len(pieces) > 1 and "".join(pieces).strip() == answer.text  # streamed, piece by piece
     assert "Paris" in answer.text and answer.confidence > 0.5
     assert all(0.0 < p <= 1.0 for _, p in answer.tokens)
+
+
+def test_a_volunteered_reply_must_add_to_the_chat():
+    said = "anticlockwise? or clockwise, I always mix it up says Heidi"
+    retell = Answer("Heidi always mixes it up.", tokens=[("Heidi", 0.99)])
+    fact = Answer("Clockwise closes the valve; anticlockwise opens it.", tokens=[("Clock", 0.95)])
+    assert not vet(retell, volunteer=True, context=said).speak
+    assert vet(fact, volunteer=True, context=said).speak
+    assert vet(retell, volunteer=False, context=said).speak  # asked directly: answered

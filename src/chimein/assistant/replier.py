@@ -17,6 +17,7 @@ speaks, this replier (by default Qwen2.5-Coder-1.5B-Instruct, from the ``replier
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -26,8 +27,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from chimein.assistant.core import parse_reply, speakers
-from chimein.assistant.prompts import UNSURE, replier_messages
+from chimein.assistant.prompts import REPLIER_CONTEXT, UNSURE, replier_messages
 from chimein.data import Message
+
+log = logging.getLogger("chimein.replier")
 
 # Below this fact-token probability an answer is a guess (chosen on the valid split: see README, replies).
 UNSURE_BELOW = 0.5
@@ -76,15 +79,32 @@ class Verdict:
     reason: str
 
 
+def new_words(text: str, context: str) -> float:
+    """The share of a reply's content words (four letters or more) that the chat did not already say."""
+    words = [w for w in re.findall(r"\w{4,}", text.lower())]
+    if not words:
+        return 0.0
+    said = set(re.findall(r"\w{4,}", context.lower()))
+    return sum(w not in said for w in words) / len(words)
+
+
+# A volunteered reply must say something new: at least this share of its content words are not the chat's
+# ("Heidi always mixes it up" only retells the chat).
+VOLUNTEER_NEW_WORDS = 0.4
+
+
 def vet(answer: Answer, volunteer: bool, unsure_below: float = UNSURE_BELOW,
-        volunteer_above: float = VOLUNTEER_ABOVE) -> Verdict:
-    """Whether and what to send (see the module's docstring)."""
+        volunteer_above: float = VOLUNTEER_ABOVE, context: str = "") -> Verdict:
+    """Whether and what to send (see the module's docstring); ``context``: the chat's recent text, which a
+    volunteered reply must add to."""
     conf = answer.confidence
     if not answer.text:
         return Verdict(False, "", "the replier wrote nothing")
     if volunteer:
         if answer.hedged:
             return Verdict(False, "", "volunteer: the replier is not sure")
+        if context and new_words(answer.text, context) < VOLUNTEER_NEW_WORDS:
+            return Verdict(False, "", "volunteer: the reply only retells the chat")
         if conf < volunteer_above:
             return Verdict(False, "", f"volunteer: confidence {conf:.2f} < {volunteer_above:.2f}")
         return Verdict(True, answer.text, f"volunteer: confidence {conf:.2f} >= {volunteer_above:.2f}")
@@ -104,8 +124,8 @@ class LocalReplier:
     """
 
     def __init__(self, engine: Any, render: Callable[[list[dict[str, str]]], str], *, stop_ids: set[int] = frozenset(),
-                 max_new_tokens: int = 64, name: str = "replier"):
-        self.engine, self.render, self.name = engine, render, name
+                 max_new_tokens: int = 64, name: str = "replier", threads: int | None = None):
+        self.engine, self.render, self.name, self.threads = engine, render, name, threads
         self.max_new_tokens = max_new_tokens
         self.stop_ids = {i for i in (engine.eos_id, *stop_ids) if i is not None}
         self.state = engine.new_state()  # one cache: the system prompt and a room's recent chat are reused
@@ -144,7 +164,9 @@ class LocalReplier:
         from chimein.mentions import mentions_assistant
 
         volunteer = not mentions_assistant(messages[-1].content)
-        verdict = vet(self.answer(messages, volunteer), volunteer)
+        context = " ".join(m.content for m in messages[-REPLIER_CONTEXT:] if m.role == "user")
+        verdict = vet(self.answer(messages, volunteer), volunteer, context=context)
+        log.info("replier: %s", verdict.reason)
         return verdict.text if verdict.speak else ""
 
 
@@ -188,4 +210,4 @@ def load(name: str = "replier", *, n_ctx: int = 2048, threads: int | None = None
     render = lambda chat: formatter(messages=chat).prompt  # noqa: E731
     engine = LlamaCppEngine(llm, state_budget_mb=0)
     end_of_turn = [t for t in (llm.tokenize(b"<|im_end|>", add_bos=False, special=True),) if len(t) == 1]
-    return LocalReplier(engine, render, stop_ids={t[0] for t in end_of_turn}, name=name, **kwargs)
+    return LocalReplier(engine, render, stop_ids={t[0] for t in end_of_turn}, name=name, threads=threads, **kwargs)

@@ -36,7 +36,7 @@ EAGERNESS = typer.Option(None, "--eagerness", min=0.0, max=1.0,
                          help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own "
                               "(the shipped adapter's is F1-optimal)")
 REPLY_BASE_URL = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies")
-REPLY_MODEL = typer.Option(None, help="who writes the replies: replier (the local Qwen2.5-Coder-1.5B; the default when "
+REPLY_MODEL = typer.Option(None, envvar="CHIMEIN_REPLY_MODEL", help="who writes the replies: replier (the local Qwen2.5-Coder-1.5B; the default when "
                                       "chimein[replier] is installed), a .gguf chat model, none (the deciding model "
                                       "writes them), or with --reply-base-url the model name there")
 REPLY_API_KEY_ENV = typer.Option(KEY_ENV_DEFAULT, help="two-stage: environment variable holding the replier's API key")
