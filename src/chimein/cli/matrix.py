@@ -53,7 +53,7 @@ def matrix(
 ) -> None:
     """Run the assistant as a Matrix bot: it hears every message of its rooms and replies only when it decides to."""
     try:
-        from chimein.interfaces.matrix import MatrixBotError, MatrixSettings, load_session, run_bot
+        from chimein.connectors.matrix import MatrixBotError, MatrixSettings, load_session, run_bot
     except ImportError as e:
         fail(f"{MISSING_NIO} ({e})")
     from chimein.assistant import Assistant
