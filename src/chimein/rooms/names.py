@@ -25,20 +25,22 @@ def looks_alike(a: str, b: str) -> bool:
     return a == b or confusables.is_confusable(a, b)
 
 
-def bare_name(name: str) -> str:
-    """A name without what does not tell people apart: bracketed asides, punctuation, symbols, a leading
-    article, case and extra spaces ("The Assistant (real)." -> "assistant")."""
-    text = _BRACKETED.sub(" ", unicodedata.normalize("NFKC", name).casefold())
-    text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
-    return _ARTICLE.sub("", " ".join(text.split()))
+def bare_names(name: str) -> set[str]:
+    """A name without what does not tell people apart: punctuation, symbols, brackets (with or without what
+    they hold), a leading article, case and spaces ("The Assistant (real)." -> "assistant", "Chim-ein" -> "chimein")."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    out = set()
+    for text in (_BRACKETED.sub(" ", folded), folded):
+        words = " ".join("".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text).split())
+        out |= {words.replace(" ", ""), _ARTICLE.sub("", words), _ARTICLE.sub("", words).replace(" ", "")}
+    return out - {""}
 
 
 def passes_for_assistant(name: str, assistant_name: str = "assistant") -> bool:
     """Whether a person's name could pass for the assistant: its own name or a generic one (bot, AI, chimein,
-    the assistant), looking alike with or without punctuation, brackets and a leading article."""
-    candidates = {name, bare_name(name)}
-    return any(looks_alike(c, n) for c in candidates if c for n in (assistant_name, bare_name(assistant_name),
-                                                                     *GENERIC_ASSISTANT_NAMES))
+    the assistant), looking alike with or without punctuation, brackets, a leading article and spaces."""
+    reserved = {assistant_name, *bare_names(assistant_name), *GENERIC_ASSISTANT_NAMES}
+    return any(looks_alike(candidate, r) for candidate in {name, *bare_names(name)} for r in reserved)
 
 
 def has_bidi_control(text: str) -> bool:
