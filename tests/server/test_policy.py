@@ -65,14 +65,9 @@ def test_a_burst_is_decided_once_and_the_reply_answers_the_question_in_it(tmp_pa
         room, token = new_room(client)
         with client.websocket_connect("/ws") as ws:
             join(ws, room, token, "Ana")
-            say(ws, "assistant, what is the capital of Peru?")
-            say(ws, "brb")
-            ids = {}
-            while len(ids) < 2:
-                frame = receive(ws, "message")["message"]
-                ids[frame["content"]] = frame["id"]
+            question, brb = say(ws, "assistant, what is the capital of Peru?"), say(ws, "brb")
             reply = assistant_message(ws)
-    assert reply["reply_to"] == ids["assistant, what is the capital of Peru?"]
+    assert brb["content"] == "brb" and reply["reply_to"] == question["id"]
     assert reply["content"] == "reply to assistant, what is the capital of Peru?" and len(backend.calls) == 1
     notes = dict(rows(db, "SELECT m.content, d.note FROM decisions d JOIN messages m ON m.id = d.message_id"))
     assert notes["brb"] == BURST_REASON and notes["assistant, what is the capital of Peru?"] == "addressed"
