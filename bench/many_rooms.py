@@ -2,6 +2,8 @@
 
     python bench/many_rooms.py            # all three parts, writes bench/results/many_rooms.json
     python bench/many_rooms.py --quick    # fewer rooms and messages
+    python bench/many_rooms.py --parts load --label after                            # this checkout, --threads 1
+    python bench/many_rooms.py --parts load --label before --load-src ../main/src    # another checkout's server
 
 1. decide: `chimein decide` (the shipped default on llama.cpp) fed 40 conversations of 60 messages,
    interleaved, each request carrying its conversation's whole growing history (what a bot framework
@@ -12,6 +14,14 @@
 3. hostile: `chimein serve` (the default, no settle time): how long a room waits for the answer to a direct
    question, alone and while one client sends 10,000-message histories back to back and a 1 MB request
    (refused); ratio against the room alone, measured in the same server.
+5. load: the 40-room load of issue 25 on `chimein serve` with the shipped defaults (settle time 1.5 s):
+   about 7 messages/s in all for ``--load-seconds``, real chat lines, and now and then a direct question
+   ("assistant, what is the capital of Peru?") followed 0.5 s later by chatter ("brb") in the same room.
+   Per question: the time from sending it to the first reply in its room, and whether that reply answers
+   the question (its reply_to) or the chatter; then how long after the talk ends the server still decides
+   (backlog: until every message has its decision), skipped decisions, and the server's peak RSS.
+   ``--load-src DIR`` runs the server from another checkout's src/ (``--label before`` for today's main),
+   ``--load-threads N`` passes ``--threads N``. Writes bench/results/many_rooms.json and many_rooms.md.
 4. latency, in one process: p50 decision latency of the next message in a room whose cache is still held
    (saved when another room took the model) vs a room whose cache was evicted by the memory budget (its
    history is read again), vs the room that holds the model; ratios against the held room.
@@ -23,11 +33,14 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from peak import peak_rss_mb, rss_mb  # bench/peak.py
 
@@ -177,6 +190,141 @@ def bench_hostile(tmp: Path, questions: int = 4) -> dict:
             "status_codes": sorted(set(codes)), "history_messages": 10_000}
 
 
+QUESTIONS = ["assistant, what is the capital of Peru?", "bot, how many minutes are in a day?",
+             "assistant, what is the boiling point of water in fahrenheit?", "bot, who wrote the odyssey?",
+             "assistant, how many legs does a spider have?", "bot, what is the tallest mountain in africa?"]
+FOLLOW_UPS = ["brb", "lol", "yeah totally", "ok see you at 7"]
+
+
+def load_schedule(rooms: int, seconds: float, rate: float, questions: int, seed: int = 25) -> list[tuple]:
+    """(time, room, speaker, text, kind) sorted by time: chatter at ``rate`` messages/s over random rooms, and
+    ``questions`` direct questions spread over the talk, each followed 0.5 s later by chatter from the other speaker."""
+    rng = random.Random(seed)
+    chatter = user_messages(int(seconds * rate) + 1)
+    events = [(i / rate, rng.randrange(rooms), rng.randrange(2), chatter[i]["content"][:2000], "chat")
+              for i in range(int(seconds * rate))]
+    for k in range(questions):
+        at, room = (k + 0.5) * seconds / questions, rng.randrange(rooms)
+        events += [(at, room, 0, QUESTIONS[k % len(QUESTIONS)], "question"),
+                   (at + 0.5, room, 1, FOLLOW_UPS[k % len(FOLLOW_UPS)], "follow-up")]
+    return sorted(events, key=lambda e: e[0])
+
+
+def undecided(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM messages m LEFT JOIN decisions d ON d.message_id = m.id "
+                            "WHERE m.role = 'user' AND d.message_id IS NULL").fetchone()[0]
+
+
+async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Path, max_backlog_s: float) -> dict:
+    import websockets
+
+    sent: dict[str, tuple[float, int, str]] = {}  # client_id -> (when, room, kind)
+    ids: dict[str, int] = {}  # client_id -> message id
+    replies: dict[int, tuple[float, int, int | None]] = {}  # reply id -> (when, room, reply_to)
+    conns = {}
+    for room in range(len(made)):
+        for speaker in range(2):
+            ws = await websockets.connect(ws_url, max_size=2**22)
+            await ws.send(json.dumps({"type": "join", "room": made[room]["room"], "token": made[room]["token"],
+                                      "name": ("Ana", "Ben")[speaker] + str(room), "key": f"loadkey{room:04d}{speaker}xxxxxxxx"}))
+            while json.loads(await ws.recv())["type"] != "joined":
+                pass
+            conns[room, speaker] = ws
+
+    async def read(room: int, ws: Any) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["type"] != "message":
+                continue
+            m = frame["message"]
+            if m["role"] == "user" and m.get("client_id") in sent:
+                ids[m["client_id"]] = m["id"]
+            elif m["role"] == "assistant" and m["id"] not in replies:
+                replies[m["id"]] = (time.monotonic(), room, m.get("reply_to"))
+
+    readers = [asyncio.create_task(read(room, ws)) for (room, _), ws in conns.items()]
+    start = time.monotonic()
+    for n, (at, room, speaker, text, kind) in enumerate(schedule):
+        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        cid = f"load{n}"
+        sent[cid] = (time.monotonic(), room, kind)
+        await conns[room, speaker].send(json.dumps({"type": "say", "text": text, "client_id": cid}))
+    talk_ended = time.monotonic()
+    while (left := await asyncio.to_thread(undecided, db)) and time.monotonic() - talk_ended < max_backlog_s:
+        await asyncio.sleep(0.5)
+    backlog_s = time.monotonic() - talk_ended
+    await asyncio.sleep(1)  # the last replies reach the clients
+    for task in readers:
+        task.cancel()
+    for ws in conns.values():
+        await ws.close()
+    waits, on_question, on_other, unanswered = [], 0, 0, 0
+    for cid, (when, room, kind) in sent.items():
+        if kind != "question":
+            continue
+        later = sorted((t, to) for t, r, to in replies.values() if r == room and t >= when)
+        mine = [t for t, to in later if to == ids.get(cid)]
+        if mine:
+            on_question += 1
+            waits.append(mine[0] - when)
+        elif later:
+            on_other += 1
+            waits.append(later[0][0] - when)
+        else:
+            unanswered += 1
+    follow_up_ids = {ids[c] for c, (_, _, k) in sent.items() if k == "follow-up" and c in ids}
+    with sqlite3.connect(db) as conn:
+        skipped = conn.execute("SELECT count(*) FROM decisions WHERE note LIKE 'skipped%'").fetchone()[0]
+    waits.sort()
+    return {"messages": len(sent), "questions": on_question + on_other + unanswered,
+            "answered_on_the_question": on_question, "answered_on_other_message": on_other, "unanswered": unanswered,
+            "replies_on_follow_ups": sum(1 for _, _, to in replies.values() if to in follow_up_ids),
+            "question_to_answer_p50_s": round(statistics.median(waits), 1) if waits else None,
+            "question_to_answer_p95_s": round(waits[min(len(waits) - 1, int(0.95 * len(waits)))], 1) if waits else None,
+            "backlog_after_talk_s": round(backlog_s, 1), "undecided_at_the_end": left,
+            "skipped_decisions": skipped, "talk_seconds": round(talk_ended - start, 1)}
+
+
+def bench_load(tmp: Path, rooms: int, seconds: float, rate: float, questions: int, src: str | None,
+               threads: int | None, max_backlog_s: float) -> dict:
+    from tests.server import ServerProcess
+
+    from chimein.server.store import Store
+
+    store = Store.open(tmp / "rooms.db")
+    made = [{"room": r.id, "token": r.token} for r in (store.create_room() for _ in range(rooms))]
+    store.close()
+    extra = ("--threads", str(threads)) if threads else ()
+    env = dict(os.environ)
+    if src:
+        os.environ["PYTHONPATH"] = str(Path(src).resolve())
+    try:
+        with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default", None, *extra) as server:
+            result = asyncio.run(_run_load(server.ws_url, made, load_schedule(rooms, seconds, rate, questions),
+                                           tmp / "rooms.db", max_backlog_s))
+            result.update(rooms=rooms, rate_per_s=rate, peak_rss_mb=round(peak_rss_mb(server.proc.pid)),
+                          threads=threads or "the server's default", src=src or "this checkout")
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    return result
+
+
+def load_table(load: dict) -> str:
+    """The load results side by side, as markdown."""
+    rows = [("direct questions", "questions"), ("answered on the question (reply_to)", "answered_on_the_question"),
+            ("answered on another message", "answered_on_other_message"), ("unanswered", "unanswered"),
+            ("question -> answer p50 (s)", "question_to_answer_p50_s"), ("question -> answer p95 (s)", "question_to_answer_p95_s"),
+            ("backlog after the talk ends (s)", "backlog_after_talk_s"), ("messages undecided at the end", "undecided_at_the_end"),
+            ("chit-chat decisions skipped (behind)", "skipped_decisions"), ("server peak RSS (MB)", "peak_rss_mb"),
+            ("llama.cpp threads", "threads"), ("messages sent", "messages")]
+    labels = list(load)
+    lines = ["| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {title} | " + " | ".join(str(load[label].get(key, "-")) for label in labels) + " |" for title, key in rows]
+    return "\n".join(lines) + "\n"
+
+
 def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
     from chimein.assistant import get_backend
     from chimein.data import Message
@@ -216,6 +364,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="latency,decide,serve,hostile")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "many_rooms.json"))
+    ap.add_argument("--label", default="after", help="load: the name of this run in the results")
+    ap.add_argument("--load-src", default=None, help="load: run the server from this src/ directory")
+    ap.add_argument("--load-threads", type=int, default=None, help="load: pass --threads N to the server")
+    ap.add_argument("--load-seconds", type=float, default=120.0)
+    ap.add_argument("--load-questions", type=int, default=12)
+    ap.add_argument("--max-backlog", type=float, default=300.0, help="load: stop waiting for the backlog after this")
     args = ap.parse_args()
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -238,6 +392,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             results["hostile"] = bench_hostile(Path(tmp))
         print("hostile:", results["hostile"], flush=True)
+    if "load" in parts:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run = bench_load(Path(tmp), 10 if args.quick else 40, 30 if args.quick else args.load_seconds, 7.0,
+                             3 if args.quick else args.load_questions, args.load_src, args.load_threads, args.max_backlog)
+        results.setdefault("load", {})[args.label] = run
+        print(f"load ({args.label}):", run, flush=True)
+        (out_path.with_suffix(".md")).write_text("# The 40-room load (issue 25), bench/many_rooms.py --parts load\n\n"
+                                                 + load_table(results["load"]))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))
     print(f"wrote {out_path}")

@@ -30,13 +30,14 @@ def test_auto_mode_speaks_on_p_speak_and_says_why():
     assert say("Ben", "no clue tbh").reason == "p_speak 0.40 >= 0.30"  # the room's eagerness
 
 
-def test_a_burst_is_decided_once_and_keeps_a_question_asked_early_in_it():
+def test_a_burst_is_decided_once_on_the_question_asked_early_in_it():
     say, backend, bot = room(RoomPolicy(mode="mention-only"), {})
     burst = [Heard("Ana", "bot, what time is it in lisbon?", T0), Heard("Ana", "also hi everyone", T0 + 0.5)]
     first, last = hear_burst(bot, RoomGate(RoomPolicy(mode="mention-only")), burst, now=T0 + 1)
-    assert first.reason == BURST_REASON and not first.speak
-    assert last.speak and last.reason == "addressed"  # the question is answered, though the latest does not ask it
-    assert len(backend.calls) == 1 and backend.calls[0][0][-2:] == [b.text for b in burst]  # one decision, all heard
+    assert first.speak and first.reason == "addressed"  # the question is answered, though the latest does not ask it
+    assert last.reason == BURST_REASON and not last.speak
+    assert len(backend.calls) == 1 and backend.calls[0][0][-1] == burst[0].text  # one decision, on the question
+    assert [m.content for m in bot.history[-3:]] == [burst[0].text, first.text, burst[1].text]  # the reply follows it
 
 
 def test_each_message_of_a_burst_counts_for_the_min_gap():

@@ -51,6 +51,14 @@ def test_out_of_range_or_unknown_flags_are_one_line_errors():
     assert code == 0 and "--eagerness" in stdout
 
 
+@pytest.mark.parametrize("command", [["chat"], ["decide"], ["eval", "x.jsonl"], ["serve"],
+                                     ["matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:hs"]])
+def test_every_model_command_takes_threads_and_refuses_zero(command):
+    assert "--threads" in runner.invoke(app, [command[0], "--help"]).stdout
+    code, stderr, _ = run(*command, "--threads", "0")
+    assert code == 2 and stderr.startswith("error: ") and "--threads" in stderr and stderr.count("\n") == 1, stderr
+
+
 @pytest.mark.parametrize("args, flag", [(["--mode", "loud"], "--mode"), (["--cooldown", "often"], "--cooldown"),
                                         (["--api-key-env", "CHIMEIN_TEST_UNSET_KEY"], "--api-key-env")])
 def test_serve_refuses_bad_room_settings_and_a_missing_key(args, flag):

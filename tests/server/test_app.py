@@ -99,7 +99,8 @@ def test_the_join_must_come_in_time(db: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 33, "a\x00b", "tab\there", "line\u2028break", "rtl\u202eoverride",
-                                  "Assistant", 42, None])
+                                  "Assistant", "bot", "AI", "chimein", "the assistant", "assistant.", "assistant (real)",
+                                  "[Bot]", 42, None])
 def test_bad_names_are_refused(client: TestClient, name: Any) -> None:
     room, token = new_room(client)
     with client.websocket_connect("/ws") as ws:
@@ -110,6 +111,7 @@ def test_bad_names_are_refused(client: TestClient, name: Any) -> None:
 
 def test_good_names_are_trimmed() -> None:
     assert validate_name("  Ana Maria  ") == "Ana Maria"
+    assert [validate_name(n) for n in ("Robot Ron", "Ai Weiwei", "Sam (bot fan)")] == ["Robot Ron", "Ai Weiwei", "Sam (bot fan)"]
     assert validate_name("x" * 32) == "x" * 32
     assert validate_name("Zoë 👩‍💻") == "Zoë 👩‍💻"
 
@@ -122,6 +124,7 @@ def test_bad_messages_get_clear_errors_and_the_connection_stays(db: Path) -> Non
             cases = [({"type": "say", "text": "x" * 51, "client_id": "c1"}, "too_long"),
                      ({"type": "say", "text": "  \n "}, "empty"),
                      ({"type": "say", "text": "bell\x07"}, "bad_text"),
+                     *(({"type": "say", "text": f"see gnp{c}.exe"}, "bad_text") for c in "\u202a\u202e\u2066\u2069"),
                      ({"type": "say", "text": ["not", "text"]}, "bad_request"),
                      ({"type": "say", "text": "ok", "client_id": "has space"}, "bad_request"),
                      ({"type": "dance"}, "unknown_type"),

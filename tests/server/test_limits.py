@@ -17,8 +17,7 @@ from chimein.assistant.core import Decision
 from chimein.data import Message
 from chimein.server import create_app
 from chimein.server.limits import Limits
-from chimein.server.model_thread import ModelThread
-from chimein.server.rooms import looks_alike
+from chimein.rooms.names import looks_alike
 
 from . import ServerProcess
 
@@ -119,32 +118,6 @@ def test_the_api_key_when_set(tmp_path: Path) -> None:
 
 
 # -- the model thread -------------------------------------------------------------------------------------
-
-def test_callers_take_turns_on_the_model_thread() -> None:
-    thread, order, gate = ModelThread(), [], threading.Event()
-    try:
-        thread.submit_as("api:flood", gate.wait, 10)  # holds the thread while the queue fills
-        flood = [thread.submit_as("api:flood", order.append, f"flood{i}") for i in range(10)]
-        room = thread.submit_as("room:r", order.append, "room")
-        gate.set()
-        room.result(5)
-        [f.result(5) for f in flood]
-        assert order.index("room") == 0  # right after the flood call that was running, not after ten more
-    finally:
-        thread.shutdown()
-
-
-def test_a_failing_call_reaches_its_caller_and_the_thread_goes_on() -> None:
-    thread = ModelThread()
-    try:
-        with pytest.raises(ZeroDivisionError):
-            thread.submit_as("a", lambda: 1 / 0).result(5)
-        assert thread.submit_as("b", lambda: 42).result(5) == 42
-    finally:
-        thread.shutdown()
-    with pytest.raises(RuntimeError):
-        thread.submit(print)
-
 
 class CostlyBackend:
     """Each decision costs time in proportion to the messages it is given (like reading a prompt)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chimein.assistant.policy import RoomPolicy
+from chimein.assistant.policy import BURST_REASON, RoomPolicy
 
 from tests.helpers import ScriptedBackend
 
@@ -57,26 +57,20 @@ def test_commands_are_answered_by_the_room_stored_and_never_reach_the_model(tmp_
     assert not any("!chimein" in c for contents, _, _ in backend.calls for c in contents)  # nor after the restart
 
 
-def test_a_burst_is_decided_once_on_its_latest_message(tmp_path: Path) -> None:
+def test_a_burst_is_decided_once_and_the_reply_answers_the_question_in_it(tmp_path: Path) -> None:
+    """A direct question followed by "brb" within the settle time: one decision, and the reply's reply_to is
+    the question, not "brb" (the burst rules themselves are the engine's: tests/rooms)."""
     db, backend = tmp_path / "rooms.db", ScriptedBackend()
     with make_client(db, backend, model_name="scripted", policy=RoomPolicy(settle_s=0.5)) as client:
         room, token = new_room(client)
         with client.websocket_connect("/ws") as ws:
             join(ws, room, token, "Ana")
-            for i in range(4):
-                say(ws, f"quick message {i}")
-            say(ws, "and bot, what now?")
-            assert assistant_message(ws)["content"] == "reply to and bot, what now?"
-        with client.websocket_connect("/ws") as ws:  # under mention-only, a question early in a burst is answered
-            join(ws, room, token, "Ben")
-            say(ws, "!chimein mode mention-only")
-            assistant_message(ws)
-            say(ws, "assistant, where is the meeting?")
-            say(ws, "also hi all")
-            assert assistant_message(ws)["content"] == "reply to also hi all"
-    assert len(backend.calls) == 2 and backend.calls[0][0][-5:] == [f"quick message {i}" for i in range(4)] + ["and bot, what now?"]
-    notes = [n for (n,) in rows(db, "SELECT note FROM decisions ORDER BY message_id")]
-    assert notes[:4] == ["burst: decided with a later message"] * 4
+            question, brb = say(ws, "assistant, what is the capital of Peru?"), say(ws, "brb")
+            reply = assistant_message(ws)
+    assert brb["content"] == "brb" and reply["reply_to"] == question["id"]
+    assert reply["content"] == "reply to assistant, what is the capital of Peru?" and len(backend.calls) == 1
+    notes = dict(rows(db, "SELECT m.content, d.note FROM decisions d JOIN messages m ON m.id = d.message_id"))
+    assert notes["brb"] == BURST_REASON and notes["assistant, what is the capital of Peru?"] == "addressed"
 
 
 def test_a_reply_to_the_assistant_addresses_it(tmp_path: Path) -> None:

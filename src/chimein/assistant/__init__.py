@@ -61,6 +61,7 @@ def _llamacpp(name: str, options: dict[str, Any]) -> Backend:
 def _hf(name: str, options: dict[str, Any]) -> Backend:
     from chimein.assistant.backends import hf
 
+    options = {k: v for k, v in options.items() if k != "threads"}  # llama.cpp's; torch sets its own
     if name in BASELINE_VARIANTS:
         return hf.load(BASELINE_MODEL, **_baseline_options(name, options))
     return hf.load(name, **_local_options(options))
@@ -81,7 +82,7 @@ def _mention(name: str, options: dict[str, Any]) -> Backend:
 def _openai(name: str, options: dict[str, Any]) -> Backend:
     from chimein.assistant.backends.openai_http import OpenAIBackend
 
-    opts = {k: v for k, v in options.items() if k not in ("threshold", "mode")}
+    opts = {k: v for k, v in options.items() if k not in ("threshold", "mode", "threads")}
     base_url = opts.pop("base_url", None)
     if not base_url:
         raise ValueError(f"openai:{name}: an OpenAI-compatible model needs --base-url")
@@ -130,8 +131,8 @@ def _lookup(spec: str, options: dict[str, Any]) -> tuple[BackendEntry, str]:
 def get_backend(spec: str = RUNTIME_DEFAULT, **options: Any) -> Backend:
     """Build the backend a ``--model`` value names (see :data:`BACKENDS`).
 
-    ``options``: ``threshold`` (None: the model's default), ``mode``, ``style``, ``base_url``, ``api_key_env``
-    and any option of the backend itself (e.g. ``max_new_tokens``); each backend takes the ones it uses."""
+    ``options``: ``threshold`` (None: the model's default), ``mode``, ``style``, ``base_url``, ``api_key_env``,
+    ``threads`` (llama.cpp's CPU threads per context) and any option of the backend itself (e.g. ``max_new_tokens``); each backend takes the ones it uses."""
     entry, name = _lookup(spec, options)
     return entry.build(name, options)
 

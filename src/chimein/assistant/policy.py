@@ -210,34 +210,53 @@ def hear(assistant: Assistant, gate: RoomGate, heard: Heard, now: float | None =
     return hear_burst(assistant, gate, [heard], now)[-1]
 
 
-BURST_REASON = "burst: decided with a later message"
+BURST_REASON = "burst: decided with another of its messages"
 
 
 def hear_burst(assistant: Assistant, gate: RoomGate, burst: list[Heard], now: float | None = None) -> list[Decision]:
-    """Messages that arrived within the settle time, decided once, on the latest; one decision per message.
+    """Messages that arrived within the settle time, decided once; one decision per message.
 
     Every message passes the gate in order (so min gap, the bot loop guard and quiet see each one) and joins
-    the history. The decision on the latest follows the latest verdict that must be answered (addressed, or a
-    reply to the assistant), else the latest message's own: "bot, what time is it?" followed at once by
-    "also hi" is still answered under ``mention-only``.
+    the history. The burst is decided on the message that must be answered (one that addresses the assistant
+    or replies to it), else on the latest; a reply answers that message, and the messages after it join the
+    history after the reply (as the room shows them: each reply addresses the message it answers). A burst
+    with several messages that address the assistant decides on each: "bot, what is the capital of Peru?"
+    followed at once by "brb" is answered on the question, never on "brb" nor dropped.
     """
     now = time.time() if now is None else now
     verdicts = [gate.before(heard, now) for heard in burst]
-    for earlier in burst[:-1]:
-        assistant.listen(earlier.name, earlier.text)
-    ruling = next((i for i in reversed(range(len(burst))) if verdicts[i].decide and verdicts[i].addressed), len(burst) - 1)
-    heard, verdict, latest = burst[ruling], verdicts[ruling], burst[-1]
+    ruling = [i for i, v in enumerate(verdicts) if v.decide and v.addressed] or [len(burst) - 1]
+    decisions: list[Decision] = []
+    for i, heard in enumerate(burst):
+        if i in ruling:
+            decisions.append(_decide(assistant, gate, heard, verdicts[i], now))
+        else:
+            assistant.listen(heard.name, heard.text)
+            decisions.append(Decision(False, reason=BURST_REASON))
+    return decisions
+
+
+def _decide(assistant: Assistant, gate: RoomGate, heard: Heard, verdict: Verdict, now: float) -> Decision:
+    """One message through the gate's verdict: only heard, or decided and then reviewed by the gate."""
+    if not verdict.decide:
+        assistant.listen(heard.name, heard.text)
+        return gate.after(heard, verdict, Decision(False), now)
     # The reason names the threshold in force: the room's eagerness, else the assistant's, else the model's.
     in_force = next((t for t in (verdict.threshold, assistant.threshold, getattr(assistant.backend, "threshold", None))
                      if t is not None), None)
     shown = replace(verdict, threshold=in_force)
-    if not verdict.decide:
-        assistant.listen(latest.name, latest.text)
-        decision = gate.after(heard, verdict, Decision(False), now)
-    else:
-        decision = assistant.hear(latest.name, latest.text, threshold=verdict.threshold,
-                                  review=lambda d: gate.after(heard, shown, d, now))
-    return [*(Decision(False, reason=BURST_REASON) for _ in burst[:-1]), decision]
+    return assistant.hear(heard.name, heard.text, threshold=verdict.threshold,
+                          review=lambda d: gate.after(heard, shown, d, now))
+
+
+def hear_only(assistant: Assistant, gate: RoomGate, burst: list[Heard], reason: str, now: float | None = None) -> list[Decision]:
+    """A burst heard without a decision (the room fell behind): each message passes the gate (its counters
+    stay right) and joins the history; every decision is silence with ``reason``."""
+    now = time.time() if now is None else now
+    for heard in burst:
+        gate.before(heard, now)
+        assistant.listen(heard.name, heard.text)
+    return [Decision(False, reason=reason) for _ in burst]
 
 
 # -- in-room commands ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import List, Optional
 import typer
 
 from chimein.cli.options import (API_KEY_ENV, BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, MAX_REPLY_CHARS, MIN_GAP, MODE,
-                                 MODEL, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE, ModelOptions,
+                                 MODEL, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE, THREADS, ModelOptions,
                                  backend_from_options, fail, replier_from_options, room_policy)
 
 MISSING_NIO = "the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'"
@@ -41,6 +41,7 @@ def matrix(
     reply_base_url: Optional[str] = REPLY_BASE_URL,
     reply_model: Optional[str] = REPLY_MODEL,
     reply_api_key_env: str = REPLY_API_KEY_ENV,
+    threads: int = THREADS,
     store_dir: Optional[Path] = typer.Option(None, help="where the login and sync token are kept (default $CHIMEIN_HOME/matrix)"),
     history: int = typer.Option(40, help="messages of room history each room's assistant starts from"),
     log_level: str = typer.Option("INFO", help="DEBUG also logs message texts"),
@@ -52,7 +53,7 @@ def matrix(
 ) -> None:
     """Run the assistant as a Matrix bot: it hears every message of its rooms and replies only when it decides to."""
     try:
-        from chimein.interfaces.matrix import MatrixBotError, MatrixSettings, load_session, run_bot
+        from chimein.connectors.matrix import MatrixBotError, MatrixSettings, load_session, run_bot
     except ImportError as e:
         fail(f"{MISSING_NIO} ({e})")
     from chimein.assistant import Assistant
@@ -70,7 +71,8 @@ def matrix(
             raise MatrixBotError(f"set ${password_env} to the bot's password (no saved login in {settings.store_dir})")
     except (ValueError, MatrixBotError) as e:
         fail(str(e))
-    options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
+    options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env,
+                           threads=threads)
     backend, replier = backend_from_options(options), replier_from_options(options)
     try:
         run_bot(settings, lambda: Assistant(backend, replier=replier, threshold=eagerness))  # one replier for all rooms

@@ -35,6 +35,8 @@ STYLE = typer.Option("finetuned", help="for openai: models: finetuned (chimein's
 EAGERNESS = typer.Option(None, "--eagerness", min=0.0, max=1.0,
                          help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the model's own "
                               "(the shipped adapter's is F1-optimal)")
+THREADS = typer.Option(1, "--threads", min=1, help="llama.cpp: CPU threads per model context (1 is fastest when "
+                                                      "other processes share the cores; see bench/many_rooms.py)")
 REPLY_BASE_URL = typer.Option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies")
 REPLY_MODEL = typer.Option(None, envvar="CHIMEIN_REPLY_MODEL", help="who writes the replies: replier (the local Qwen2.5-Coder-1.5B; the default when "
                                       "chimein[replier] is installed), a .gguf chat model, none (the deciding model "
@@ -76,6 +78,7 @@ class ModelOptions:
     reply_base_url: Optional[str] = None
     reply_model: Optional[str] = None
     reply_api_key_env: str = KEY_ENV_DEFAULT
+    threads: int = 1  # llama.cpp's CPU threads per context
 
     def with_model(self, model: str) -> "ModelOptions":
         return replace(self, model=model)
@@ -87,7 +90,7 @@ def backend_from_options(options: ModelOptions, **extra: Any) -> Any:
 
     style = {"style": options.style} if options.model.startswith("openai:") or options.base_url else {}
     return get_backend(options.model, base_url=options.base_url, api_key_env=options.api_key_env,
-                        threshold=options.eagerness, **style, **extra)
+                        threshold=options.eagerness, threads=options.threads, **style, **extra)
 
 
 def replier_from_options(options: ModelOptions, local_by_default: bool = True) -> Any:

@@ -8,20 +8,21 @@ from typing import Optional
 import typer
 
 from chimein.cli.options import (API_KEY_ENV, BASE_URL, EAGERNESS, MODEL, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL,
-                                 STYLE, ModelOptions, assistant_from_options, backend_from_options, console,
+                                 STYLE, THREADS, ModelOptions, assistant_from_options, backend_from_options, console,
                                  replier_from_options)
 
 
 def chat(
     model: str = MODEL, base_url: Optional[str] = BASE_URL, api_key_env: str = API_KEY_ENV, style: str = STYLE,
     eagerness: Optional[float] = EAGERNESS, reply_base_url: Optional[str] = REPLY_BASE_URL,
-    reply_model: Optional[str] = REPLY_MODEL, reply_api_key_env: str = REPLY_API_KEY_ENV,
+    reply_model: Optional[str] = REPLY_MODEL, reply_api_key_env: str = REPLY_API_KEY_ENV, threads: int = THREADS,
     speaker: str = typer.Option("You", help="your name in the chat (switch with /as NAME)"),
 ) -> None:
     """An interactive group chat in the terminal: type as several people, the assistant chimes in or not."""
     from chimein.interfaces.tui import run_chat
 
-    options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
+    options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env,
+                           threads=threads)
     with console.status(f"loading {model}...", spinner="dots"):
         backend = backend_from_options(options)
     run_chat(assistant_from_options(options, backend), console, speaker=speaker)
@@ -30,7 +31,7 @@ def chat(
 def decide(
     model: str = MODEL, base_url: Optional[str] = BASE_URL, api_key_env: str = API_KEY_ENV, style: str = STYLE,
     eagerness: Optional[float] = EAGERNESS, reply_base_url: Optional[str] = REPLY_BASE_URL,
-    reply_model: Optional[str] = REPLY_MODEL, reply_api_key_env: str = REPLY_API_KEY_ENV,
+    reply_model: Optional[str] = REPLY_MODEL, reply_api_key_env: str = REPLY_API_KEY_ENV, threads: int = THREADS,
 ) -> None:
     """JSON lines in, JSON lines out: {"messages": [...]} -> {"speak": ..., "text": ..., "p_speak": ...}.
 
@@ -39,6 +40,7 @@ def decide(
     """
     from chimein.interfaces.decider import JsonLinesDecider
 
-    options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
+    options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env,
+                           threads=threads)
     backend = backend_from_options(options)
     JsonLinesDecider(backend, replier_from_options(options), eagerness).run(sys.stdin, sys.stdout)

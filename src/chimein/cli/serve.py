@@ -20,6 +20,7 @@ import typer
 
 from chimein.cli.options import (BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, MAX_REPLY_CHARS, MIN_GAP, MODE, MODEL,
                                  MODEL_API_KEY_ENV, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE,
+                                 THREADS,
                                  ModelOptions, backend_from_options, err, replier_from_options, room_policy)
 
 
@@ -37,6 +38,7 @@ def serve(
     reply_base_url: Optional[str] = REPLY_BASE_URL,
     reply_model: Optional[str] = REPLY_MODEL,
     reply_api_key_env: str = REPLY_API_KEY_ENV,
+    threads: int = THREADS,
     mode: str = MODE, cooldown: Optional[str] = COOLDOWN, min_gap: int = MIN_GAP,
     max_reply_chars: int = MAX_REPLY_CHARS, settle: float = SETTLE, bot_turns: int = BOT_TURNS,
 ) -> None:
@@ -52,7 +54,8 @@ def serve(
         api_key = os.environ.get(api_key_env, "").strip()
         if not api_key:
             raise ValueError(f"--api-key-env: the environment variable {api_key_env} is empty or unset")
-    options = ModelOptions(model, base_url, model_api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
+    options = ModelOptions(model, base_url, model_api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env,
+                           threads=threads)
     with err.status(f"loading {model}...", spinner="dots"):
         extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
         backend = backend_from_options(options, **extra)

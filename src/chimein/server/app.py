@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException
 from chimein.assistant.core import Backend, TwoStage
 from chimein.assistant.policy import RoomPolicy
 from chimein.server.errors import error_response
-from chimein.server.model_thread import ModelThread
+from chimein.rooms import ModelThread
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
 from chimein.server.rooms import CLOSE_BAD_JOIN, CLOSE_JOIN_TIMEOUT, Connection, Hub, WireError

@@ -7,7 +7,7 @@ the body is refused past ``Limits.max_request_bytes`` before it is parsed, a mes
 ``max_message_chars``; the request is validated by type (pydantic: ``"name": 7`` or ``"stream": "yes"`` is a
 400, not a guess); the decision reads the latest ``api_history_messages`` messages only (a stateless request
 has no cache: the model reads all of them); and the model thread serves callers in turn
-(:mod:`chimein.server.model_thread`).
+(:mod:`chimein.rooms.model_thread`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 
 from chimein.assistant.core import Backend, Decision, TwoStage
 from chimein.data import Message
+from chimein.rooms import ModelBusy
 from chimein.server.errors import error_response
 from chimein.server.limits import Limits, TokenBucket
 
@@ -205,6 +206,8 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
         try:
             decision = await asyncio.wrap_future(
                 request.app.state.hub.executor.submit_as(f"api:{host}", decide_stateless, decider, messages, eagerness))
+        except ModelBusy as e:
+            return error_response(503, "busy", f"{e}: try again shortly")
         except Exception as e:
             return error_response(500, "model_error", f"the model failed: {e}")
         if two_stage is not None and decision.speak:

@@ -1,16 +1,15 @@
-"""The live side of `chimein serve`: connected clients, one assistant worker per room, limits, wire errors.
+"""The web transport of `chimein serve`: connected clients, live rooms over the room engine, limits, wire errors.
 
-A :class:`Hub` owns the live rooms. A room wakes up when someone joins it: its :class:`Assistant` is built
-from the ONE shared backend (its per-room state comes from ``backend.new_state()``), seeded with the room's
-recent messages, and the user messages it had not decided on yet (a crash, a restart) are queued again.
-A room goes back to sleep (its assistant and model cache are dropped) when its last client has left and
-its queue is empty.
+A :class:`Hub` owns the live rooms. A room wakes up when someone joins it: its engine
+:class:`~chimein.rooms.Room` gets an :class:`Assistant` on the ONE shared backend (its per-room state comes
+from ``backend.new_state()``), seeded with the room's recent messages, and the user messages it had not
+decided on yet (a crash, a restart) are queued again. A room goes back to sleep (its assistant and model
+cache are dropped) when its last client has left and it has nothing left to decide.
 
-Threads: everything here runs on the event loop except the model calls, which all go to ONE worker thread
-(``executor``, a :class:`ModelThread` shared by every room and the OpenAI endpoint: backends are not
-thread-safe). Each room has its own queue and worker task, so a room's messages are decided one at a time
-in arrival order, while rooms and API clients take turns on the model thread. A message that arrives while the assistant writes a reply is stored,
-shown and queued at once; the assistant hears it right after.
+Everything here runs on the event loop; the engine runs the model calls on the ONE
+:class:`~chimein.rooms.ModelThread` shared by every room and the OpenAI endpoint. This module only turns
+frames into :class:`~chimein.rooms.Incoming` messages, stores what the engine decides (a reply's
+``reply_to`` is the message it answers) and shows it to the room's clients.
 """
 
 from __future__ import annotations
@@ -26,15 +25,14 @@ import unicodedata
 from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
-import confusables
-
-from chimein.assistant.core import Assistant, Backend, Decision, TwoStage, cut_reply
-from chimein.assistant.policy import (
-    BURST_REASON, Heard, PolicyError, RoomGate, RoomPolicy, apply_command, hear_burst, is_command, parse_command)
+from chimein.assistant.core import Assistant, Backend, TwoStage
+from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, is_command
 from chimein.data import Message
+from chimein.rooms import BEHIND_S, Incoming, ModelThread, Outcome, Room, has_bidi_control, passes_for_assistant
+from chimein.rooms.names import looks_alike
 from chimein.server.limits import Limits, TokenBucket
-from chimein.server.model_thread import ModelThread
-from chimein.server.store import Room, Store, StoredMessage
+from chimein.server.store import Room as StoredRoom
+from chimein.server.store import Store, StoredMessage
 
 log = logging.getLogger("chimein.serve")
 
@@ -65,7 +63,8 @@ def _is_control(c: str) -> bool:
 
 def validate_name(raw: Any, reserved: str = "assistant") -> str:
     """A display name: 1-32 characters after trimming, no control or invisible formatting characters
-    (zero-width joiners in emoji excepted), not the assistant's name."""
+    (zero-width joiners in emoji excepted), nothing that passes for the assistant (its name, or a generic one:
+    bot, AI, chimein, "the assistant", "assistant (real)")."""
     if not isinstance(raw, str):
         raise WireError("bad_name", "name must be a string", CLOSE_BAD_JOIN)
     name = raw.strip()
@@ -73,16 +72,9 @@ def validate_name(raw: Any, reserved: str = "assistant") -> str:
         raise WireError("bad_name", "a name is 1 to 32 characters", CLOSE_BAD_JOIN)
     if any((unicodedata.category(c)[0] == "C" and c != "\u200d") or unicodedata.category(c) in ("Zl", "Zp") for c in name):
         raise WireError("bad_name", "a name cannot contain control, formatting or line-break characters", CLOSE_BAD_JOIN)
-    if looks_alike(name, reserved):
-        raise WireError("bad_name", f"{name!r} looks like {reserved!r}, the assistant's name", CLOSE_BAD_JOIN)
+    if passes_for_assistant(name, reserved):
+        raise WireError("bad_name", f"{name!r} could pass for the assistant ({reserved!r}): pick a person's name", CLOSE_BAD_JOIN)
     return name
-
-
-def looks_alike(a: str, b: str) -> bool:
-    """Whether two display names could pass for each other: equal after NFKC and case folding, or confusable
-    character by character (Unicode's confusables: a Cyrillic "а" for a Latin "a", "rn" for "m")."""
-    a, b = unicodedata.normalize("NFKC", a).casefold(), unicodedata.normalize("NFKC", b).casefold()
-    return a == b or confusables.is_confusable(a, b)
 
 
 def validate_key(raw: Any) -> str | None:
@@ -104,6 +96,8 @@ def validate_text(raw: Any, max_chars: int) -> str:
         raise WireError("too_long", f"a message is at most {max_chars} characters (this one has {len(text)})")
     if any(_is_control(c) and c not in "\n\t" for c in text):
         raise WireError("bad_text", "a message cannot contain control characters")
+    if has_bidi_control(text):
+        raise WireError("bad_text", "a message cannot contain bidirectional overrides or isolates (U+202A-202E, U+2066-2069)")
     return text
 
 
@@ -187,103 +181,55 @@ def seed_order(messages: list[StoredMessage]) -> list[Message]:
 
 
 class LiveRoom:
-    """A room with clients: its assistant, its policy, its queue of messages to decide on, and the worker
-    draining it."""
+    """A room with clients: the engine's :class:`Room`, the connections it shows its messages to, and the
+    participants who joined as bots."""
 
-    def __init__(self, hub: "Hub", room: Room, assistant: Assistant, gate: RoomGate):
-        self.hub, self.id, self.assistant, self.gate = hub, room.id, assistant, gate
+    def __init__(self, hub: "Hub", room: StoredRoom, assistant: Assistant, gate: RoomGate):
+        self.hub, self.id = hub, room.id
         self.clients: set[Connection] = set()
         self.bots: set[str] = set()  # participants who joined as bots (heard, never a reason to interject)
-        self.queue: asyncio.Queue[StoredMessage] = asyncio.Queue()
-        self.busy = self.typing = False
-        self.last_reason = ""
-        self.worker: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self.worker = asyncio.get_running_loop().create_task(self._work(), name=f"room-{self.id}")
+        self.engine = Room(f"room:{room.id}", assistant, gate, hub.executor, on_outcomes=self._record,
+                           on_policy=self._store_policy, on_idle=self._maybe_sleep, on_typing=self._show_typing,
+                           typing_after_s=hub.limits.typing_after_s, two_stage=hub.two_stage,
+                           keep_history=hub.limits.seed_messages, behind_s=hub.behind_s)
 
     @property
     def idle(self) -> bool:
-        return not self.clients and not self.busy and self.queue.empty()
+        return not self.clients and self.engine.idle
+
+    @property
+    def typing(self) -> bool:
+        return self.engine.typing
 
     def broadcast(self, frame: dict[str, Any]) -> None:
         for client in list(self.clients):
             client.push(frame)
 
-    async def _work(self) -> None:
-        while True:
-            message = await self.queue.get()
-            self.busy = True
-            try:
-                # A burst (messages within the settle time) is decided once, on its latest message, with
-                # the earlier ones heard as context.
-                burst = [message]
-                if self.gate.policy.settle_s > 0:  # with no settle time, every message is decided on its own
-                    await asyncio.sleep(self.gate.policy.settle_s)
-                    while not self.queue.empty():
-                        burst.append(self.queue.get_nowait())
-                await self._decide(burst)
-            except Exception:
-                log.exception("room %s: could not record the decision on message %s", self.id, message.id)
-            finally:
-                self.busy = False
-            if self.idle:
-                self.hub.sleep(self)
-                return
-
-    def heard(self, message: StoredMessage) -> Heard:
+    def hear(self, message: StoredMessage) -> None:
         replied = self.hub.store.message(self.id, message.reply_to) if message.reply_to is not None else None
-        return Heard(message.name, message.content, at=message.time, from_bot=message.name in self.bots,
-                     reply_to_assistant=replied is not None and replied.role == "assistant")
+        self.engine.hear(Incoming(message.id, message.name, message.content, at=message.time,
+                                  from_bot=message.name in self.bots,
+                                  reply_to_assistant=replied is not None and replied.role == "assistant"))
 
-    async def _decide(self, burst: list[StoredMessage]) -> None:
-        """Decide once on a burst (its earlier messages heard as context) and record a decision for each."""
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.hub.limits.typing_after_s, self._set_typing, True)
-        try:
-            decisions = await asyncio.wrap_future(self.hub.executor.submit_as(
-                f"room:{self.id}", hear_burst, self.assistant, self.gate, [self.heard(m) for m in burst]))
-        except Exception as e:  # a failing model never breaks the room: it stays silent on that message
-            log.exception("room %s: the assistant failed on message %s", self.id, burst[-1].id)
-            decisions = [Decision(False, reason=BURST_REASON) for _ in burst[:-1]]
-            decisions.append(Decision(False, note=f"error: {e}", reason="model error"))
-        else:
-            if decisions[-1].speak and self.hub.two_stage is not None:
-                decisions[-1] = await self._rewrite(decisions[-1])
-        finally:
-            timer.cancel()
-        self._set_typing(False)
-        for message, decision in zip(burst, decisions):
-            self._record(message, decision)
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Store each decision once (a reply answers the message it was decided on) and show the replies."""
+        for outcome in outcomes:
+            decision, why = outcome.decision, outcome.why
+            reply = (self.hub.assistant_name, decision.text) if decision.speak else None
+            stored = self.hub.store.record_decision(outcome.message.id, decision.speak, decision.p_speak, why, reply)
+            if stored is not None:
+                self.broadcast({"type": "message", "message": {**stored.to_json(), "reason": why}})
 
-    async def _rewrite(self, decision: Decision) -> Decision:
-        """The replier's reply in place of the local one, written outside the model thread (a slow replier
-        holds only this room); the history's last message is the local reply until then."""
-        assert self.hub.two_stage is not None
-        history = self.assistant.history
-        decision = await asyncio.to_thread(self.hub.two_stage.rewrite, decision, history[:-1])
-        if decision.speak:
-            decision.text = cut_reply(decision.text, self.gate.policy.max_reply_chars)
-            history[-1] = Message("assistant", decision.text)
-        else:
-            history.pop()
-        return decision
+    def _store_policy(self, policy: RoomPolicy) -> None:
+        self.hub.store.set_settings(self.id, policy.to_json(), policy.changed_by or "?")
+        self.broadcast({"type": "settings", "by": policy.changed_by, "assistant": self.hub.assistant_info(self)})
 
-    def _record(self, message: StoredMessage, decision: Decision) -> None:
-        """Store the decision (and reply) once, log it with its reason, show the reply."""
-        reply = (self.hub.assistant_name, decision.text) if decision.speak else None
-        why = "; ".join(part for part in (decision.reason, decision.note) if part)
-        stored = self.hub.store.record_decision(message.id, decision.speak, decision.p_speak, why, reply)
-        self.last_reason = f"{'spoke' if decision.speak else 'silent'} on {message.name}'s message: {why or '-'}"
-        log.info("decision %s", json.dumps({"room": self.id, "message": message.id, "speak": decision.speak,
-                                             "p_speak": decision.to_json()["p_speak"], "reason": why}))
-        if stored is not None:
-            self.broadcast({"type": "message", "message": {**stored.to_json(), "reason": why}})
+    def _show_typing(self, typing: bool) -> None:
+        self.broadcast({"type": "typing", "name": self.hub.assistant_name, "typing": typing})
 
-    def _set_typing(self, typing: bool) -> None:
-        if typing != self.typing:
-            self.typing = typing
-            self.broadcast({"type": "typing", "name": self.hub.assistant_name, "typing": typing})
+    def _maybe_sleep(self) -> None:
+        if self.idle:
+            self.hub.sleep(self)
 
 
 class Hub:
@@ -291,12 +237,13 @@ class Hub:
 
     def __init__(self, store: Store, backend: Backend, executor: ModelThread, *, replier: Any = None,
                  eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
-                 model_name: str = "chimein", policy: RoomPolicy | None = None):
-        self.store, self.backend, self.executor = store, backend, executor
+                 model_name: str = "chimein", policy: RoomPolicy | None = None, behind_s: float | None = BEHIND_S):
+        self.store, self.backend, self.executor, self.behind_s = store, backend, executor, behind_s
         self.two_stage = TwoStage(backend, replier) if replier is not None else None
         self.eagerness, self.limits, self.assistant_name, self.model_name = eagerness, limits, assistant_name, model_name
         self.supports_eagerness = backend.supports_probability
         self.live: dict[str, LiveRoom] = {}
+        self._commands: set[asyncio.Task] = set()
         self.policy = policy if policy is not None else RoomPolicy()  # a new room's settings
 
     def default_eagerness(self) -> float | None:
@@ -326,7 +273,7 @@ class Hub:
         live.clients.add(conn)  # no await since the read above: no message can fall between the two
         conn.push({"type": "joined", "room": room.id, "name": name, "history": [m.to_json() for m in history],
                    "truncated": self.store.count_after(room.id, since) > len(history), "typing": live.typing,
-                   "assistant": self._assistant_info(live), "limits": self.limits.to_json()})
+                   "assistant": self.assistant_info(live), "limits": self.limits.to_json()})
 
     def _check_name_free(self, room_id: str, name: str, owner: str | None) -> None:
         """Nobody may take a name that passes for one someone else uses in the room (now or before): the
@@ -374,32 +321,18 @@ class Hub:
             return
         live.broadcast({"type": "message", "message": message.to_json()})
         if is_command(text):
-            self._command(live, message)
+            task = asyncio.get_running_loop().create_task(self._command(live, message))
+            self._commands.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._commands.discard)
         else:
-            live.queue.put_nowait(message)
+            live.hear(message)
 
-    def _command(self, live: LiveRoom, message: StoredMessage) -> None:
-        """``!chimein ...``: answered here, never passed to the model; a change is stored and shown to all."""
-        command = None
-        try:
-            command = parse_command(message.content)
-            assert command is not None
-            policy, answer = apply_command(live.gate.policy, command, message.name)
-        except PolicyError as e:
-            policy, answer = live.gate.policy, f"chimein: {e}"
-        if command is not None and command.name == "status" and live.last_reason:
-            answer += f"; last decision: {live.last_reason}"
-        if policy is not live.gate.policy:
-            self._set_policy(live, policy)
+    async def _command(self, live: LiveRoom, message: StoredMessage) -> None:
+        """``!chimein ...``: answered by the engine, never passed to the model; a change is stored and shown to all."""
+        answer = await live.engine.command(message.content, message.name)
         stored = self.store.record_decision(message.id, True, None, "command", (self.assistant_name, answer))
         if stored is not None:
             live.broadcast({"type": "message", "message": {**stored.to_json(), "reason": "command"}})
-
-    def _set_policy(self, live: LiveRoom, policy: RoomPolicy) -> None:
-        live.gate.policy = policy
-        self.store.set_settings(live.id, policy.to_json(), policy.changed_by or "?")
-        log.info("settings %s", json.dumps({"room": live.id, "by": policy.changed_by, "policy": policy.to_json()}))
-        live.broadcast({"type": "settings", "by": policy.changed_by, "assistant": self._assistant_info(live)})
 
     def set_eagerness(self, conn: Connection, value: Any) -> None:
         if not self.supports_eagerness:
@@ -407,7 +340,7 @@ class Hub:
         assert conn.room is not None
         live, value = conn.room, validate_eagerness(value)
         self.store.set_eagerness(live.id, value)
-        self._set_policy(live, replace(live.gate.policy, eagerness=value, changed_by=conn.name, changed_at=time.time()))
+        live.engine.set_policy(replace(live.engine.policy, eagerness=value, changed_by=conn.name, changed_at=time.time()))
 
     def leave(self, conn: Connection) -> None:
         live, conn.room = conn.room, None
@@ -419,7 +352,7 @@ class Hub:
 
     # -- waking and sleeping --------------------------------------------------------------------------------
 
-    def _wake(self, room: Room) -> LiveRoom:
+    def _wake(self, room: StoredRoom) -> LiveRoom:
         policy = self.room_policy(room)
         pending = [m for m in self.store.undecided(room.id) if not is_command(m.content)]  # commands: answered when sent
         now = time.time()
@@ -430,15 +363,14 @@ class Hub:
         upto = fresh[0].seq - 1 if fresh else None
         recent = self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages)) if upto is not None \
             else self.store.messages(room.id, last=self.limits.seed_messages)
-        assistant = Assistant(self.backend, threshold=self.eagerness)  # the replier runs outside: LiveRoom._rewrite
-        assistant.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
+        assistant = Assistant(self.backend, threshold=self.eagerness)  # the replier runs outside: the engine's two_stage
         live = self.live[room.id] = LiveRoom(self, room, assistant, RoomGate(policy))
+        live.engine.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
         for m in fresh:
-            live.queue.put_nowait(m)
-        live.start()
+            live.hear(m)
         return live
 
-    def room_policy(self, room: Room) -> RoomPolicy:
+    def room_policy(self, room: StoredRoom) -> RoomPolicy:
         """The room's stored settings, else the server's (with the room's eagerness from before settings)."""
         stored = self.store.settings(room.id)
         if stored is not None:
@@ -451,18 +383,16 @@ class Hub:
     def sleep(self, live: LiveRoom) -> None:
         if self.live.get(live.id) is live:
             del self.live[live.id]
-        if live.worker is not None and live.worker is not asyncio.current_task():
-            live.worker.cancel()
+        worker = live.engine.worker
+        if worker is not None and worker is not asyncio.current_task():
+            worker.cancel()
 
     async def close(self) -> None:
-        workers = [live.worker for live in self.live.values() if live.worker is not None]
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*(live.engine.close() for live in self.live.values()), return_exceptions=True)
         self.live.clear()
 
-    def _assistant_info(self, live: LiveRoom) -> dict[str, Any]:
-        default, policy = self.default_eagerness(), live.gate.policy
+    def assistant_info(self, live: LiveRoom) -> dict[str, Any]:
+        default, policy = self.default_eagerness(), live.engine.policy
         return {"name": self.assistant_name, "model": self.model_name, "supports_eagerness": self.supports_eagerness,
                 "eagerness": policy.eagerness if policy.eagerness is not None else default, "default_eagerness": default,
                 "policy": policy.to_json(), "settings": policy.describe()}

@@ -150,3 +150,20 @@ def test_context_overflow_keeps_working():
     assert room.start > 0
     # dropping down to 3/4 of the budget leaves room for several messages before the next rebuild
     assert 1 <= rebuilds <= 12
+
+
+def test_threads_reach_every_llama_context(llama_backend):
+    """``--threads`` (get_backend's ``threads``) sets the context's threads; one by default, not os.cpu_count()."""
+    import llama_cpp
+
+    from chimein.assistant import get_backend
+
+    def threads(backend) -> tuple[int, int]:
+        ctx = backend.engine.llm._ctx.ctx
+        return llama_cpp.llama_n_threads(ctx), llama_cpp.llama_n_threads_batch(ctx)
+
+    assert threads(llama_backend) == (1, 1)
+    two = get_backend("llamacpp:smollm2-135m-instruct", threads=2, n_ctx=512)
+    assert threads(two) == (2, 2)
+    with pytest.raises(ValueError, match="--threads"):
+        get_backend("llamacpp:smollm2-135m-instruct", threads=0)

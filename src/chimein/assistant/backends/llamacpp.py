@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import os
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -123,8 +122,12 @@ class LlamaCppEngine:
 
 
 def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 4096, adapter_gguf: str | None = None,
-         state_budget_mb: float = 256.0, **kwargs: Any) -> LocalBackend:
-    """``name``: a chimein adapter (``default``, a run dir) or a registry/GGUF base model."""
+         state_budget_mb: float = 256.0, threads: int = 1, **kwargs: Any) -> LocalBackend:
+    """``name``: a chimein adapter (``default``, a run dir) or a registry/GGUF base model. ``threads``: CPU
+    threads of the context, for a decision and for reading a prompt. One by default: on a shared machine more
+    threads than free cores make each call wait for the slowest (bench/many_rooms.py measures it)."""
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
     from llama_cpp import Llama
 
     from chimein.models import chimein_home, load_tokenizer, resolve_model
@@ -143,7 +146,7 @@ def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 
             write_adapter_gguf(Path(resolved.adapter), Path(resolved.source) / resolved.gguf_file, lora_path)
         lora = str(lora_path)
     llm = Llama(model_path=str(Path(resolved.source) / resolved.gguf_file), lora_path=lora, n_ctx=n_ctx,
-                n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(), logits_all=False, verbose=False)
+                n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
     fmt = ChatFormat.for_tokenizer(load_tokenizer(resolved), resolved.template)
     if threshold is None:
         threshold = adapter_threshold(resolved.adapter) if resolved.adapter is not None else 0.5

@@ -7,7 +7,7 @@
 From Python (what the command does):
 
     from chimein.assistant import Assistant, get_backend
-    from chimein.interfaces.matrix import MatrixBot, MatrixSettings
+    from chimein.connectors.matrix import MatrixBot, MatrixSettings
 
     backend = get_backend()  # the shipped default assistant
     settings = MatrixSettings("https://matrix.example.org", "@chimein:example.org", store_dir, password="...")
@@ -16,21 +16,28 @@ From Python (what the command does):
 
 How it behaves:
 
-- One :class:`~chimein.assistant.Assistant` per room, created when the room's first new message arrives and
-  seeded with the room's recent history (``room_messages``); the bot's own messages become assistant turns.
+- A transport over the room engine (:mod:`chimein.rooms`): one :class:`~chimein.rooms.Room` per Matrix room,
+  created when the room's first new message arrives, its assistant seeded with the room's recent history
+  (``room_messages``; the bot's own messages become assistant turns) and bounded (cut back to
+  ``history_limit`` messages at ``max_history``).
 - Every ``m.text`` message from another user is heard, with the sender's display name as speaker name; edits
   (``m.replace`` / ``m.new_content``), notices and the bot's own messages are not.
-- Model calls run in one worker thread (backends are not thread-safe), so the sync loop stays responsive.
+- Model calls run on the engine's :class:`~chimein.rooms.ModelThread` (backends are not thread-safe; rooms
+  take turns, addressed messages first), so the sync loop stays responsive. Pass ``model=`` to share one
+  with a web server in the same process.
 - Invites are accepted from anyone, or only to ``rooms`` / from ``allow_from`` users when either is given;
   other invites are declined. Messages sent before the bot joined a room are history, never answered.
-- Restarts: the access token, device id and sync token (``next_batch``) are saved in ``store_dir/session.json``.
-  A restarted bot restores the login and syncs from the saved token with full state (so display names are
-  known), hearing only what arrived since; the last answered message per room is saved too, so even a crash
+- Restarts: the login (access token, device id) is saved in ``store_dir/session.json``, written only when
+  the bot logs in; the sync token (``next_batch``) and the last answered message per room in ``sync.json``
+  (no secrets), and each room's settings in ``rooms.json``, written only when they change. A restarted bot
+  restores the login and syncs from the saved token with full state (so display names are known), hearing
+  only what arrived since; the last answered message per room is saved with each reply, so even a crash
   between a reply and the next save does not answer a message twice.
 - Room controls (:mod:`chimein.assistant.policy`): each room has a policy (``settings.policy`` until the
-  room changes it with ``!chimein ...``; kept in ``session.json``). Commands are answered by the bot as
-  notices and never shown to the model; only members at or above ``command_power_level`` may change
-  settings. Messages within ``policy.settle_s`` of each other are decided once, on the latest. Senders in
+  room changes it with ``!chimein ...``). Commands are answered by the bot as notices and never shown to
+  the model; only members at or above ``command_power_level`` may change settings. Messages within
+  ``policy.settle_s`` of each other are decided once; a reply answers (``m.in_reply_to``) the message that
+  asked, not the chatter after it. Senders in
   ``bot_users`` (or whose display name matches ``bot_name_pattern``) are heard but never a reason to
   interject, and an exchange with them stops after ``policy.bot_turns`` replies. A reply to, or a thread
   under, one of the bot's messages addresses it. Every decision is logged with its reason.
@@ -46,9 +53,7 @@ import logging
 import os
 import re
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -57,15 +62,17 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'") from e
 
-from chimein.assistant import policy as room_policy
 from chimein.assistant.core import Assistant, Decision
-from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, apply_command, is_command, parse_command
+from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, is_command
 from chimein.data import Message
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES
+from chimein.rooms import Incoming, ModelThread, Outcome, Room
 
 log = logging.getLogger("chimein.matrix")
 
-SESSION_FILE = "session.json"
+SESSION_FILE = "session.json"  # the login: written when the bot logs in, never on a decision
+SYNC_FILE = "sync.json"  # the sync token and the last answered event per room (no secrets)
+ROOMS_FILE = "rooms.json"  # each room's settings, written when they change
 COMMAND_ANSWER = "org.chimein.command"
 # Room versions whose creators are listed in m.room.power_levels like anyone else; later ones rank them above all.
 LISTED_CREATOR_VERSIONS = {str(v) for v in range(1, 12)}
@@ -161,27 +168,6 @@ def speaker_name(room: Any, user_id: str) -> str:
     return name or user_id[1:].split(":", 1)[0]
 
 
-def normalize_history(messages: list[Message]) -> list[Message]:
-    """A seed the assistant can use: it starts with a user message and has no two assistant turns in a row."""
-    out: list[Message] = []
-    for m in messages:
-        if m.role == "assistant" and not out:
-            continue
-        if m.role == "assistant" and out[-1].role == "assistant":
-            out[-1] = Message("assistant", f"{out[-1].content}\n{m.content}")
-        else:
-            out.append(m)
-    return out
-
-
-def hear_bounded(assistant: Assistant, gate: RoomGate, burst: list[room_policy.Heard], max_history: int,
-                 keep: int) -> list[Decision]:
-    """The room policy's ``hear_burst``, after cutting a long-running room's history back to its last ``keep`` messages."""
-    if len(assistant.history) >= max_history:
-        assistant.seed(normalize_history(assistant.history[-keep:]) if keep else [])
-    return room_policy.hear_burst(assistant, gate, burst)
-
-
 def reply_target(event: Any) -> str | None:
     """The event a message replies to, or the root of the thread it is in (``m.relates_to``)."""
     relation = event.source.get("content", {}).get("m.relates_to") or {}
@@ -197,28 +183,35 @@ def is_command_answer(event: Any) -> bool:
 # -- the bot ----------------------------------------------------------------------------------------------
 
 class MatrixBot:
-    """A Matrix client that runs one assistant per room. ``make_assistant()`` builds a fresh, unseeded one."""
+    """A Matrix client over the room engine: one :class:`~chimein.rooms.Room` per Matrix room.
+    ``make_assistant()`` builds a fresh, unseeded assistant; ``model``: the model thread to share (default:
+    one of the bot's own)."""
 
     def __init__(self, settings: MatrixSettings, make_assistant: Callable[[], Assistant],
-                 on_decision: Callable[[Heard], None] | None = None):
+                 on_decision: Callable[[Heard], None] | None = None, model: ModelThread | None = None):
         self.settings = settings
         self.make_assistant = make_assistant
         self.on_decision = on_decision
-        self.assistants: dict[str, Assistant] = {}
+        self.rooms: dict[str, Room] = {}
         config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False, max_timeout_retry_wait_time=30)
         self.client = nio.AsyncClient(settings.homeserver, settings.user_id, config=config)
         self.ready = asyncio.Event()  # set once logged in and the first sync is handled
         self._stop = asyncio.Event()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chimein-model")
-        self._session: dict[str, Any] = {}
+        self._own_model = model is None
+        self.model = model if model is not None else ModelThread()
+        self._session: dict[str, Any] = {}  # the login
+        self._sync: dict[str, Any] = {}  # next_batch, answered
+        self._policies: dict[str, Any] = {}  # room id -> its settings (RoomPolicy.to_json)
         self._room_ids: set[str] = set()  # settings.rooms, aliases resolved
         self._accepted: set[str] = set()  # invites accepted (the room shows up as joined with the next sync)
         self._warned_encrypted: set[str] = set()
-        self.gates: dict[str, RoomGate] = {}
         self._own_events: set[str] = set()  # event IDs of the bot's messages seen or sent (replies to them address it)
-        self._pending: dict[str, list[Any]] = {}  # per room: messages waiting out the settle time
-        self._deciders: dict[str, asyncio.Task] = {}
         self._bot_names = re.compile(settings.bot_name_pattern) if settings.bot_name_pattern else None
+        self._senders: dict[str, str] = {}  # event id -> sender, for the messages a room still has to decide
+
+    @property
+    def assistants(self) -> dict[str, Assistant]:
+        return {room_id: room.assistant for room_id, room in self.rooms.items()}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -231,7 +224,8 @@ class MatrixBot:
                 if response is not None:
                     await self._handle_sync(response, initial=False)
             # Messages waiting out their settle time were heard after the saved sync token: decide on them.
-            await asyncio.gather(*self._deciders.values(), return_exceptions=True)
+            await asyncio.gather(*(room.worker for room in self.rooms.values() if room.worker is not None),
+                                 return_exceptions=True)
         finally:
             await self.close()
 
@@ -242,10 +236,16 @@ class MatrixBot:
     async def start(self) -> None:
         self.settings.store_dir.mkdir(parents=True, exist_ok=True)
         self._session = load_session(self.settings.store_dir, self.settings.user_id) or {}
+        self._sync = _read_json(self.settings.store_dir / SYNC_FILE) or {
+            k: self._session[k] for k in ("next_batch", "answered") if k in self._session}  # an older session.json held them
+        self._policies = _read_json(self.settings.store_dir / ROOMS_FILE) or {}
+        if not self._policies and self._session.get("policies"):  # an older session.json held them
+            self._policies = self._session["policies"]
+            _write_json(self.settings.store_dir / ROOMS_FILE, self._policies)
         since = None
         if self._session.get("access_token"):
             self.client.restore_login(self.settings.user_id, self._session["device_id"], self._session["access_token"])
-            since = self._session.get("next_batch")
+            since = self._sync.get("next_batch")
             log.info("restored the login of %s (device %s)", self.settings.user_id, self.client.device_id)
         else:
             await self._login()
@@ -259,8 +259,10 @@ class MatrixBot:
         self.ready.set()
 
     async def close(self) -> None:
+        await asyncio.gather(*(room.close() for room in self.rooms.values()), return_exceptions=True)
         await self.client.close()
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        if self._own_model:
+            self.model.shutdown(wait=False, cancel_futures=True)
 
     async def _login(self) -> None:
         if not self.settings.password:
@@ -268,9 +270,9 @@ class MatrixBot:
         response = await self.client.login(self.settings.password, device_name=self.settings.device_name)
         if not isinstance(response, nio.LoginResponse):
             raise MatrixBotError(f"login as {self.settings.user_id} failed: {response}")
-        self._session.update(user_id=self.settings.user_id, homeserver=self.settings.homeserver,
-                             device_id=response.device_id, access_token=response.access_token)
-        self._save()
+        self._session = {"user_id": self.settings.user_id, "homeserver": self.settings.homeserver,
+                         "device_id": response.device_id, "access_token": response.access_token}
+        save_session(self.settings.store_dir, self._session)
         log.info("logged in as %s (device %s)", self.settings.user_id, response.device_id)
 
     async def _resolve_rooms(self) -> None:
@@ -336,12 +338,13 @@ class MatrixBot:
         for room_id in response.rooms.invite:
             await self._on_invite(room_id)
         for room_id in response.rooms.leave:
-            if self.assistants.pop(room_id, None) is not None:
+            if (left := self.rooms.pop(room_id, None)) is not None:
+                await left.close()
                 log.info("left %s", room_id)
         for room_id, info in response.rooms.join.items():
             await self._on_timeline(room_id, info.timeline, initial)
-        self._session["next_batch"] = response.next_batch
-        self._save()
+        self._sync["next_batch"] = response.next_batch
+        self._save_sync()
 
     async def _on_invite(self, room_id: str) -> None:
         room = self.client.invited_rooms.get(room_id)
@@ -385,53 +388,37 @@ class MatrixBot:
             self._warned_encrypted.add(room_id)
             log.warning("%s is end-to-end encrypted: the bot cannot read it", room_id)
         joined = 0 if initial else self._joined_at(events)
-        if joined:
-            self.assistants.pop(room_id, None)  # (re)joined: start over from the room's history
+        if joined and (rejoined := self.rooms.pop(room_id, None)) is not None:
+            await rejoined.close()  # (re)joined: start over from the room's history
         cut = len(events) if initial else max(joined, self._after_last_answered(room_id, events))
         new = [ev for ev in events[cut:] if self._is_heard(ev)]
         if not new:
             return
-        if timeline.limited and room_id in self.assistants:
+        if timeline.limited and room_id in self.rooms:
             log.warning("%s: more than %d events in one sync; the earlier ones were not heard", room_id, len(events))
         room = self.client.rooms.get(room_id)
         self._own_events.update(ev.event_id for ev in events if getattr(ev, "sender", None) == self.settings.user_id)
-        assistant = self.assistants.get(room_id)
-        if assistant is None:
+        engine = self.rooms.get(room_id)
+        if engine is None:
             earlier = [m for ev in events[:cut] if (m := self._to_message(room, ev))]
-            assistant = await self._new_assistant(room_id, timeline.prev_batch, earlier)
-        gate = self._gate(room_id)
+            engine = await self._new_room(room_id, timeline.prev_batch, earlier)
         for event in new:
             if is_command(event.body):
-                await self._command(room_id, room, gate, event)
-            elif gate.policy.settle_s <= 0:
-                await self._hear(room_id, room, assistant, [event])
+                await self._command(room_id, room, engine, event)
             else:
-                self._pending.setdefault(room_id, []).append(event)
-                if room_id not in self._deciders:
-                    self._deciders[room_id] = asyncio.create_task(self._settle(room_id, room, assistant))
+                engine.hear(Incoming(event.event_id, speaker_name(room, event.sender), strip_reply_fallback(event.body),
+                                     at=event.server_timestamp / 1000, from_bot=self._is_bot(room, event.sender),
+                                     reply_to_assistant=await self._replies_to_me(room_id, event)))
+                self._senders[event.event_id] = event.sender
 
-    async def _settle(self, room_id: str, room: Any, assistant: Assistant) -> None:
-        """Wait out the settle time, then decide once on the latest message (the others are heard)."""
+    def _policy(self, room_id: str) -> RoomPolicy:
+        """The room's stored settings, else the configured ones."""
+        stored = self._policies.get(room_id)
         try:
-            while self._pending.get(room_id):
-                await asyncio.sleep(self._gate(room_id).policy.settle_s)
-                burst, self._pending[room_id] = self._pending[room_id], []
-                await self._hear(room_id, room, assistant, burst)
-        finally:
-            self._deciders.pop(room_id, None)
-
-    def _gate(self, room_id: str) -> RoomGate:
-        """The room's policy state: its stored settings, else the configured ones."""
-        if room_id not in self.gates:
-            stored = self._session.get("policies", {}).get(room_id)
-            try:
-                policy = RoomPolicy.from_json(stored) if stored else dataclasses.replace(self.settings.policy)
-            except (PolicyError, TypeError) as e:
-                log.warning("%s: stored settings unreadable (%s); using the configured ones", room_id, e)
-                policy = dataclasses.replace(self.settings.policy)
-            localpart = self.settings.user_id[1:].split(":", 1)[0]
-            self.gates[room_id] = RoomGate(policy, names=tuple(dict.fromkeys((*DEFAULT_ASSISTANT_NAMES, localpart.lower()))))
-        return self.gates[room_id]
+            return RoomPolicy.from_json(stored) if stored else dataclasses.replace(self.settings.policy)
+        except (PolicyError, TypeError) as e:
+            log.warning("%s: stored settings unreadable (%s); using the configured ones", room_id, e)
+            return dataclasses.replace(self.settings.policy)
 
     async def _power_level(self, room_id: str, user_id: str) -> int:
         """The sender's power level, read from the server when asked (it may have changed since the last sync).
@@ -466,51 +453,52 @@ class MatrixBot:
             self._own_events.add(target)
         return True
 
-    async def _command(self, room_id: str, room: Any, gate: RoomGate, event: Any) -> None:
+    async def _command(self, room_id: str, room: Any, engine: Room, event: Any) -> None:
         """``!chimein ...``: answered as a notice, never shown to the model; settings change only for members
         at or above ``command_power_level``, and are kept per room across restarts."""
         name = speaker_name(room, event.sender)
-        try:
-            command = parse_command(event.body)
-            assert command is not None
-            level = await self._power_level(room_id, event.sender) if command.changes_settings else 0
-            if command.changes_settings and level < self.settings.command_power_level:
-                answer = (f"chimein: only members with power level {self.settings.command_power_level} or more can "
-                          f"change my settings ({name} has {level})")
-            else:
-                policy, answer = apply_command(gate.policy, command, name)
-                if policy is not gate.policy:
-                    gate.policy = policy
-                    self._session.setdefault("policies", {})[room_id] = policy.to_json()
-                    self._save()
-                    log.info("%s: settings changed by %s: %s", room_id, event.sender, policy.describe())
-                if command.name == "status" and self._session.get("last_reason", {}).get(room_id):
-                    answer += f"; last decision: {self._session['last_reason'][room_id]}"
-        except PolicyError as e:
-            answer = f"chimein: {e}"
+
+        async def refusal() -> str | None:
+            level = await self._power_level(room_id, event.sender)
+            if level >= self.settings.command_power_level:
+                return None
+            return (f"chimein: only members with power level {self.settings.command_power_level} or more can "
+                    f"change my settings ({name} has {level})")
+
+        answer = await engine.command(event.body, name, may_change=refusal)
         response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.notice", "body": answer,
                                                                             COMMAND_ANSWER: True})
         if not isinstance(response, nio.RoomSendResponse):
             log.warning("%s: answering a command failed: %s", room_id, response)
 
+    def _store_policy(self, room_id: str, policy: RoomPolicy) -> None:
+        self._policies[room_id] = policy.to_json()
+        _write_json(self.settings.store_dir / ROOMS_FILE, self._policies)
+        log.info("%s: settings changed by %s: %s", room_id, policy.changed_by, policy.describe())
+
     def _after_last_answered(self, room_id: str, events: list) -> int:
         """Index after the last event answered before a crash (whose sync token was not saved), else 0."""
-        last = self._session.get("answered", {}).get(room_id)
+        last = self._sync.get("answered", {}).get(room_id)
         ids = [getattr(ev, "event_id", None) for ev in events]
         return ids.index(last) + 1 if last in ids else 0
 
-    async def _new_assistant(self, room_id: str, prev_batch: str | None, earlier: list[Message]) -> Assistant:
+    async def _new_room(self, room_id: str, prev_batch: str | None, earlier: list[Message]) -> Room:
         history = await self._room_history(room_id, prev_batch) if prev_batch else []
-        seed = (history + earlier)[-self.settings.history_limit:] if self.settings.history_limit else []
-        assistant = await self._in_worker(self._seeded_assistant, seed)
-        self.assistants[room_id] = assistant
-        log.info("%s: assistant seeded with %d message(s) of history", room_id, len(assistant.history))
-        return assistant
+        # backends may build state when an assistant is made: the model thread does it, and the seeding
+        assistant = await asyncio.wrap_future(self.model.submit_as(f"matrix:{room_id}", self.make_assistant))
+        localpart = self.settings.user_id[1:].split(":", 1)[0]
+        gate = RoomGate(self._policy(room_id), names=tuple(dict.fromkeys((*DEFAULT_ASSISTANT_NAMES, localpart.lower()))))
 
-    def _seeded_assistant(self, seed: list[Message]) -> Assistant:
-        assistant = self.make_assistant()  # backends may build state here: the worker thread does it
-        assistant.seed(normalize_history(seed))
-        return assistant
+        async def deliver(outcomes: list[Outcome]) -> None:
+            await self._deliver(room_id, outcomes)
+
+        engine = Room(f"matrix:{room_id}", assistant, gate, self.model, on_outcomes=deliver,
+                      on_policy=lambda policy: self._store_policy(room_id, policy),
+                      max_history=self.settings.max_history, keep_history=self.settings.history_limit)
+        await asyncio.wrap_future(self.model.submit_as(engine.key, engine.seed, history + earlier))
+        self.rooms[room_id] = engine
+        log.info("%s: assistant seeded with %d message(s) of history", room_id, len(assistant.history))
+        return engine
 
     async def _room_history(self, room_id: str, before: str) -> list[Message]:
         if not self.settings.history_limit:
@@ -523,48 +511,37 @@ class MatrixBot:
         room = self.client.rooms.get(room_id)
         return [m for ev in reversed(response.chunk) if (m := self._to_message(room, ev))]
 
-    async def _hear(self, room_id: str, room: Any, assistant: Assistant, events: list[Any]) -> None:
-        """Decide once on ``events`` (a burst) through the room's policy: on the last, the others heard as context."""
-        gate, event = self._gate(room_id), events[-1]
-        heard = [room_policy.Heard(speaker_name(room, ev.sender), strip_reply_fallback(ev.body), at=ev.server_timestamp / 1000,
-                                   from_bot=self._is_bot(room, ev.sender), reply_to_assistant=await self._replies_to_me(room_id, ev))
-                 for ev in events]
-        try:
-            decisions = await self._in_worker(hear_bounded, assistant, gate, heard, self.settings.max_history,
-                                              self.settings.history_limit)
-        except Exception:  # a failing model must not take the bot down
-            log.exception("%s: deciding on %s failed", room_id, event.event_id)
-            return
-        for earlier, h, d in zip(events[:-1], heard, decisions):
-            self._report(room_id, earlier, h.name, h.text, d)
-        name, text, decision = heard[-1].name, heard[-1].text, decisions[-1]
-        if decision.speak:
-            response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": decision.text})
-            if isinstance(response, nio.RoomSendResponse):
-                self._own_events.add(response.event_id)
-                self._session.setdefault("answered", {})[room_id] = event.event_id
-            else:
-                log.warning("%s: sending the reply failed: %s", room_id, response)
-        self._report(room_id, event, name, text, decision)
+    async def _deliver(self, room_id: str, outcomes: list[Outcome]) -> None:
+        """Send each reply as a reply to the message it answers, then report every decision."""
+        for outcome in outcomes:
+            decision, event_id = outcome.decision, outcome.message.id
+            if decision.speak:
+                content = {"msgtype": "m.text", "body": decision.text, "m.relates_to": {"m.in_reply_to": {"event_id": event_id}}}
+                response = await self.client.room_send(room_id, "m.room.message", content)
+                if isinstance(response, nio.RoomSendResponse):
+                    self._own_events.add(response.event_id)
+                else:
+                    log.warning("%s: sending the reply failed: %s", room_id, response)
+        if any(o.decision.speak for o in outcomes):
+            # Once answered, the whole burst is decided: after a crash, none of it is heard again.
+            self._sync.setdefault("answered", {})[room_id] = outcomes[-1].message.id
+            self._save_sync()
+        for outcome in outcomes:
+            self._report(room_id, outcome)
 
-    def _report(self, room_id: str, event: Any, name: str, text: str, decision: Decision) -> None:
-        """Log the decision with its reason (kept for ``!chimein status``) and tell ``on_decision``."""
-        reason = "; ".join(part for part in (decision.reason, decision.note) if part) or "-"
-        self._session.setdefault("last_reason", {})[room_id] = f"{'spoke' if decision.speak else 'silent'} on {name}'s message: {reason}"
-        self._save()
+    def _report(self, room_id: str, outcome: Outcome) -> None:
+        """Log the decision with its reason and tell ``on_decision``."""
+        message, decision = outcome.message, outcome.decision
         p = "" if decision.p_speak is None else f" p={decision.p_speak:.2f}"
-        log.info("%s: %s -> %s%s (%.2f s): %s", room_id, name, "speak" if decision.speak else "silent", p,
-                 decision.latency_s, reason)
-        log.debug("%s: %s: %r -> %r", room_id, name, text, decision.text)
+        log.info("%s: %s -> %s%s (%.2f s): %s", room_id, message.name, "speak" if decision.speak else "silent", p,
+                 decision.latency_s, outcome.why or "-")
+        log.debug("%s: %s: %r -> %r", room_id, message.name, message.text, decision.text)
+        sender = self._senders.pop(message.id, "")
         if self.on_decision is not None:
-            self.on_decision(Heard(room_id, event.event_id, event.sender, name, text, decision))
+            self.on_decision(Heard(room_id, message.id, sender, message.name, message.text, decision))
 
-    async def _in_worker(self, fn: Callable, *args: Any) -> Any:
-        """Run model code in the single worker thread: the event loop never blocks and backends never race."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, partial(fn, *args))
-
-    def _save(self) -> None:
-        save_session(self.settings.store_dir, self._session)
+    def _save_sync(self) -> None:
+        _write_json(self.settings.store_dir / SYNC_FILE, self._sync)
 
 
 # -- the session file -------------------------------------------------------------------------------------
@@ -581,12 +558,20 @@ def load_session(store_dir: Path, user_id: str) -> dict[str, Any] | None:
 
 
 def save_session(store_dir: Path, session: dict[str, Any]) -> None:
-    """Write atomically and readable only by the owner: the file holds an access token."""
-    path = Path(store_dir) / SESSION_FILE
+    """Write the login (it holds an access token: readable only by the owner)."""
+    _write_json(Path(store_dir) / SESSION_FILE, session)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically, readable only by the owner."""
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(session, f, indent=1)
+        json.dump(data, f, indent=1)
     os.replace(tmp, path)
 
 

@@ -1,0 +1,101 @@
+"""The one thread that runs every model call, taking turns between callers, addressed messages first.
+
+Backends are not thread-safe and a CPU has few cores, so every room (web, Matrix) and every API client shares
+one model thread. A plain FIFO would let one client with many (or long) requests hold every room's answer;
+here each caller (``room:ID``, ``matrix:!room``, ``api:ADDRESS``) has its own queue and the thread serves the
+queues in turn, one call each. A call marked ``urgent`` (a message that addresses the assistant) is served
+before every other one, callers with urgent calls again taking turns: when decisions fall behind, a direct
+question does not wait behind forty rooms' chit-chat.
+
+The queue is bounded: past ``max_pending`` calls, :meth:`ModelThread.submit_as` raises :class:`ModelBusy` at
+once instead of letting the wait grow without limit (a room's own worker never has more than one call queued).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from concurrent.futures import Executor, Future
+from typing import Any, Callable
+
+Call = tuple[Future, Callable[..., Any], tuple, dict]
+
+
+class ModelBusy(RuntimeError):
+    """The model thread has ``max_pending`` calls waiting: come back later."""
+
+
+class ModelThread(Executor):
+    def __init__(self, name: str = "chimein-model", max_pending: int = 1000):
+        # Two lines of callers, served urgent first; within each, callers take turns.
+        self._urgent: OrderedDict[str, deque[Call]] = OrderedDict()
+        self._queues: OrderedDict[str, deque[Call]] = OrderedDict()
+        self.max_pending = max_pending
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return self.submit_as("", fn, *args, **kwargs)
+
+    def submit_as(self, caller: str, fn: Callable[..., Any], /, *args: Any, urgent: bool = False, **kwargs: Any) -> Future:
+        """Queue ``fn(*args, **kwargs)`` behind ``caller``'s earlier calls (callers take turns; ``urgent``
+        calls go before all others). Raises :class:`ModelBusy` when ``max_pending`` calls are waiting."""
+        future: Future = Future()
+        with self._wake:
+            if self._stopping:
+                raise RuntimeError("the model thread is shut down")
+            if self._count() >= self.max_pending:
+                raise ModelBusy(f"the model has {self.max_pending} calls waiting")
+            (self._urgent if urgent else self._queues).setdefault(caller, deque()).append((future, fn, args, kwargs))
+            self._wake.notify()
+        return future
+
+    def _count(self) -> int:
+        return sum(len(q) for q in self._urgent.values()) + sum(len(q) for q in self._queues.values())
+
+    def pending(self) -> dict[str, int]:
+        """Calls waiting per caller (urgent and not)."""
+        with self._wake:
+            out: dict[str, int] = {}
+            for line in (self._urgent, self._queues):
+                for caller, queue in line.items():
+                    out[caller] = out.get(caller, 0) + len(queue)
+            return out
+
+    def _next(self) -> Call | None:
+        with self._wake:
+            while not self._urgent and not self._queues and not self._stopping:
+                self._wake.wait()
+            line = self._urgent or self._queues
+            if not line:
+                return None
+            caller, queue = line.popitem(last=False)
+            call = queue.popleft()
+            if queue:
+                line[caller] = queue  # to the back of the line
+            return call
+
+    def _run(self) -> None:
+        while (call := self._next()) is not None:
+            future, fn, args, kwargs = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, like ThreadPoolExecutor
+                future.set_exception(e)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._wake:
+            self._stopping = True
+            if cancel_futures:
+                for line in (self._urgent, self._queues):
+                    for queue in line.values():
+                        for future, *_ in queue:
+                            future.cancel()
+                    line.clear()
+            self._wake.notify_all()
+        if wait:
+            self._thread.join()

@@ -1,0 +1,251 @@
+"""One room, whatever carries its messages: a web room, a Matrix room, any connector.
+
+    model = ModelThread()                              # one per process, shared by every room
+    room = Room("room:abc", Assistant(backend), RoomGate(policy), model, on_outcomes=show)
+    room.seed(history)                                 # the conversation so far (no decision on it)
+    room.hear(Incoming(id=17, name="Ana", text="bot, what is the capital of Peru?"))
+    answer = await room.command("!chimein quiet 30m", "Ana", may_change=True)
+
+A transport turns its events into :class:`Incoming` and shows the :class:`Outcome` list the room hands to
+``on_outcomes``: one per message, the reply (if any) on the message it answers. The room:
+
+- waits out the settle time after a message and decides the burst once (:func:`~chimein.assistant.policy.hear_burst`),
+- runs that decision on the shared :class:`~chimein.rooms.model_thread.ModelThread` (a burst that addresses
+  the assistant goes before other rooms' chit-chat; a chit-chat decision that waited longer than ``behind_s``
+  for the model is skipped: its messages are heard, with the reason logged),
+- lets a two-stage replier rewrite a reply outside the model thread (a slow replier holds only its room),
+- answers ``!chimein`` commands (the transport says who may change settings: Matrix power levels),
+- keeps ``last_reason`` ("spoke/silent on X's message: why") for ``!chimein status``, logs every decision
+  as one JSON object, and bounds its history (cut back to ``keep_history`` messages at ``max_history``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from chimein.assistant.core import Assistant, Decision, TwoStage, cut_reply
+from chimein.assistant.policy import (BURST_REASON, Heard, PolicyError, RoomGate, RoomPolicy, apply_command, hear_burst,
+                                      hear_only, parse_command)
+from chimein.data import Message
+from chimein.mentions import addresses_assistant
+from chimein.rooms.model_thread import ModelBusy, ModelThread
+
+log = logging.getLogger("chimein.rooms")
+
+BEHIND_S = 5.0  # a chit-chat decision that waited longer than this for the model is skipped (its messages heard)
+
+
+@dataclass
+class Incoming:
+    """One message a transport hands to its room."""
+
+    id: Any  # the transport's id for it (a web message id, a Matrix event id): the reply addresses it
+    name: str
+    text: str
+    at: float = field(default_factory=time.time)  # when it was sent (epoch seconds)
+    from_bot: bool = False  # another bot: heard, never a reason to interject
+    reply_to_assistant: bool = False  # a reply to (or in a thread under) one of the assistant's messages
+
+    def heard(self) -> Heard:
+        return Heard(self.name, self.text, at=self.at, from_bot=self.from_bot, reply_to_assistant=self.reply_to_assistant)
+
+
+@dataclass
+class Outcome:
+    """The room's decision on one message; a spoken reply answers (addresses) ``message``."""
+
+    message: Incoming
+    decision: Decision
+
+    @property
+    def why(self) -> str:
+        return "; ".join(part for part in (self.decision.reason, self.decision.note) if part)
+
+    @property
+    def report(self) -> str:
+        return f"{'spoke' if self.decision.speak else 'silent'} on {self.message.name}'s message: {self.why or '-'}"
+
+
+def normalize_history(messages: list[Message]) -> list[Message]:
+    """A seed the assistant can use: it starts with a user message and has no two assistant turns in a row."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "assistant" and not out:
+            continue
+        if m.role == "assistant" and out[-1].role == "assistant":
+            out[-1] = Message("assistant", f"{out[-1].content}\n{m.content}")
+        else:
+            out.append(m)
+    return out
+
+
+class Room:
+    """A room's assistant, policy and queue of messages to decide on, with the worker task draining it."""
+
+    def __init__(self, key: str, assistant: Assistant, gate: RoomGate, model: ModelThread, *,
+                 on_outcomes: Callable[[list[Outcome]], Awaitable[None]],
+                 on_policy: Callable[[RoomPolicy], None] | None = None,
+                 on_idle: Callable[[], None] | None = None,
+                 on_typing: Callable[[bool], None] | None = None, typing_after_s: float = 0.4,
+                 two_stage: TwoStage | None = None, max_history: int = 1000, keep_history: int = 50,
+                 behind_s: float | None = BEHIND_S):
+        if not 0 <= keep_history < max_history:
+            raise ValueError("need 0 <= keep_history < max_history")
+        self.key, self.assistant, self.gate, self.model = key, assistant, gate, model
+        self.on_outcomes, self.on_policy, self.on_idle, self.on_typing = on_outcomes, on_policy, on_idle, on_typing
+        self.typing_after_s, self.two_stage, self.behind_s = typing_after_s, two_stage, behind_s
+        self.max_history, self.keep_history = max_history, keep_history
+        self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        self.busy = self.typing = False
+        self.last_reason = ""
+        self.worker: asyncio.Task | None = None
+
+    @property
+    def policy(self) -> RoomPolicy:
+        return self.gate.policy
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and self.queue.empty() and self.worker is None
+
+    def seed(self, messages: list[Message]) -> None:
+        """Start from the conversation so far (the latest ``keep_history`` messages), deciding nothing."""
+        self.assistant.seed(normalize_history(messages[-self.keep_history:] if self.keep_history else []))
+
+    def hear(self, message: Incoming) -> None:
+        """Queue a message; it is decided after the settle time, with the others that arrive meanwhile."""
+        self.queue.put_nowait(message)
+        if self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self._work(), name=f"chimein-{self.key}")
+
+    async def close(self) -> None:
+        worker = self.worker
+        if worker is not None and worker is not asyncio.current_task():
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+    # -- deciding ---------------------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        try:
+            while not self.queue.empty():
+                burst = [self.queue.get_nowait()]
+                self.busy = True
+                try:
+                    if self.policy.settle_s > 0:  # with no settle time, every message is decided on its own
+                        await asyncio.sleep(self.policy.settle_s)
+                        while not self.queue.empty():
+                            burst.append(self.queue.get_nowait())
+                    outcomes = await self._decide(burst)
+                    self._report(outcomes)
+                    await self.on_outcomes(outcomes)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s: could not record the decision on message %s", self.key, burst[-1].id)
+                finally:
+                    self.busy = False
+        finally:
+            if self.worker is asyncio.current_task():
+                self.worker = None
+        if self.on_idle is not None:
+            self.on_idle()
+
+    async def _decide(self, burst: list[Incoming]) -> list[Outcome]:
+        heard = [m.heard() for m in burst]
+        # Cheap to tell on the loop: a burst that addresses the assistant goes before other rooms' chit-chat.
+        urgent = any(h.reply_to_assistant or addresses_assistant(h.text, self.gate.names) for h in heard)
+        timer = (asyncio.get_running_loop().call_later(self.typing_after_s, self._set_typing, True)
+                 if self.on_typing is not None else None)
+        try:
+            future = self.model.submit_as(self.key, self._decide_now, heard, time.monotonic(), urgent, urgent=urgent)
+            decisions = await asyncio.wrap_future(future)
+            await self._rewrite(decisions)
+        except ModelBusy as e:  # the room has no call running: hearing here cannot race the model thread
+            log.warning("%s: %s; heard without a decision", self.key, e)
+            decisions = hear_only(self.assistant, self.gate, heard, f"skipped: {e}")
+        except Exception as e:  # a failing model never breaks the room: it stays silent on that burst
+            log.exception("%s: the assistant failed on message %s", self.key, burst[-1].id)
+            decisions = [Decision(False, reason=BURST_REASON) for _ in burst[:-1]]
+            decisions.append(Decision(False, note=f"error: {e}", reason="model error"))
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._set_typing(False)
+        return [Outcome(m, d) for m, d in zip(burst, decisions)]
+
+    def _decide_now(self, heard: list[Heard], queued_at: float, urgent: bool) -> list[Decision]:
+        """On the model thread: bound the history, then decide the burst, or only hear it when it waited too long."""
+        if len(self.assistant.history) >= self.max_history:
+            self.seed(self.assistant.history)
+        waited = time.monotonic() - queued_at
+        if not urgent and self.behind_s is not None and waited > self.behind_s:
+            return hear_only(self.assistant, self.gate, heard, f"skipped: waited {waited:.1f} s for the model (behind)")
+        return hear_burst(self.assistant, self.gate, heard)
+
+    async def _rewrite(self, decisions: list[Decision]) -> None:
+        """The replier's replies in place of the local ones, written outside the model thread (a slow replier
+        holds only this room). Each local reply is in the history right after the message it answers."""
+        spoken = [i for i, d in enumerate(decisions) if d.speak]
+        if self.two_stage is None or not spoken:
+            return
+        history = self.assistant.history
+        positions = [i for i, m in enumerate(history) if m.role == "assistant"][-len(spoken):]
+        for i, at in reversed(list(zip(spoken, positions))):  # from the end: a dropped reply shifts nothing before it
+            decision = await asyncio.to_thread(self.two_stage.rewrite, decisions[i], history[:at])
+            if decision.speak:
+                decision.text = cut_reply(decision.text, self.policy.max_reply_chars)
+                history[at] = Message("assistant", decision.text)
+            else:
+                history.pop(at)
+            decisions[i] = decision
+
+    def _report(self, outcomes: list[Outcome]) -> None:
+        decided = [o for o in outcomes if o.decision.reason != BURST_REASON] or outcomes
+        self.last_reason = decided[-1].report
+        for o in outcomes:
+            log.info("decision %s", json.dumps({"room": self.key, "message": o.message.id, "speak": o.decision.speak,
+                                                 "p_speak": o.decision.to_json()["p_speak"], "reason": o.why},
+                                                ensure_ascii=False))
+
+    def _set_typing(self, typing: bool) -> None:
+        if typing != self.typing and self.on_typing is not None:
+            self.typing = typing
+            self.on_typing(typing)
+
+    # -- settings -----------------------------------------------------------------------------------------------
+
+    async def command(self, text: str, who: str,
+                      may_change: bool | Callable[[], Awaitable[str | None]] = True) -> str:
+        """Answer a ``!chimein ...`` line (never shown to the model). ``may_change``: whether ``who`` may change
+        settings, or an async check asked only for a command that changes them (None: allowed; else the
+        refusal to answer with, e.g. Matrix's power levels)."""
+        try:
+            command = parse_command(text)
+            if command is None:
+                raise PolicyError("not a !chimein command")
+            if command.changes_settings:
+                refusal = (None if may_change else f"chimein: {who} may not change my settings") \
+                    if isinstance(may_change, bool) else await may_change()
+                if refusal is not None:
+                    return refusal
+            policy, answer = apply_command(self.policy, command, who)
+        except PolicyError as e:
+            return f"chimein: {e}"
+        if command.name == "status" and self.last_reason:
+            answer += f"; last decision: {self.last_reason}"
+        if policy is not self.policy:
+            self.set_policy(policy)
+        return answer
+
+    def set_policy(self, policy: RoomPolicy) -> None:
+        """A new policy for the room, handed to ``on_policy`` (the transport stores it, once per change)."""
+        self.gate.policy = policy
+        log.info("settings %s", json.dumps({"room": self.key, "by": policy.changed_by, "policy": policy.to_json()}))
+        if self.on_policy is not None:
+            self.on_policy(policy)

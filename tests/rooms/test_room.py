@@ -1,0 +1,177 @@
+"""The room engine, one table of room scenarios on the scripted backend (tests/helpers.py).
+
+Each scenario hears bursts (messages sent back to back, within the settle time) and ``!chimein`` commands,
+then checks which messages the room answered (a reply answers the message it was decided on), the reasons it
+gives, how many model calls it made and what the commands answered. Transports (web rooms, Matrix) only carry
+these in and out; their own tests check that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from chimein.assistant.core import Assistant
+from chimein.assistant.policy import BURST_REASON, RoomGate, RoomPolicy
+from chimein.data import Message
+from chimein.rooms import Incoming, ModelThread, Outcome, Room, normalize_history
+from tests.helpers import ScriptedBackend, lisbon_chat
+
+SETTLE = RoomPolicy(settle_s=0.05)  # a burst: messages heard in the same instant
+
+
+@dataclass
+class Scenario:
+    bursts: list[list[Any]]  # each: messages ("Name", "text", {Incoming fields}) and commands ("Name", "!chimein ...")
+    spoke_on: list[str]  # texts of the messages answered, in order
+    reasons: dict[str, str] = field(default_factory=dict)  # text -> the start of its decision's reason
+    calls: int | None = None  # model calls
+    answers: list[str] = field(default_factory=list)  # a part of each command's answer, in order
+    policy: RoomPolicy = field(default_factory=lambda: replace(SETTLE))
+    room: dict[str, Any] = field(default_factory=dict)  # Room options (max_history, behind_s, ...)
+    seed: list[Message] = field(default_factory=list)
+    history: list[str] | None = None  # the assistant's history at the end (contents)
+
+
+def msg(name: str, text: str, **incoming: Any) -> tuple[str, str, dict[str, Any]]:
+    return (name, text, incoming)
+
+
+PERU, BRB = "assistant, what is the capital of Peru?", "brb"
+SCENARIOS = {
+    "chit-chat is heard, not answered": Scenario(
+        [[msg("Ana", "pizza tonight?")]], [], {"pizza tonight?": "p_speak 0.10 < 0.50"}, calls=1),
+    "a direct question is answered": Scenario(
+        [[msg("Ana", "bot, what time is it?")]], ["bot, what time is it?"], {"bot, what time is it?": "addressed"}),
+    "a question then brb: one decision, the reply answers the question": Scenario(
+        [[msg("Ana", PERU), msg("Ana", BRB)]], [PERU], {PERU: "addressed", BRB: BURST_REASON}, calls=1,
+        history=[PERU, f"reply to {PERU}", BRB]),
+    "chatter then a question: decided once, on the question": Scenario(
+        [[msg("Ben", "so"), msg("Ben", "the trip"), msg("Ana", "bot, when do we leave?")]], ["bot, when do we leave?"],
+        {"so": BURST_REASON, "the trip": BURST_REASON}, calls=1),
+    "two direct questions in one burst: both answered": Scenario(
+        [[msg("Ana", PERU), msg("Ben", "lol"), msg("Ben", "bot, and of Chile?")]], [PERU, "bot, and of Chile?"],
+        {"lol": BURST_REASON}, calls=2, history=[PERU, f"reply to {PERU}", "lol", "bot, and of Chile?",
+                                                 "reply to bot, and of Chile?"]),
+    "mention-only: unaddressed talk never reaches the model": Scenario(
+        [[msg("Ben", "my robot vacuum broke")]], [], {"my robot vacuum broke": "mode mention-only: not addressed"},
+        calls=0, policy=RoomPolicy(settle_s=0.05, mode="mention-only")),
+    "mention-only: a question early in a burst is still answered": Scenario(
+        [[msg("Ana", "bot, where is the meeting?"), msg("Ana", "also hi all")]], ["bot, where is the meeting?"],
+        calls=1, policy=RoomPolicy(settle_s=0.05, mode="mention-only")),
+    "mention-only: a reply to the assistant addresses it": Scenario(
+        [[msg("Ana", "and times three?", reply_to_assistant=True)]], ["and times three?"],
+        {"and times three?": "reply to assistant"}, policy=RoomPolicy(settle_s=0.05, mode="mention-only")),
+    "quiet: heard, never answered": Scenario(
+        [[msg("Ana", "bot, are you there?")]], [], {"bot, are you there?": "quiet"}, calls=0,
+        policy=RoomPolicy(settle_s=0.05, mode="quiet")),
+    "another bot is never a reason to interject": Scenario(
+        [[msg("OtherBot", "my robot vacuum broke", from_bot=True)]], [],
+        {"my robot vacuum broke": "another bot, not addressed"}, calls=0),
+    "a stale message is heard, never answered": Scenario(
+        [[msg("Ana", "bot, still there?", at=time.time() - 700)]], [], {"bot, still there?": "stale"}, calls=0),
+    "cooldown holds back an unprompted second interjection": Scenario(
+        [[msg("Ana", "my robot vacuum broke")], [msg("Ben", "the robot ate a sock")]], ["my robot vacuum broke"],
+        {"the robot ate a sock": "cooldown: 1 messages"}, policy=RoomPolicy(settle_s=0.05, cooldown=(1, 10.0))),
+    "a command changes the settings; status tells the last decision": Scenario(
+        [[("Ana", "!chimein mode quiet")], [msg("Ana", "bot, are you there?")], [("Ben", "!chimein status")]], [],
+        {"bot, are you there?": "quiet"}, calls=0,
+        answers=["chimein: mode quiet", "last decision: silent on Ana's message: quiet"]),
+    "a member who may not change settings is refused": Scenario(
+        [[("Gus", "!chimein mode quiet", False)], [msg("Gus", "bot, are you there?")]], ["bot, are you there?"],
+        answers=["Gus may not change my settings"]),
+    "a bad command is answered with what is allowed": Scenario(
+        [[("Ana", "!chimein cooldown three")], [("Ana", "!chimein dance")]], [], calls=0,
+        answers=["cooldown looks like 3/10m", "unknown command 'dance'"]),
+    "behind: chit-chat is skipped, a question is not": Scenario(
+        [[msg("Ana", "my robot vacuum broke")], [msg("Ana", PERU)]], [PERU],
+        {"my robot vacuum broke": "skipped: waited"}, calls=1, room={"behind_s": 0.0}),
+    "the history is bounded": Scenario(
+        [[msg("Ana", t)] for t in ("a", "b", "c", "d", "bot, one more?")], ["bot, one more?"],
+        room={"max_history": 4, "keep_history": 2}, history=["c", "d", "bot, one more?", "reply to bot, one more?"]),
+    "a seed keeps the latest keep_history messages": Scenario(
+        [[msg("Ana", "bot, hi?")]], ["bot, hi?"], seed=lisbon_chat(9), room={"keep_history": 2},
+        history=[m.content for m in lisbon_chat(9)[-2:]] + ["bot, hi?", "reply to bot, hi?"]),
+    "a seed starting with the assistant is cut to start with a person": Scenario(
+        [[msg("Ana", "bot, hi?")]], ["bot, hi?"], seed=[Message("assistant", "earlier reply"), Message("user", "yo", "Ben")],
+        history=["yo", "bot, hi?", "reply to bot, hi?"]),
+}
+
+
+async def run(scenario: Scenario) -> tuple[list[Outcome], list[str], ScriptedBackend, Room]:
+    backend, outcomes, answers = ScriptedBackend(), [], []
+    model = ModelThread()
+
+    async def collect(batch: list[Outcome]) -> None:
+        outcomes.extend(batch)
+
+    room = Room("room:test", Assistant(backend), RoomGate(scenario.policy), model, on_outcomes=collect, **scenario.room)
+    room.seed(scenario.seed)
+    try:
+        for n, burst in enumerate(scenario.bursts):
+            for i, (name, text, *extra) in enumerate(burst):
+                if text.startswith("!chimein"):  # as the transports do: a command goes to command(), never heard
+                    answers.append(await room.command(text, name, *extra))
+                else:
+                    room.hear(Incoming(f"{n}.{i}", name, text, **(extra[0] if extra else {})))
+            while not room.idle:
+                await asyncio.sleep(0.01)
+    finally:
+        await room.close()
+        model.shutdown()
+    return outcomes, answers, backend, room
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_room_scenarios(scenario: Scenario) -> None:
+    outcomes, answers, backend, room = asyncio.run(run(scenario))
+    heard = [step[1] for burst in scenario.bursts for step in burst if not step[1].startswith("!chimein")]
+    assert [o.message.text for o in outcomes] == heard  # one decision per message, in order
+    assert [o.message.text for o in outcomes if o.decision.speak] == scenario.spoke_on
+    for o in outcomes:
+        if o.decision.speak:
+            assert o.decision.text == f"reply to {o.message.text}"  # the reply answers the message it is on
+    reasons = {o.message.text: o.decision.reason for o in outcomes}
+    for text, reason in scenario.reasons.items():
+        assert reasons[text].startswith(reason), (text, reasons[text])
+    if scenario.calls is not None:
+        assert len(backend.calls) == scenario.calls
+    assert len(answers) == len(scenario.answers) and all(part in a for part, a in zip(scenario.answers, answers))
+    assert not any("!chimein" in c for contents, _, _ in backend.calls for c in contents)  # commands never reach it
+    if scenario.history is not None:
+        assert [m.content for m in room.assistant.history] == scenario.history
+
+
+def test_a_policy_change_is_handed_to_the_transport_once() -> None:
+    stored: list[RoomPolicy] = []
+
+    async def scenario() -> list[str]:
+        model = ModelThread()
+
+        async def ignore(_: list[Outcome]) -> None:
+            pass
+
+        room = Room("room:p", Assistant(ScriptedBackend()), RoomGate(SETTLE), model, on_outcomes=ignore, on_policy=stored.append)
+        try:
+            return [await room.command("!chimein min-gap 4", "Ana"), await room.command("!chimein status", "Ben"),
+                    await room.command("!chimein quiet 30m", "Ben", may_change=lambda: _refuse("level 0"))]
+        finally:
+            model.shutdown()
+
+    answers = asyncio.run(scenario())
+    assert [p.min_gap for p in stored] == [4] and stored[0].changed_by == "Ana"  # status and the refusal store nothing
+    assert answers[2] == "level 0"
+
+
+async def _refuse(why: str) -> str:
+    return why
+
+
+def test_normalize_history() -> None:
+    a, u = Message("assistant", "hi"), Message("user", "yo", "Ana")
+    assert normalize_history([a, u, a, Message("assistant", "again")]) == [u, Message("assistant", "hi\nagain")]
