@@ -20,6 +20,7 @@ from pathlib import Path
 
 from chimein.assistant import get_backend, replier as replier_mod
 from chimein.assistant.core import should_speak
+from chimein.assistant.prompts import REPLIER_CONTEXT
 from chimein.data import load_conversations
 from chimein.eval.metrics import decision_metrics
 from chimein.eval.replies import GRADES, facts_check
@@ -79,8 +80,9 @@ def main() -> None:
                 sent = False
                 if flagged and t["key"] in cache:
                     row = cache[t["key"]]
+                    context = " ".join(m.content for m in t["history"][-REPLIER_CONTEXT:] if m.role == "user")
                     verdict = replier_mod.vet(replier_mod.Answer(row["answer"], tokens=[tuple(x) for x in row["tokens"]]),
-                                              volunteer=True, volunteer_above=conf)
+                                              volunteer=True, volunteer_above=conf, context=context)
                     sent = verdict.speak
                     if sent and t["gold_speak"]:
                         grades.append(facts_check(verdict.text, t["gold"]).grade)

@@ -33,7 +33,7 @@ from chimein.data import Message
 log = logging.getLogger("chimein.replier")
 
 # Below this fact-token probability an answer is a guess (chosen on the valid split: see README, replies).
-UNSURE_BELOW = 0.5
+UNSURE_BELOW = 0.7
 # A volunteered reply needs more: nobody asked, so a wrong one costs the most.
 VOLUNTEER_ABOVE = 0.7
 _CAPITAL = re.compile(r"[A-Z]")
@@ -90,7 +90,7 @@ def new_words(text: str, context: str) -> float:
 
 # A volunteered reply must say something new: at least this share of its content words are not the chat's
 # ("Heidi always mixes it up" only retells the chat).
-VOLUNTEER_NEW_WORDS = 0.4
+VOLUNTEER_NEW_WORDS = 0.6
 
 
 def vet(answer: Answer, volunteer: bool, unsure_below: float = UNSURE_BELOW,
