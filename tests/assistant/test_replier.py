@@ -67,6 +67,20 @@ def test_reply_sends_a_sure_answer_and_holds_back_a_doubtful_volunteer():
     assert doubtful.reply(stuck) == ""  # nobody asked: silence
 
 
+def test_drafts_stream_a_sure_answer_and_stop_before_a_doubtful_fact():
+    sure = LocalReplier(ScriptedEngine([("Lima", 0.95), (" it", 0.9), (" is", 0.99), (".", 0.99)]), render=lambda m: m[-1]["content"])
+    drafts = []
+    assert sure.reply(chat(("Ana", "bot, capital of peru?")), on_text=drafts.append) == "Lima it is."
+    assert drafts == ["Lima", "Lima it", "Lima it is", "Lima it is."]
+    doubtful = LocalReplier(ScriptedEngine([("It", 0.9), (" is", 0.9), (" 1990", 0.4), (".", 0.99)]), render=lambda m: m[-1]["content"])
+    drafts = []
+    assert doubtful.reply(chat(("Ana", "bot, when was pluto demoted?")), on_text=drafts.append) == UNSURE
+    assert drafts == ["It", "It is"]  # the doubtful year is never shown, even as a draft
+    drafts = []
+    sure.reply(chat(("Ana", "capital of peru?"), ("Ben", "no idea")), on_text=drafts.append)
+    assert drafts == []  # volunteered: nothing is shown before the second look
+
+
 @pytest.mark.parametrize("text,conf,volunteer,speak,sent", [
     ("Lima.", 0.9, False, True, "Lima."),
     ("Lima.", 0.3, False, True, UNSURE),

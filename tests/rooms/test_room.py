@@ -175,3 +175,46 @@ async def _refuse(why: str) -> str:
 def test_normalize_history() -> None:
     a, u = Message("assistant", "hi"), Message("user", "yo", "Ana")
     assert normalize_history([a, u, a, Message("assistant", "again")]) == [u, Message("assistant", "hi\nagain")]
+
+
+class StreamingReplier:
+    """Writes "Lima." in three drafts on a question to the assistant; holds back anything volunteered."""
+
+    def reply(self, messages: list[Message], on_text: Any = None) -> str:
+        if "bot" not in messages[-1].content:
+            return ""
+        for draft in ("Li", "Lima", "Lima."):
+            if on_text is not None:
+                on_text(draft)
+        return "Lima."
+
+
+def test_a_reply_is_shown_as_drafts_while_the_replier_writes_it() -> None:
+    from chimein.assistant.core import TwoStage
+
+    drafts: list[tuple[str, str]] = []
+    outcomes: list[Outcome] = []
+
+    async def scenario() -> None:
+        model = ModelThread()
+        backend = ScriptedBackend(p_speak=lambda text: 0.9)  # the decider would speak on both
+
+        async def collect(batch: list[Outcome]) -> None:
+            outcomes.extend(batch)
+
+        room = Room("room:d", Assistant(backend), RoomGate(SETTLE), model, on_outcomes=collect,
+                    two_stage=TwoStage(backend, StreamingReplier()), on_draft=lambda m, text: drafts.append((m.id, text)))
+        try:
+            room.hear(Incoming("q", "Ana", "bot, capital of peru?"))
+            while not room.idle:
+                await asyncio.sleep(0.01)
+            room.hear(Incoming("v", "Ben", "i think it's cusco"))
+            while not room.idle:
+                await asyncio.sleep(0.01)
+        finally:
+            await room.close()
+            model.shutdown()
+
+    asyncio.run(scenario())
+    assert drafts == [("q", "Li"), ("q", "Lima"), ("q", "Lima.")]  # on the message that asked, in order
+    assert [(o.message.id, o.decision.speak, o.decision.text) for o in outcomes] == [("q", True, "Lima."), ("v", False, "")]

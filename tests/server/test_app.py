@@ -431,3 +431,25 @@ def test_serve_rejects_a_bad_eagerness() -> None:
 
     result = CliRunner().invoke(app, ["serve", "--model", "mention", "--eagerness", "2"])
     assert result.exit_code == 2
+
+
+def test_a_reply_streams_into_the_room_as_drafts_before_the_message(tmp_path: Path) -> None:
+    class StreamingReplier:
+        def reply(self, messages: list, on_text: Any = None) -> str:
+            for draft in ("Li", "Lima"):
+                if on_text is not None:
+                    on_text(draft)
+            return "Lima."
+
+    with make_client(tmp_path / "rooms.db", ScriptedBackend(), replier=StreamingReplier()) as client:
+        room, token = new_room(client)
+        with client.websocket_connect("/ws") as ws:
+            join(ws, room, token, "Ana")
+            asked = say(ws, "bot, capital of peru?")
+            frames = []
+            while not (frames and frames[-1]["type"] == "message" and frames[-1]["message"]["role"] == "assistant"):
+                frames.append(ws.receive_json())
+    drafts = [f for f in frames if f["type"] == "draft"]
+    assert [d["text"] for d in drafts] == ["Li", "Lima"]
+    assert all(d["reply_to"] == asked["id"] for d in drafts)
+    assert frames[-1]["message"]["content"] == "Lima."  # the stored reply follows its drafts

@@ -186,9 +186,11 @@ class Backend(Protocol):
 
 
 class Replier(Protocol):
-    def reply(self, messages: list[Message]) -> str:
+    def reply(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> str:
         """The reply to the last message, or "" when the replier has nothing true to add (the assistant then
-        stays silent). Raises when it fails (a timeout, an HTTP error)."""
+        stays silent). Raises when it fails (a timeout, an HTTP error). ``on_text``: called with the reply so far
+        while it is written, where the replier can stream (a draft a room may show; the return value is what
+        is sent)."""
         ...
 
 
@@ -247,11 +249,13 @@ class TwoStage:
             return threshold
         return self.candidate_threshold if room is None else min(room, self.candidate_threshold)
 
-    def rewrite(self, decision: Decision, messages: list[Message]) -> Decision:
+    def rewrite(self, decision: Decision, messages: list[Message],
+                on_text: Callable[[str], None] | None = None) -> Decision:
         """The replier's reply in place of the decider's (``messages`` end with the message it answers).
-        A server calls this outside its model thread: a slow replier must not hold the other rooms."""
+        A server calls this outside its model thread: a slow replier must not hold the other rooms.
+        ``on_text`` sees the reply as it is written (see :class:`Replier`)."""
         try:
-            text = self.replier.reply(messages).strip()
+            text = (self.replier.reply(messages, on_text) if on_text is not None else self.replier.reply(messages)).strip()
         except Exception as e:  # a remote replier must never block or break the room
             if self.on_failure == "silent" or not decision.text:
                 decision.speak, decision.text = False, ""

@@ -159,13 +159,21 @@ class LocalReplier:
             pass
         return answer
 
-    def reply(self, messages: list[Message]) -> str:
-        """The Replier protocol: the answer to the last message, as sent (after :func:`vet`)."""
+    def reply(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> str:
+        """The Replier protocol: the answer to the last message, as sent (after :func:`vet`). ``on_text`` sees
+        the reply as it is written, on a question to the assistant only (a volunteered reply may yet be held
+        back), and only while every fact in it is above the confidence needed: a doubtful fact is never shown,
+        even as a draft."""
         from chimein.mentions import mentions_assistant
 
         volunteer = not mentions_assistant(messages[-1].content)
+        answer, text = Answer(""), ""
+        for piece in self.stream(messages, volunteer, answer):
+            text += piece
+            if on_text is not None and not volunteer and all(p >= UNSURE_BELOW for p in answer.fact_probs):
+                on_text(text.strip())
         context = " ".join(m.content for m in messages[-REPLIER_CONTEXT:] if m.role == "user")
-        verdict = vet(self.answer(messages, volunteer), volunteer, context=context)
+        verdict = vet(answer, volunteer, context=context)
         log.info("replier: %s", verdict.reason)
         return verdict.text if verdict.speak else ""
 

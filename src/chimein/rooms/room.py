@@ -92,12 +92,14 @@ class Room:
                  on_policy: Callable[[RoomPolicy], None] | None = None,
                  on_idle: Callable[[], None] | None = None,
                  on_typing: Callable[[bool], None] | None = None, typing_after_s: float = 0.4,
+                 on_draft: Callable[[Incoming, str], None] | None = None,
                  two_stage: TwoStage | None = None, max_history: int = 1000, keep_history: int = 50,
                  behind_s: float | None = BEHIND_S):
         if not 0 <= keep_history < max_history:
             raise ValueError("need 0 <= keep_history < max_history")
         self.key, self.assistant, self.gate, self.model = key, assistant, gate, model
         self.on_outcomes, self.on_policy, self.on_idle, self.on_typing = on_outcomes, on_policy, on_idle, on_typing
+        self.on_draft = on_draft
         self.typing_after_s, self.two_stage, self.behind_s = typing_after_s, two_stage, behind_s
         self.max_history, self.keep_history = max_history, keep_history
         self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
@@ -165,7 +167,7 @@ class Room:
         try:
             future = self.model.submit_as(self.key, self._decide_now, heard, time.monotonic(), urgent, urgent=urgent)
             decisions = await asyncio.wrap_future(future)
-            await self._rewrite(decisions)
+            await self._rewrite(decisions, burst)
         except ModelBusy as e:  # the room has no call running: hearing here cannot race the model thread
             log.warning("%s: %s; heard without a decision", self.key, e)
             decisions = hear_only(self.assistant, self.gate, heard, f"skipped: {e}")
@@ -188,16 +190,21 @@ class Room:
             return hear_only(self.assistant, self.gate, heard, f"skipped: waited {waited:.1f} s for the model (behind)")
         return hear_burst(self.assistant, self.gate, heard)
 
-    async def _rewrite(self, decisions: list[Decision]) -> None:
+    async def _rewrite(self, decisions: list[Decision], burst: list[Incoming]) -> None:
         """The replier's replies in place of the local ones, written outside the model thread (a slow replier
-        holds only this room). Each local reply is in the history right after the message it answers."""
+        holds only this room). Each local reply is in the history right after the message it answers. While
+        the replier writes, ``on_draft`` is handed the reply so far (on the event loop)."""
         spoken = [i for i, d in enumerate(decisions) if d.speak]
         if self.two_stage is None or not spoken:
             return
+        loop = asyncio.get_running_loop()
         history = self.assistant.history
         positions = [i for i, m in enumerate(history) if m.role == "assistant"][-len(spoken):]
         for i, at in reversed(list(zip(spoken, positions))):  # from the end: a dropped reply shifts nothing before it
-            decision = await asyncio.to_thread(self.two_stage.rewrite, decisions[i], history[:at])
+            draft = None
+            if self.on_draft is not None:
+                draft = lambda text, m=burst[i]: loop.call_soon_threadsafe(self.on_draft, m, text)  # noqa: E731
+            decision = await asyncio.to_thread(self.two_stage.rewrite, decisions[i], history[:at], draft)
             if decision.speak:
                 decision.text = cut_reply(decision.text, self.policy.max_reply_chars)
                 history[at] = Message("assistant", decision.text)

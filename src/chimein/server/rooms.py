@@ -190,6 +190,7 @@ class LiveRoom:
         self.bots: set[str] = set()  # participants who joined as bots (heard, never a reason to interject)
         self.engine = Room(f"room:{room.id}", assistant, gate, hub.executor, on_outcomes=self._record,
                            on_policy=self._store_policy, on_idle=self._maybe_sleep, on_typing=self._show_typing,
+                           on_draft=self._show_draft,
                            typing_after_s=hub.limits.typing_after_s, two_stage=hub.two_stage,
                            keep_history=hub.limits.seed_messages, behind_s=hub.behind_s)
 
@@ -226,6 +227,10 @@ class LiveRoom:
 
     def _show_typing(self, typing: bool) -> None:
         self.broadcast({"type": "typing", "name": self.hub.assistant_name, "typing": typing})
+
+    def _show_draft(self, message: Incoming, text: str) -> None:
+        """The reply so far, while the replier writes it; the stored message that follows replaces it."""
+        self.broadcast({"type": "draft", "name": self.hub.assistant_name, "reply_to": message.id, "text": text})
 
     def _maybe_sleep(self) -> None:
         if self.idle:

@@ -74,7 +74,7 @@ class OpenAIReplier:
         self.model, self.max_tokens = model, max_tokens
         self.temperature, self.seed = temperature, seed  # temperature 0 (or a seed) makes replies repeatable
 
-    def reply(self, messages: list[Message]) -> str:
+    def reply(self, messages: list[Message], on_text: Any = None) -> str:
         volunteer = not mentions_assistant(messages[-1].content)
         response = self.client.chat.completions.create(
             model=self.model, messages=replier_messages(messages, volunteer), max_tokens=self.max_tokens,

@@ -117,6 +117,9 @@
       case "typing":
         setTyping(frame.typing);
         break;
+      case "draft":
+        showDraft(frame.text);
+        break;
       case "settings":
         setAssistant(frame.assistant);
         break;
@@ -207,6 +210,13 @@
     const name = state.assistant ? state.assistant.name : "assistant";
     $("typing").textContent = name + " is typing…";
     $("typing").hidden = !typing;
+  }
+
+  // The reply so far, while the replier writes it: shown in the typing line until the message arrives.
+  function showDraft(text) {
+    const name = state.assistant ? state.assistant.name : "assistant";
+    $("typing").textContent = name + ": " + text + " …";
+    $("typing").hidden = false;
   }
 
   function startReply(m) {
