@@ -32,7 +32,7 @@ def shares(grades: list[str]) -> dict:
 
 def main() -> None:
     rows = [json.loads(line) for line in (ROOT / "data/replies-graded.jsonl").read_text().splitlines()]
-    report: dict = {"graded": len(rows), "by_writer": {}, "vetting": {}}
+    report: dict = {"graded": len(rows), "by_writer": {}, "vetting": {}, "as_sent": {}}
     for split in ("valid", "heldout"):
         for writer in sorted({r["written_by"] for r in rows}):
             rs = [r for r in rows if r["split"] == split and r["written_by"] == writer]
@@ -61,12 +61,26 @@ def main() -> None:
                 total = sum(turn["volunteer"] is volunteer for turn, _ in graded)
                 curve.append({"threshold": t, "sent_of": total, **shares(sent)})
             report["vetting"][f"{split} {part}"] = curve
+        # As shipped: both parts at the replier's own thresholds.
+        sent, held = [], 0
+        for turn, r in graded:
+            context = " ".join(line.split(": ", 1)[-1] for line in r["chat"])
+            verdict = replier_mod.vet(replier_mod.Answer(turn["answer"], tokens=[tuple(x) for x in turn["tokens"]]),
+                                      turn["volunteer"], context=context)
+            if verdict.speak:
+                sent.append("unsure" if verdict.text == UNSURE else r["grade"])
+            else:
+                held += 1
+        report["as_sent"][split] = {"held_back": held, **shares(sent)}
     out = ROOT / "bench/results/replies-graded.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print("| replies | n | correct | incomplete | unsure | wrong | harmful |")
     print("|---|---|---|---|---|---|---|")
     for name, s in report["by_writer"].items():
         print(f"| {name} | {s['n']} | " + " | ".join(f"{s[g]:.2f}" for g in ("correct", "incomplete", "unsure", "wrong", "harmful")) + " |")
+    for split, v in report["as_sent"].items():
+        print(f"| {split} replier as sent ({v['held_back']} held back) | {v['n']} | "
+              + " | ".join(f"{v[g]:.2f}" for g in ("correct", "incomplete", "unsure", "wrong", "harmful")) + " |")
     print(f"\nfacts check agrees with the person on {report['facts_check_agreement']:.1%} of {len(rows)} replies")
     for name, curve in report["vetting"].items():
         print(f"\n{name}: threshold -> sent n, correct, wrong+harmful, unsure")
