@@ -90,3 +90,12 @@ def test_shipped_dataset_is_valid_and_split_apart():
     assert len(fps) == len(set(fps))
     # the committed splits are exactly what data/prepare.py builds from the sources
     subprocess.run([sys.executable, str(data / "prepare.py"), "--check"], check=True)
+
+
+def test_only_a_window_of_a_longer_chat_may_start_with_the_assistant():
+    from chimein.data import parse_messages
+
+    window = [{"role": "assistant", "content": "It is in Lima."}, {"role": "user", "name": "Ana", "content": "thanks"}]
+    messages, problems = parse_messages(window, may_start_with_assistant=True)
+    assert problems == [] and [m.role for m in messages] == ["assistant", "user"]
+    assert parse_messages(window)[1] == [("messages[0].role", "a conversation must start with a user message")]
