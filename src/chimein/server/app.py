@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException
 
 from chimein.assistant.core import Backend, TwoStage
 from chimein.assistant.policy import RoomPolicy
-from chimein.server.errors import error_response
+from chimein.server.errors import error_response, rate_limited
 from chimein.server.model_thread import ModelThread
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
@@ -144,8 +144,8 @@ def _add_rooms_api(app: FastAPI) -> None:
         if len(buckets) > 10_000:
             buckets.clear()
         bucket = buckets.setdefault(host, TokenBucket(hub.limits.rooms_burst, hub.limits.rooms_per_second))
-        if bucket.take():
-            return error_response(429, "rate_limited", "too many rooms created from this address: try again later")
+        if wait := bucket.take():
+            return rate_limited("too many rooms created from this address", wait)
         room = hub.store.create_room()
         return {"room": room.id, "token": room.token, "link": f"/r/{room.id}#{room.token}"}
 
