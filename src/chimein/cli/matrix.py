@@ -19,9 +19,10 @@ from typing import List, Optional
 
 import typer
 
-from chimein.cli.options import (API_KEY_ENV, BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, MAX_REPLY_CHARS, MIN_GAP, MODE,
-                                 MODEL, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE, ModelOptions,
-                                 backend_from_options, fail, replier_from_options, room_policy)
+from chimein.cli.options import (API_KEY_ENV, BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, LOG_FILE, MAX_REPLY_CHARS,
+                                 MIN_GAP, MODE, MODEL, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE,
+                                 ModelOptions, backend_from_options, fail, json_log_handler, log_json_lines,
+                                 replier_from_options, room_policy)
 
 MISSING_NIO = "the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'"
 
@@ -44,6 +45,7 @@ def matrix(
     store_dir: Optional[Path] = typer.Option(None, help="where the login and sync token are kept (default $CHIMEIN_HOME/matrix)"),
     history: int = typer.Option(40, help="messages of room history each room's assistant starts from"),
     log_level: str = typer.Option("INFO", help="DEBUG also logs message texts"),
+    log_file: Optional[Path] = LOG_FILE,
     mode: str = MODE, cooldown: Optional[str] = COOLDOWN, min_gap: int = MIN_GAP,
     max_reply_chars: int = MAX_REPLY_CHARS, settle: float = SETTLE, bot_turns: int = BOT_TURNS,
     bot_user: List[str] = typer.Option([], help="another bot's Matrix ID (repeatable): heard, never a reason to interject"),
@@ -58,9 +60,10 @@ def matrix(
     from chimein.assistant import Assistant
     from chimein.models import chimein_home
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("nio").setLevel(logging.WARNING)
+    if not isinstance(logging.getLevelName(log_level.upper()), int):
+        fail(f"--log-level {log_level}: use DEBUG, INFO, WARNING or ERROR")
     try:
+        log_handler = json_log_handler(log_file)
         settings = MatrixSettings(homeserver, user, store_dir or chimein_home() / "matrix", password=os.environ.get(password_env),
                                   rooms=_split(rooms), allow_from=_split(allow_from), history_limit=history,
                                   policy=room_policy(mode, cooldown, min_gap, max_reply_chars, settle, bot_turns),
@@ -72,6 +75,8 @@ def matrix(
         fail(str(e))
     options = ModelOptions(model, base_url, api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
     backend, replier = backend_from_options(options), replier_from_options(options)
+    log_json_lines(log_handler, log_level)
+    logging.getLogger("nio").setLevel(logging.WARNING)
     try:
         run_bot(settings, lambda: Assistant(backend, replier=replier, threshold=eagerness))  # one replier for all rooms
     except MatrixBotError as e:

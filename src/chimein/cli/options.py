@@ -7,7 +7,12 @@ Command modules import this module and the library, never :mod:`chimein.cli` (wh
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import sys
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional
 
 import typer
@@ -103,6 +108,58 @@ def assistant_from_options(options: ModelOptions, backend: Any = None) -> Any:
 
     backend = backend if backend is not None else backend_from_options(options)
     return Assistant(backend, replier=replier_from_options(options), threshold=options.eagerness)
+
+
+# -- the log of a long-running command (serve, matrix): one JSON object per line ---------------------------
+
+LOG_FILE = typer.Option(None, "--log-file", dir_okay=False,
+                        help="append the log (one JSON object per line: every decision with its reason) to this file "
+                             "instead of stderr")
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, and either ``message`` or, for a record logged as
+    ``log.info("decision %s", json.dumps(fields))`` (how the rooms log each decision and settings change), the
+    ``event`` with the fields themselves, so a reader parses one object per decision, not JSON inside a string."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                                 "level": record.levelname.lower(), "logger": record.name}
+        fields = _json_fields(record)
+        if fields is not None:
+            entry.update(event=record.msg[:-3], **fields)
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _json_fields(record: logging.LogRecord) -> Optional[dict[str, Any]]:
+    if not (isinstance(record.msg, str) and record.msg.endswith(" %s") and isinstance(record.args, tuple)
+            and len(record.args) == 1 and isinstance(record.args[0], str) and record.args[0].startswith("{")):
+        return None
+    try:
+        fields = json.loads(record.args[0])
+    except ValueError:
+        return None
+    return fields if isinstance(fields, dict) else None
+
+
+def json_log_handler(log_file: Optional[Path]) -> logging.Handler:
+    """Where the log goes: ``log_file`` (appended) or stderr, as JSON lines. A file that cannot be opened is a
+    ValueError naming --log-file. Install it with :func:`log_json_lines` once the command is ready to run."""
+    try:
+        handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+    except OSError as e:
+        raise ValueError(f"--log-file {log_file}: {e.strerror or e}") from None
+    handler.setFormatter(JsonLines())
+    return handler
+
+
+def log_json_lines(handler: logging.Handler, level: str = "INFO") -> None:
+    """Send every log record at ``level`` and above (chimein's and the libraries') to ``handler``."""
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 # -- errors -----------------------------------------------------------------------------------------------

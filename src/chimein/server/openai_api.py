@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 import time
@@ -28,6 +29,8 @@ from chimein.assistant.core import Backend, Decision, TwoStage
 from chimein.data import Message
 from chimein.server.errors import error_response, rate_limited
 from chimein.server.limits import Limits, TokenBucket
+
+log = logging.getLogger("chimein.serve")
 
 NAME_PREFIX = re.compile(r"([^\s:][^:\n]{0,31}):[ \t]+(\S[\s\S]*)")
 SKIPPED_ROLES = ("system", "developer", "tool", "function")
@@ -208,6 +211,9 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
                 request.app.state.hub.executor.submit_as(f"api:{host}", decide_stateless, decider, messages, eagerness))
         except Exception as e:
             return error_response(500, "model_error", f"the model failed: {e}")
+        log.info("decision %s", json.dumps({"api": host, "messages": len(messages), "speak": decision.speak,
+                                            "p_speak": decision.to_json()["p_speak"],
+                                            "latency_s": round(decision.latency_s, 3)}))
         if two_stage is not None and decision.speak:
             decision = await asyncio.to_thread(two_stage.rewrite, decision, messages)
         cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
