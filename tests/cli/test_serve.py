@@ -87,3 +87,18 @@ def test_without_a_log_file_the_decisions_go_to_stderr(tmp_path: Path) -> None:
         room_conversation(server)
     json_lines = [line for line in (tmp_path / "out.txt").read_text().splitlines() if line.startswith("{")]
     assert [d["speak"] for d in decisions(json_lines)] == [False, True, False]
+
+
+@pytest.mark.server
+def test_a_frame_over_32_kib_gets_the_too_large_error_frame(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "rooms.db", tmp_path / "out.txt", "mention", None, "--settle", "0")
+    with server:
+        room = httpx.post(server.url + "/api/rooms").json()
+        with connect(server.ws_url) as ws:
+            ws.send(json.dumps({"type": "join", "room": room["room"], "token": room["token"], "name": "Ana"}))
+            assert json.loads(ws.recv(10))["type"] == "joined"
+            ws.send(json.dumps({"type": "say", "text": "x" * 40_000}))
+            error = json.loads(ws.recv(10))
+            assert error["type"] == "error" and error["code"] == "too_large"
+            ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(ws.recv(10))["type"] == "pong"  # the connection goes on

@@ -49,6 +49,7 @@ def serve(
     import uvicorn
 
     from chimein.server import create_app
+    from chimein.server.app import websocket_max_size
     from chimein.server.limits import Limits
 
     policy = room_policy(mode, cooldown, min_gap, max_reply_chars, settle, bot_turns)
@@ -72,7 +73,7 @@ def serve(
                   "address can use /v1/chat/completions (and create rooms)", soft_wrap=True)
     err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)
     log_json_lines(log_handler)  # log_config=None: uvicorn's own records are JSON lines too
-    uvicorn.run(app, host=host, port=port, ws_max_size=Limits().max_frame_bytes, log_config=None)
+    uvicorn.run(app, host=host, port=port, ws_max_size=websocket_max_size(Limits()), log_config=None)
 
 
 def check_listening_address(host: str, port: int) -> None:

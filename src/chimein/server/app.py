@@ -56,6 +56,13 @@ SECURITY_HEADERS = {
 }
 
 
+def websocket_max_size(limits: Limits) -> int:
+    """What the WebSocket server reads of one frame: well above ``limits.max_frame_bytes``, so an oversized frame
+    reaches :func:`read_frame` and gets the ``too_large`` error frame instead of a bare 1009 close; bounded by the
+    size of a whole API request."""
+    return max(limits.max_request_bytes, 4 * limits.max_frame_bytes)
+
+
 def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_name: str = "chimein", replier: Any = None,
                eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
                api_key: str | None = None, policy: RoomPolicy | None = None) -> FastAPI:
