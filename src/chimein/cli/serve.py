@@ -99,3 +99,12 @@ def check_database(db: Path) -> None:
         raise ValueError(f"--db {db}: the directory {db.parent} does not exist")
     elif not os.access(db.parent, os.W_OK):
         raise ValueError(f"--db {db}: cannot create a file in {db.parent}")
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
