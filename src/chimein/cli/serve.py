@@ -21,28 +21,20 @@ from typing import Optional
 
 import typer
 
-from chimein.cli.options import (BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, MAX_REPLY_CHARS, MIN_GAP, MODE, MODEL,
-                                 LOG_FILE, MODEL_API_KEY_ENV, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE,
-                                 STYLE, ModelOptions, backend_from_options, err, json_log_handler, log_json_lines, replier_from_options,
-                                 room_policy)
+from chimein.cli.options import (LOG_FILE, MODEL_API_KEY_ENV, ModelOptions, RoomOptions, backend_from_options, err,
+                                 json_log_handler, log_json_lines, model_options, replier_from_options, room_options)
 
 
+@model_options(api_key_env=MODEL_API_KEY_ENV)  # --api-key-env is this server's own key
+@room_options
 def serve(
+    options: ModelOptions,
+    room: RoomOptions,
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to accept other machines)"),
     port: int = typer.Option(8000, min=0, max=65535, help="port to listen on (0: any free port)"),
-    model: str = MODEL,
     db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
-    eagerness: Optional[float] = EAGERNESS,
-    base_url: Optional[str] = BASE_URL,
-    model_api_key_env: str = MODEL_API_KEY_ENV,
     api_key_env: Optional[str] = typer.Option(None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"),
     room_cache_mb: float = typer.Option(256.0, min=0.0, help="llama.cpp: memory for idle rooms' caches; past it the least recently used room is re-read from its messages when it speaks again"),
-    style: str = STYLE,
-    reply_base_url: Optional[str] = REPLY_BASE_URL,
-    reply_model: Optional[str] = REPLY_MODEL,
-    reply_api_key_env: str = REPLY_API_KEY_ENV,
-    mode: str = MODE, cooldown: Optional[str] = COOLDOWN, min_gap: int = MIN_GAP,
-    max_reply_chars: int = MAX_REPLY_CHARS, settle: float = SETTLE, bot_turns: int = BOT_TURNS,
     log_file: Optional[Path] = LOG_FILE,
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
@@ -52,7 +44,7 @@ def serve(
     from chimein.server.app import websocket_max_size
     from chimein.server.limits import Limits
 
-    policy = room_policy(mode, cooldown, min_gap, max_reply_chars, settle, bot_turns)
+    policy = room.policy()
     # Everything the user gave is checked before the model loads: a bad address or database is one line, exit 2.
     check_listening_address(host, port)
     check_database(db)
@@ -62,11 +54,11 @@ def serve(
         api_key = os.environ.get(api_key_env, "").strip()
         if not api_key:
             raise ValueError(f"--api-key-env: the environment variable {api_key_env} is empty or unset")
-    options = ModelOptions(model, base_url, model_api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env)
+    model = options.model
     with err.status(f"loading {model}...", spinner="dots"):
         extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
         backend = backend_from_options(options, **extra)
-    app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness, api_key=api_key, policy=policy,
+    app = create_app(backend, db_path=db, model_name=model, eagerness=options.eagerness, api_key=api_key, policy=policy,
                      replier=replier_from_options(options))
     if api_key is None and not is_loopback(host):
         err.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key-env: anyone who can reach this "
