@@ -90,3 +90,33 @@ def test_shipped_dataset_is_valid_and_split_apart():
     assert len(fps) == len(set(fps))
     # the committed splits are exactly what data/prepare.py builds from the sources
     subprocess.run([sys.executable, str(data / "prepare.py"), "--check"], check=True)
+
+
+def test_only_a_window_of_a_longer_chat_may_start_with_the_assistant():
+    from chimein.data import parse_messages
+
+    window = [{"role": "assistant", "content": "It is in Lima."}, {"role": "user", "name": "Ana", "content": "thanks"}]
+    messages, problems = parse_messages(window, may_start_with_assistant=True)
+    assert problems == [] and [m.role for m in messages] == ["assistant", "user"]
+    assert parse_messages(window)[1] == [("messages[0].role", "a conversation must start with a user message")]
+
+
+CONVERTERS = {"irc_and_meetings.py": {"irc-linux", "irc-mediawiki", "irc-rust", "irc-stripe", "ami", "icsi"},
+              "gitter.py": {"gitter_livechat"}}
+
+
+def test_each_real_source_file_has_one_converter_that_takes_the_mirrors_as_an_argument(tmp_path):
+    import subprocess
+    import sys
+
+    folder = REPO / "data" / "real" / "convert"
+    assert set(CONVERTERS) == {p.name for p in folder.glob("*.py")}
+    written = [corpus for corpora in CONVERTERS.values() for corpus in corpora]
+    assert sorted(written) == sorted(p.stem for p in (REPO / "data" / "real").glob("*.jsonl"))  # each file, once
+    for script, corpora in CONVERTERS.items():
+        source = (folder / script).read_text()
+        assert "/work/" not in source and all(f'"{c}' in source for c in corpora)
+        run = subprocess.run([sys.executable, str(folder / script), str(tmp_path / "no-mirrors"), "--out", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode != 0 and "no-mirrors" in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert not list(tmp_path.glob("*.jsonl"))

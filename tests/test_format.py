@@ -25,6 +25,14 @@ def test_turns_alternate_with_silence_and_response(sample_conversations):
     assert open_turns[-1] == {"role": "user", "content": "Ana: bot, how many syllables does a haiku have?"}
 
 
+def test_a_window_that_opens_with_the_assistant_keeps_its_reply_as_the_first_turn():
+    from chimein.data import Message
+
+    window = [Message("assistant", "It is in Lima."), Message("user", "thanks bot", "Ana")]
+    assert to_chat_turns(window, open_end=True) == [{"role": "assistant", "content": "(response) It is in Lima."},
+                                                    {"role": "user", "content": "Ana: thanks bot"}]
+
+
 @pytest.mark.parametrize("template", sorted(BUILTIN_TEMPLATES))
 @pytest.mark.parametrize("tok_name", ["smollm2", "mistral-7b", "gemma3"])
 def test_assistant_only_labels_on_every_template_and_tokenizer(tokenizers, tok_name, template, sample_conversations):

@@ -30,6 +30,25 @@ def test_mention_and_address_rules(text, mention, address):
     ("thanks bot", False),
     ("did the bot answer you yesterday?", False),  # a question, but about the bot
     ("Sam, are you coming?", False),
+    # requests without a question mark, as IRC-style chat writes them
+    ("assistant, which release", True),
+    ("assistant, could you send me the link to that", True),
+    ("bot can you check the logs", True),
+    ("assistant, tell us what changed in 2.0", True),
+    ("bot, explain the difference between a mutex and a semaphore", True),
+    ("hey bot, please summarise the thread", True),
+    ("@assistant check the logs", True),
+    ("send me the link, bot", True),
+    ("can the AI check the time zone", True),
+    # addressed or mentioned, but not asked
+    ("ok bot, sit this one out", False),
+    ("bot, stop", False),
+    ("thanks bot, that helped", False),
+    ("did the bot answer you?", False),
+    ("the bot was slow yesterday", False),
+    ("the bot is done, how about lunch", False),
+    ("@maria can you review my PR", False),
+    ("my assistant manager, tell me about it", False),
 ])
 def test_asking_the_assistant_directly(text, asks):
     assert asks_the_assistant(text) is asks

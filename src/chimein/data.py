@@ -9,7 +9,8 @@ A conversation is a JSON array of messages, one conversation per line of a JSONL
 A line may also be an object carrying metadata beside the messages:
 ``{"id": "...", "topic": "...", "category": "...", "messages": [...]}`` (the shipped dataset uses it).
 
-Rules: the first message is a user message; no two assistant messages in a row; user messages have a
+Rules: the first message is a user message (a history cut from a longer chat, what ``chimein decide`` reads,
+may start with the assistant's); no two assistant messages in a row; user messages have a
 non-empty name; every content is a non-empty string. An assistant message follows the user message it
 reacts to; a user message with no assistant message after it is a turn where the assistant stayed silent.
 
@@ -96,8 +97,11 @@ class DataError(ValueError):
         super().__init__(f"{len(problems)} problem(s) in conversation data:\n{shown}{more}")
 
 
-def parse_messages(raw: Any, where: str = "messages") -> tuple[list[Message], list[tuple[str, str]]]:
-    """Check a decoded list of messages. Returns the messages and a list of (field, problem) pairs."""
+def parse_messages(raw: Any, where: str = "messages",
+                   may_start_with_assistant: bool = False) -> tuple[list[Message], list[tuple[str, str]]]:
+    """Check a decoded list of messages. Returns the messages and a list of (field, problem) pairs.
+    ``may_start_with_assistant``: the messages are a window of a longer chat (a request's history), which may
+    open with the assistant's reply to a message before it; a conversation to train on may not."""
     problems: list[tuple[str, str]] = []
     if not isinstance(raw, list):
         return [], [(where, f"must be a list of messages, got {type(raw).__name__}")]
@@ -123,7 +127,7 @@ def parse_messages(raw: Any, where: str = "messages") -> tuple[list[Message], li
             problems.append((f"{f}.name", "a user message needs a non-empty name"))
         if role == "assistant" and name is not None and not isinstance(name, str):
             problems.append((f"{f}.name", "must be a string"))
-        if i == 0 and role != "user":
+        if i == 0 and role != "user" and not may_start_with_assistant:
             problems.append((f"{f}.role", "a conversation must start with a user message"))
         if role == "assistant" and previous_role == "assistant":
             problems.append((f"{f}.role", "two assistant messages in a row"))

@@ -48,9 +48,12 @@ def to_chat_turns(messages: Sequence[Message], open_end: bool = False) -> list[T
     """Strict user/assistant alternation: each user message, then ``(silence)`` or ``(response) text``.
 
     With ``open_end`` the messages end with the user message the assistant must react to now, and no
-    assistant turn is added after it (the runtime appends the generation prompt instead).
+    assistant turn is added after it (the runtime appends the generation prompt instead). Messages cut from a
+    longer chat may open with the assistant's reply to an earlier message: it becomes the first turn.
     """
     turns: list[Turn] = []
+    if messages and messages[0].role == "assistant":
+        turns.append({"role": "assistant", "content": assistant_turn_text(messages[0].content)})
     for i, m in enumerate(messages):
         if m.role != "user":
             continue

@@ -35,10 +35,36 @@ def addresses_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NA
     return any(re.search(p, text.strip(), re.IGNORECASE) for p in patterns)
 
 
+# How a request opens when it has no question mark, as people write in IRC-style chat: a question word
+# ("assistant, which release"), a polite modal ("could you send me the link"), or a verb asking for information
+# or an action ("tell us", "explain", "check the logs"). "sit this one out", "stop" and "thanks" are not requests.
+REQUEST_OPENING = re.compile(
+    r"(?:(?:please|pls|plz)\s+)?(?:"
+    r"(?:what|which|who|whom|whose|where|when|why|how)\b"
+    r"|(?:can|could|would|will)\s+(?:you|u)\b"
+    r"|(?:tell|explain|send|give|show|find|check|look\s+up|summari[sz]e|remind|list|write|translate|compare|share"
+    r"|post|link|fetch|calculate|compute|convert|define|describe|recommend|suggest|search|help)\b)",
+    re.IGNORECASE)
+
+
 def asks_the_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NAMES) -> bool:
     """A direct address that asks something (WHEN-TO-SPEAK rule 1: always answered): :func:`addresses_assistant`
-    and a question mark. "thanks bot" and "ok bot, sit this one out" are addressed but ask nothing."""
-    return "?" in text and addresses_assistant(text, names)
+    and either a question mark or a request ("assistant, which release", "bot can you check the logs",
+    "bot, explain ...", "can the AI check ..."). "thanks bot" and "ok bot, sit this one out" are addressed
+    but ask nothing."""
+    if not addresses_assistant(text, names):
+        return False
+    if "?" in text:
+        return True
+    n = _names_pattern(names)
+    stripped = text.strip()
+    if re.search(rf"\b(?:can|could|would|will)\s+(?:the\s+)?(?:{n})(?!\w)", stripped, re.IGNORECASE):
+        return True  # "can the AI check the time zone"
+    # What the message says besides the address: after an opening one, or before a closing ", bot" / "@bot".
+    rest = re.sub(rf"^\W*(?:(?:hey|hi|hello|ok|okay|yo|so|oi|right|quick q)\W+)?(?:the\s+)?@?(?:{n})(?!\w)[\s,:;.!-]*",
+                  "", stripped, flags=re.IGNORECASE)
+    rest = re.sub(rf"[\s,]*(?<!\w)@?(?:{n})\W*$", "", rest, flags=re.IGNORECASE)
+    return REQUEST_OPENING.match(rest) is not None
 
 
 # @handles that address the whole room, not one person.

@@ -32,6 +32,16 @@ class ModelNotFound(RuntimeError):
     """A model cannot be found; the message says what to install or pass instead."""
 
 
+class UnknownModelError(ModelNotFound, KeyError):
+    """A name that names no model: ``name`` is what was asked for, ``choices`` what may be given instead."""
+
+    def __init__(self, name: str, choices: str):
+        self.name, self.choices = name, choices
+        super().__init__(f"unknown model {name!r}: use one of {choices}")
+
+    __str__ = ModelNotFound.__str__  # the message as written, not KeyError's repr of it
+
+
 def chimein_home() -> Path:
     return Path(os.environ.get("CHIMEIN_HOME", Path.home() / ".cache" / "chimein"))
 
@@ -191,7 +201,8 @@ def _resolve_spec(spec: ModelSpec) -> ResolvedModel:
 
 
 def resolve_model(name: str) -> ResolvedModel:
-    """Turn a ``--model`` value into something loadable; raise :class:`ModelNotFound` with advice."""
+    """Turn a ``--model`` value into something loadable; raise :class:`UnknownModelError` for a name that names
+    nothing, :class:`ModelNotFound` with advice for a model that is missing."""
     name = ALIASES.get(name, name)
     if name == "default":
         return resolve_adapter(DEFAULT_ADAPTER_DIR, "default")
@@ -208,8 +219,7 @@ def resolve_model(name: str) -> ResolvedModel:
         return ResolvedModel(str(path), str(path.parent), gguf_file=path.name)
     if name.count("/") == 1 and not path.exists():
         return ResolvedModel(name, name)  # a hub id: works when the user is online
-    known = ", ".join(["default", *REGISTRY])
-    raise ModelNotFound(f"unknown model {name!r}: use one of {known}, a local directory, a .gguf file or a hub id")
+    raise UnknownModelError(name, f"{', '.join(['default', *REGISTRY])}, a local directory, a .gguf file or a hub id")
 
 
 def resolve_adapter(path: Path, name: str) -> ResolvedModel:

@@ -99,3 +99,12 @@ def test_every_command_goes_through_the_error_handler():
 
     assert [c.name for c in app.registered_commands] == [name for name, _ in COMMANDS]
     assert all(c.callback.__wrapped__ is command for c, (_, command) in zip(app.registered_commands, COMMANDS))
+
+
+@pytest.mark.parametrize("args, flag", [(["--log-file", "/no/such/dir/bot.jsonl"], "--log-file"),
+                                        (["--log-level", "LOUD"], "--log-level")])
+def test_matrix_refuses_a_log_it_cannot_write(args, flag, tmp_path):
+    pytest.importorskip("nio")
+    code, stderr, _ = run("matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:localhost",
+                          "--store-dir", str(tmp_path), "--model", "mention", *args)
+    assert code == 2 and stderr.startswith("error: ") and flag in stderr and stderr.count("\n") == 1, stderr

@@ -117,6 +117,34 @@ def test_the_api_key_when_set(tmp_path: Path) -> None:
         assert client.post("/api/rooms").status_code == 201  # rooms keep their own tokens
 
 
+def test_wrong_keys_count_against_the_rate_limit(tmp_path: Path) -> None:
+    # one request a minute after the burst, so a slow test machine cannot refill the bucket while it runs
+    with app_client(tmp_path, api_key="s3cret", limits=Limits(api_burst=20, api_per_minute=1)) as client:
+        codes = [ask(client, HELLO, authorization=f"Bearer guess{i}").status_code for i in range(200)]
+        assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}
+        assert ask(client, HELLO, authorization="Bearer s3cret").status_code == 429  # the right key waits its turn too
+
+
+def retry_after(response: httpx.Response) -> int:
+    """The 429's Retry-After header, checked against the seconds its body gives."""
+    assert response.status_code == 429, response.text
+    seconds = int(response.headers["retry-after"])
+    assert seconds >= 1 and response.json()["error"]["message"].endswith(f"retry in {seconds} s")
+    return seconds
+
+
+def test_every_429_says_when_to_retry_in_its_header_and_body(tmp_path: Path) -> None:
+    # 10 requests a minute: one every 6 s (the old body rounded 0.4 s down to "retry in 0 s" against a header of 1)
+    with app_client(tmp_path, limits=Limits(api_burst=1, api_per_minute=10, rooms_burst=1, rooms_per_second=0.01)) as client:
+        assert ask(client, HELLO).status_code == 200
+        assert retry_after(ask(client, HELLO)) in (6, 7)
+        assert client.post("/api/rooms").status_code == 201
+        assert retry_after(client.post("/api/rooms")) in (100, 101)
+    with app_client(tmp_path, limits=Limits(api_burst=1, api_per_minute=60 / 0.4)) as client:
+        ask(client, HELLO)
+        assert retry_after(ask(client, HELLO)) == 1  # 0.4 s: rounded up, in the body too
+
+
 # -- the model thread -------------------------------------------------------------------------------------
 
 class CostlyBackend:

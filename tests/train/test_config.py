@@ -24,3 +24,20 @@ def test_the_config_file_and_the_preset_are_the_same_recipe():
     from_file = build_config(None, REPO / "configs" / "smollm2-135m.yaml").to_dict()
     preset["template"] = preset["template"] or resolve_model(preset["model"]).template
     assert from_file == preset
+
+
+def test_the_shipped_adapter_was_trained_with_the_default_recipe():
+    from chimein.models import DEFAULT_ADAPTER_DIR
+    from chimein.train.config import TrainConfig
+
+    shipped = build_config(None, DEFAULT_ADAPTER_DIR / "config.yaml").to_dict()
+    assert shipped == build_config("smollm2-135m").to_dict() == TrainConfig().to_dict()
+
+
+def test_every_training_option_has_help():
+    import dataclasses
+
+    from chimein.train.config import TrainConfig
+
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if not f.metadata.get("help")]
+    assert missing == []

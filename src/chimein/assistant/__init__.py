@@ -115,16 +115,13 @@ def _lookup(spec: str, options: dict[str, Any]) -> tuple[BackendEntry, str]:
     if entry is not None:
         return entry, spec if spec in BACKENDS else rest
     # Anything else must be a model transformers can load.
-    from chimein.models import ModelNotFound, resolve_model
+    from chimein.models import UnknownModelError, resolve_model
 
     try:
         resolve_model(spec)
-    except ModelNotFound as e:
-        if not str(e).startswith("unknown model"):
-            raise
+    except UnknownModelError as e:
         valid = ", ".join(entry.usage for entry in BACKENDS.values())
-        names = str(e).split(": use one of ", 1)[-1]
-        raise ValueError(f"unknown model {spec!r}: use one of {valid}; a NAME is {names}") from None
+        raise UnknownModelError(spec, f"{valid}; a NAME is {e.choices}") from None
     return BACKENDS["hf:"], spec
 
 

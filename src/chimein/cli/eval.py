@@ -7,20 +7,17 @@ from typing import Any, List, Optional
 
 import typer
 
-from chimein.cli.options import (API_KEY_ENV, BASE_URL, EAGERNESS, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, STYLE,
-                                 THREADS,
-                                 ModelOptions, backend_from_options, console, replier_from_options)
+from chimein.cli.options import ModelOptions, backend_from_options, console, model_options, replier_from_options
 
 
+@model_options(skip=("model",))  # --model here names several models to compare
 def eval_(
+    options: ModelOptions,
     files: List[Path] = typer.Argument(..., help="JSONL conversations with gold assistant turns"),
     compare: List[str] = typer.Option(["default"], "--model", "-m", "--compare",
                                       help="models to compare, repeatable or comma-separated: e.g. silent,mention,baseline,default; "
                                            "DECIDER+REPLIER has a replier write the replies (llamacpp:default+replier)"),
     out: Path = typer.Option(Path("runs/eval"), help="directory for report.json, report.md, turns-*.jsonl, plots"),
-    base_url: Optional[str] = BASE_URL, api_key_env: str = API_KEY_ENV, style: str = STYLE,
-    eagerness: Optional[float] = EAGERNESS, reply_base_url: Optional[str] = REPLY_BASE_URL,
-    reply_model: Optional[str] = REPLY_MODEL, reply_api_key_env: str = REPLY_API_KEY_ENV, threads: int = THREADS,
     limit: Optional[int] = typer.Option(None, help="only the first N conversations"),
     similarity: bool = typer.Option(True, help="score replies against gold with all-MiniLM-L6-v2"),
     decisions_only: bool = typer.Option(False, help="models with p_speak: decide only, write no replies (fast)"),
@@ -40,14 +37,11 @@ def eval_(
     from chimein.data import load_conversations
     from chimein.eval.run import evaluate_models, markdown_table
 
-    options = ModelOptions(base_url=base_url, api_key_env=api_key_env, style=style, eagerness=eagerness,
-                           reply_base_url=reply_base_url, reply_model=reply_model, reply_api_key_env=reply_api_key_env,
-                           threads=threads)
     conversations = load_conversations(*files)[: limit or None]
     names = [m.strip() for value in compare for m in value.split(",") if m.strip()]
     for name in names:  # every name checked before the first model runs (and before anything is written)
         decider, _, replier_name = name.partition("+")
-        check_backend(decider, base_url=base_url)
+        check_backend(decider, base_url=options.base_url)
         if replier_name:
             from chimein.models import resolve_model
 
@@ -60,7 +54,7 @@ def eval_(
         grade = lambda r: judge.grade(f"{r.speaker}: {r.text}", r.reply, r.gold_reply)  # noqa: E731
     reports = evaluate_models(
         names, conversations, out, [str(f) for f in files],
-        lambda m: with_replier(m, options), eagerness,
+        lambda m: with_replier(m, options), options.eagerness,
         replier_from_options(options, local_by_default=False), similarity, decisions_only, group_by, grade,
     )
     console.print(markdown_table(reports), markup=False, highlight=False)

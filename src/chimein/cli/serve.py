@@ -12,60 +12,85 @@ The library behind it is :func:`chimein.server.create_app`; docs/serve.md has th
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import sqlite3
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from chimein.cli.options import (BASE_URL, BOT_TURNS, COOLDOWN, EAGERNESS, MAX_REPLY_CHARS, MIN_GAP, MODE, MODEL,
-                                 MODEL_API_KEY_ENV, REPLY_API_KEY_ENV, REPLY_BASE_URL, REPLY_MODEL, SETTLE, STYLE,
-                                 THREADS,
-                                 ModelOptions, backend_from_options, err, replier_from_options, room_policy)
+from chimein.cli.options import (LOG_FILE, MODEL_API_KEY_ENV, ModelOptions, RoomOptions, backend_from_options, err,
+                                 json_log_handler, log_json_lines, model_options, replier_from_options, room_options)
 
 
+@model_options(api_key_env=MODEL_API_KEY_ENV)  # --api-key-env is this server's own key
+@room_options
 def serve(
+    options: ModelOptions,
+    room: RoomOptions,
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to accept other machines)"),
-    port: int = typer.Option(8000, help="port to listen on"),
-    model: str = MODEL,
+    port: int = typer.Option(8000, min=0, max=65535, help="port to listen on (0: any free port)"),
     db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
-    eagerness: Optional[float] = EAGERNESS,
-    base_url: Optional[str] = BASE_URL,
-    model_api_key_env: str = MODEL_API_KEY_ENV,
     api_key_env: Optional[str] = typer.Option(None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"),
     room_cache_mb: float = typer.Option(256.0, min=0.0, help="llama.cpp: memory for idle rooms' caches; past it the least recently used room is re-read from its messages when it speaks again"),
-    style: str = STYLE,
-    reply_base_url: Optional[str] = REPLY_BASE_URL,
-    reply_model: Optional[str] = REPLY_MODEL,
-    reply_api_key_env: str = REPLY_API_KEY_ENV,
-    threads: int = THREADS,
-    mode: str = MODE, cooldown: Optional[str] = COOLDOWN, min_gap: int = MIN_GAP,
-    max_reply_chars: int = MAX_REPLY_CHARS, settle: float = SETTLE, bot_turns: int = BOT_TURNS,
+    log_file: Optional[Path] = LOG_FILE,
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
     import uvicorn
 
     from chimein.server import create_app
+    from chimein.server.app import websocket_max_size
     from chimein.server.limits import Limits
 
-    policy = room_policy(mode, cooldown, min_gap, max_reply_chars, settle, bot_turns)
+    policy = room.policy()
+    # Everything the user gave is checked before the model loads: a bad address or database is one line, exit 2.
+    check_listening_address(host, port)
+    check_database(db)
+    log_handler = json_log_handler(log_file)
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env, "").strip()
         if not api_key:
             raise ValueError(f"--api-key-env: the environment variable {api_key_env} is empty or unset")
-    options = ModelOptions(model, base_url, model_api_key_env, style, eagerness, reply_base_url, reply_model, reply_api_key_env,
-                           threads=threads)
+    model = options.model
     with err.status(f"loading {model}...", spinner="dots"):
         extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
         backend = backend_from_options(options, **extra)
-    app = create_app(backend, db_path=db, model_name=model, eagerness=eagerness, api_key=api_key, policy=policy,
+    app = create_app(backend, db_path=db, model_name=model, eagerness=options.eagerness, api_key=api_key, policy=policy,
                      replier=replier_from_options(options))
     if api_key is None and not is_loopback(host):
         err.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key-env: anyone who can reach this "
                   "address can use /v1/chat/completions (and create rooms)", soft_wrap=True)
     err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)
-    uvicorn.run(app, host=host, port=port, ws_max_size=Limits().max_frame_bytes, log_level="info")
+    log_json_lines(log_handler)  # log_config=None: uvicorn's own records are JSON lines too
+    uvicorn.run(app, host=host, port=port, ws_max_size=websocket_max_size(Limits()), log_config=None)
+
+
+def check_listening_address(host: str, port: int) -> None:
+    """A ValueError naming --host / --port when the server could not listen there (unknown host, port in use)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as e:
+        raise ValueError(f"--host {host} --port {port}: cannot listen there: {e.strerror or e}") from None
+
+
+def check_database(db: Path) -> None:
+    """A ValueError naming --db when the rooms' SQLite file could not be opened or created (nothing is created here)."""
+    if db.exists():
+        try:
+            with contextlib.closing(sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)) as probe:
+                probe.execute("PRAGMA schema_version")
+        except sqlite3.Error as e:
+            raise ValueError(f"--db {db}: cannot use it as the rooms' database: {e}") from None
+    elif not db.parent.is_dir():
+        raise ValueError(f"--db {db}: the directory {db.parent} does not exist")
+    elif not os.access(db.parent, os.W_OK):
+        raise ValueError(f"--db {db}: cannot create a file in {db.parent}")
 
 
 def is_loopback(host: str) -> bool:

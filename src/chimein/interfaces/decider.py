@@ -44,7 +44,7 @@ class JsonLinesDecider:
             return {"error": f"line {number}: json: invalid JSON: {e.msg}"}
         if not isinstance(request, dict) or "messages" not in request:
             return {"error": f"line {number}: messages: expected an object with a 'messages' list"}
-        messages, problems = parse_messages(request["messages"])
+        messages, problems = parse_messages(request["messages"], may_start_with_assistant=True)
         if problems:
             return {"error": "; ".join(f"line {number}: {f}: {p}" for f, p in problems)}
         if messages[-1].role != "user":

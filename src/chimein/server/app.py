@@ -39,8 +39,8 @@ from starlette.exceptions import HTTPException
 
 from chimein.assistant.core import Backend, TwoStage
 from chimein.assistant.policy import RoomPolicy
-from chimein.server.errors import error_response
 from chimein.rooms import ModelThread
+from chimein.server.errors import error_response, rate_limited
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
 from chimein.server.rooms import CLOSE_BAD_JOIN, CLOSE_JOIN_TIMEOUT, Connection, Hub, WireError
@@ -54,6 +54,13 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+
+
+def websocket_max_size(limits: Limits) -> int:
+    """What the WebSocket server reads of one frame: well above ``limits.max_frame_bytes``, so an oversized frame
+    reaches :func:`read_frame` and gets the ``too_large`` error frame instead of a bare 1009 close; bounded by the
+    size of a whole API request."""
+    return max(limits.max_request_bytes, 4 * limits.max_frame_bytes)
 
 
 def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_name: str = "chimein", replier: Any = None,
@@ -144,8 +151,8 @@ def _add_rooms_api(app: FastAPI) -> None:
         if len(buckets) > 10_000:
             buckets.clear()
         bucket = buckets.setdefault(host, TokenBucket(hub.limits.rooms_burst, hub.limits.rooms_per_second))
-        if bucket.take():
-            return error_response(429, "rate_limited", "too many rooms created from this address: try again later")
+        if wait := bucket.take():
+            return rate_limited("too many rooms created from this address", wait)
         room = hub.store.create_room()
         return {"room": room.id, "token": room.token, "link": f"/r/{room.id}#{room.token}"}
 

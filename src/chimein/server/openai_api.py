@@ -1,8 +1,9 @@
 """The OpenAI-compatible endpoint: ``POST /v1/chat/completions`` answers with the assistant's decision on the
 last user message (silence is empty content and ``chimein.speak`` false), ``GET /v1/models`` lists the one model.
 
-What one request may cost is bounded, because it shares the model thread with every web room: with an API
-key set (``serve --api-key-env``) a request must carry it; each address has a token bucket of requests;
+What one request may cost is bounded, because it shares the model thread with every web room: each address has
+a token bucket of requests (a request with a wrong API key counts too); with an API key set
+(``serve --api-key-env``) a request must carry it;
 the body is refused past ``Limits.max_request_bytes`` before it is parsed, a message past
 ``max_message_chars``; the request is validated by type (pydantic: ``"name": 7`` or ``"stream": "yes"`` is a
 400, not a guess); the decision reads the latest ``api_history_messages`` messages only (a stateless request
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 import time
@@ -26,8 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 from chimein.assistant.core import Backend, Decision, TwoStage
 from chimein.data import Message
 from chimein.rooms import ModelBusy
-from chimein.server.errors import error_response
+from chimein.server.errors import error_response, rate_limited
 from chimein.server.limits import Limits, TokenBucket
+
+log = logging.getLogger("chimein.serve")
 
 NAME_PREFIX = re.compile(r"([^\s:][^:\n]{0,31}):[ \t]+(\S[\s\S]*)")
 SKIPPED_ROLES = ("system", "developer", "tool", "function")
@@ -169,19 +173,19 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
     buckets: dict[str, TokenBucket] = {}
 
     def refused(request: Request) -> JSONResponse | None:
-        """401 without the API key, 429 past the address's rate."""
-        if api_key is not None:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), api_key.encode()):
-                return error_response(401, "invalid_api_key", "this server needs its API key: send Authorization: Bearer <key>")
+        """429 past the address's rate, 401 without the API key. Every request counts against the rate, one
+        with a wrong key too: guessing keys is throttled like any other flood."""
         host = request.client.host if request.client else "?"
         if len(buckets) > 10_000:
             buckets.clear()
         bucket = buckets.setdefault(host, TokenBucket(limits.api_burst, limits.api_per_minute / 60))
         wait = bucket.take()
         if wait:
-            return error_response(429, "rate_limited", f"too many requests from this address: retry in {wait:.0f} s",
-                                  headers={"retry-after": str(max(1, round(wait)))})
+            return rate_limited("too many requests from this address", wait)
+        if api_key is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), api_key.encode()):
+                return error_response(401, "invalid_api_key", "this server needs its API key: send Authorization: Bearer <key>")
         return None
 
     @app.get("/v1/models")
@@ -210,6 +214,9 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
             return error_response(503, "busy", f"{e}: try again shortly")
         except Exception as e:
             return error_response(500, "model_error", f"the model failed: {e}")
+        log.info("decision %s", json.dumps({"api": host, "messages": len(messages), "speak": decision.speak,
+                                            "p_speak": decision.to_json()["p_speak"],
+                                            "latency_s": round(decision.latency_s, 3)}))
         if two_stage is not None and decision.speak:
             decision = await asyncio.to_thread(two_stage.rewrite, decision, messages)
         cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())

@@ -1,48 +1,36 @@
 #!/usr/bin/env python3
-"""Build windows of REAL human multi-party chat for chimein (all-silence label).
+"""Cut windows of real human multi-party chat from three public Gitter rooms (the LiveChat dataset) into chimein's
+format, every turn silent.
 
-Reads only local, already-fetched bare git mirrors (no network):
-  /work/.mirror/LiveChat2021+LiveChat/repo   (Gitter chat logs, MIT)
-  /work/.mirror/Yale-LILY+QMSum/repo         (AMI + ICSI meeting transcripts)
+    python data/real/convert/gitter.py MIRRORS_DIR   # writes data/real/gitter_livechat.jsonl
 
-Writes /work/staging/real/<source>.jsonl, one window per line.
-Deterministic: fixed seeds, fixed commits (see COMMITS below).
-
-Usage: python3 convert.py
+MIRRORS_DIR holds a bare git mirror of github.com/LiveChat2021/LiveChat as ``LiveChat2021+LiveChat/repo``; the
+commit is pinned below and the seeds are fixed, so the output is reproducible. Nothing here downloads anything.
+This is the only script that writes gitter_livechat.jsonl (the other real sources: ``irc_and_meetings.py``).
+How the windows are cut: gitter.md beside this file.
 """
+import argparse
 import collections
 import hashlib
 import json
-import os
 import random
 import re
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
-OUT = os.path.dirname(os.path.abspath(__file__))
-MIRROR = "/work/.mirror"
-LIVECHAT = os.path.join(MIRROR, "LiveChat2021+LiveChat/repo")
-QMSUM = os.path.join(MIRROR, "Yale-LILY+QMSum/repo")
-COMMITS = {
-    LIVECHAT: "062c40fa346b72f330582bf7bd63b539ff84cc86",
-    QMSUM: "83d7768c1f2b4dfeb091385d3dc7e239b8e5bb7e",
-}
+OUT = Path(__file__).resolve().parents[1]  # data/real
+LIVECHAT_REPO, LIVECHAT_COMMIT = "LiveChat2021+LiveChat", "062c40fa346b72f330582bf7bd63b539ff84cc86"
 
 MIN_MSGS, MAX_MSGS = 8, 40
 TARGET_LO, TARGET_HI = 12, 30
 MAX_CHARS = 600
 
 
-def git_show(repo, path):
+def git_show(mirrors, path):
     return subprocess.check_output(
-        ["git", "--git-dir", repo, "show", f"{COMMITS[repo]}:{path}"])
-
-
-def git_ls(repo, path):
-    out = subprocess.check_output(
-        ["git", "--git-dir", repo, "ls-tree", "--name-only", COMMITS[repo], path])
-    return sorted(out.decode().split())
+        ["git", "--git-dir", str(mirrors / LIVECHAT_REPO / "repo"), "show", f"{LIVECHAT_COMMIT}:{path}"])
 
 
 # ---------------------------------------------------------------- cleaning
@@ -174,11 +162,11 @@ def gitter_clean(text):
     return cut_len(scrub(text))
 
 
-def gitter_source():
+def gitter_source(mirrors):
     rng = random.Random(20240601)
     windows = []
     for path, room in GITTER_ROOMS:
-        raw = git_show(LIVECHAT, path).decode("utf-8", errors="replace").split("\n")
+        raw = git_show(mirrors, path).decode("utf-8", errors="replace").split("\n")
         msgs = []  # parsed, with continuation lines joined
         for ln_no, line in enumerate(raw, 1):
             m = GITTER_LINE.match(line)
@@ -224,76 +212,9 @@ def gitter_source():
     return windows
 
 
-# ---------------------------------------------------------------- meetings (QMSum: AMI, ICSI)
-NAME_POOL = [
-    "Anna", "Ben", "Carla", "David", "Emma", "Felix", "Grace", "Hugo", "Irene", "Jonas", "Kate", "Liam",
-    "Maria", "Nathan", "Olivia", "Paul", "Rachel", "Sam", "Tessa", "Victor", "Wendy", "Adam", "Beth",
-    "Chris", "Diana", "Eric", "Fiona", "George", "Helen", "Ian", "Julia", "Kevin", "Laura", "Mark",
-    "Nina", "Oscar", "Petra", "Rob", "Sara", "Tom", "Uma", "Will", "Zoe", "Alice", "Brian", "Claire",
-    "Dan", "Eva", "Frank", "Hannah", "Jack", "Lena", "Mike", "Nora", "Peter", "Rosa", "Steve", "Tina",
-]
-
-
-def meeting_clean(text):
-    text = text.replace("{disfmarker}", "—")
-    text = re.sub(r"\{[a-z_]+\}", " ", text)        # {vocalsound} {gap} {comment} {pause} ...
-    text = re.sub(r"\s+", " ", text)
-    text = re.sub(r"\b((?:[A-Za-z]_){2,})", lambda m: m.group(1).replace("_", ""), text)  # L_C_D_ -> LCD
-    text = re.sub(r"\b([A-Za-z])_(?=\W|$)", r"\1", text)                                 # lone letter X_
-    # light detokenisation of the QMSum tokenised text
-    text = re.sub(r" ([.,?!;:%])", r"\1", text)
-    text = re.sub(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1", text)
-    text = re.sub(r"\b(\w+) - (\w+)\b", r"\1-\2", text)
-    text = re.sub(r'" ([^"]*?) "', r'"\1"', text)
-    text = re.sub(r"\s*—\s*", " — ", text).strip()
-    text = re.sub(r"^— |(?<=[.?!]) —$", "", text).strip()
-    text = re.sub(r"(— ){2,}", "— ", text)
-    return cut_len(scrub(text))
-
-
-def meeting_source(domain_dir, series_of, per_meeting_cap, seed, label):
-    rng = random.Random(seed)
-    windows = []
-    files = git_ls(QMSUM, f"{domain_dir}/")
-    for f in files:
-        mid = os.path.basename(f)[:-5]
-        d = json.loads(git_show(QMSUM, f))
-        turns = d["meeting_transcripts"]
-        series = series_of(mid)
-        nrng = random.Random(f"{label}-{series}")
-        names = nrng.sample(NAME_POOL, len(NAME_POOL))
-        mapping = {}
-        seg = []
-        for idx, t in enumerate(turns):
-            spk = t["speaker"].strip()
-            if spk not in mapping:
-                mapping[spk] = names[len(mapping) % len(names)]
-            c = meeting_clean(t["content"])
-            if not re.search(r"\w", c):
-                continue
-            seg.append({"name": mapping[spk], "content": c, "turn": idx, "orig": spk})
-        cands = []
-        for _, w in cut_windows(seg, rng):
-            if good_window(w):
-                roles = sorted({f"{m['orig']}={m['name']}" for m in w})
-                cands.append({
-                    "msgs": w,
-                    "cut": f"{label} meeting {mid} ({f}), transcript turns {w[0]['turn']}-{w[-1]['turn']}, "
-                           f"{len(w)} consecutive turns; speaker ids renamed: {', '.join(roles)}",
-                    "stream": series,
-                })
-        dd = Deduper()
-        cands = [c for c in cands if dd.keep(c["msgs"])]
-        windows.extend(select(cands, per_meeting_cap, rng))
-    per_series = collections.Counter(w["stream"] for w in windows)
-    print(f"  {label}: {len(files)} meetings, {len(windows)} windows, max per series "
-          f"{per_series.most_common(1)}", file=sys.stderr)
-    return windows
-
-
-def write(source, licence, platform, windows):
-    path = os.path.join(OUT, f"{source}.jsonl")
-    dd = Deduper()  # cross-stream near-duplicate pass
+def write(out, windows):
+    path = out / "gitter_livechat.jsonl"
+    dd = Deduper()  # cross-room near-duplicate pass
     n = turns = 0
     with open(path, "w", encoding="utf-8") as fh:
         for w in windows:
@@ -302,10 +223,10 @@ def write(source, licence, platform, windows):
             n += 1
             turns += len(w["msgs"])
             rec = {
-                "id": f"real-{source}-{n:05d}",
-                "corpus": source,
-                "licence": licence,
-                "platform": platform,
+                "id": f"real-gitter_livechat-{n:05d}",
+                "corpus": "gitter_livechat",
+                "licence": "MIT",
+                "platform": "gitter",
                 "language": "en",
                 "category": "real_chat",
                 "cut": w["cut"],
@@ -316,13 +237,14 @@ def write(source, licence, platform, windows):
 
 
 def main():
-    for repo, c in COMMITS.items():
-        subprocess.check_call(["git", "--git-dir", repo, "cat-file", "-e", c + "^{commit}"])
-    write("gitter_livechat", "MIT", "gitter", gitter_source())
-    write("ami", "CC-BY-4.0", "meeting",
-          meeting_source("data/Product/all", lambda m: re.sub(r"[a-d]$", "", m), 6, 11, "AMI"))
-    write("icsi", "CC-BY-4.0", "meeting",
-          meeting_source("data/Academic/all", lambda m: m[:3], 8, 12, "ICSI"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mirrors", type=Path, help="directory of bare git mirrors, owner+name/repo")
+    parser.add_argument("--out", type=Path, default=OUT, help="where gitter_livechat.jsonl goes (default: data/real)")
+    args = parser.parse_args()
+    repo = args.mirrors / LIVECHAT_REPO / "repo"
+    if subprocess.run(["git", "--git-dir", str(repo), "cat-file", "-e", LIVECHAT_COMMIT + "^{commit}"], capture_output=True).returncode:
+        sys.exit(f"error: {repo} has no commit {LIVECHAT_COMMIT} (a bare mirror of github.com/LiveChat2021/LiveChat)")
+    write(args.out, gitter_source(args.mirrors))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Cut windows of real human multi-party chat from public, openly licensed corpora into chimein's format.
+"""Cut windows of real human multi-party chat from public IRC logs and meeting transcripts into chimein's format.
 
-    python data/real/convert.py MIRRORS_DIR    # writes data/real/<corpus>.jsonl
+    python data/real/convert/irc_and_meetings.py MIRRORS_DIR   # writes data/real/irc-*.jsonl, ami.jsonl, icsi.jsonl
 
-MIRRORS_DIR holds bare git mirrors (``owner+name/repo``) of the two source repositories; the exact commits
-used are pinned below, so the output is reproducible. Nothing here downloads anything.
+MIRRORS_DIR holds bare git mirrors (``owner+name/repo``) of jkkummerfeld/irc-disentanglement and
+Yale-LILY/QMSum; the exact commits used are pinned below, so the output is reproducible. Nothing here downloads
+anything. This is the only script that writes these files (``gitter.py`` beside it writes gitter_livechat.jsonl).
 
 Every window is a stretch of consecutive messages (8-18 user messages, non-overlapping, spread over each
 log), every turn labelled silence: nobody in these chats addressed our assistant. Dropped: system lines
@@ -15,6 +16,7 @@ repository are never read (reserved for independent evaluation).
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -22,10 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
 from chimein.mentions import addresses_assistant  # noqa: E402
 
-OUT = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parents[1]  # data/real
 IRC_REPO, IRC_COMMIT = "jkkummerfeld+irc-disentanglement", "82ed04f9627a45d0d6f2ec3c8683c88eb408a0d5"
 QMSUM_REPO, QMSUM_COMMIT = "Yale-LILY+QMSum", "83d7768c1f2b4dfeb091385d3dc7e239b8e5bb7e"
 IRC_LICENCE = "CC-BY-4.0 (data/LICENSE-data.txt of jkkummerfeld/irc-disentanglement)"
@@ -97,14 +99,18 @@ def meeting(mirrors: Path, path: str, rng: random.Random) -> list[tuple[str, str
     return lines
 
 
-def write(corpus: str, rows: list[dict]) -> None:
-    with open(OUT / f"{corpus}.jsonl", "w", encoding="utf-8") as f:
+def write(out: Path, corpus: str, rows: list[dict]) -> None:
+    with open(out / f"{corpus}.jsonl", "w", encoding="utf-8") as f:
         for i, row in enumerate(rows, 1):
             f.write(json.dumps({"id": f"real-{corpus}-{i:05d}", **row}, ensure_ascii=False) + "\n")
     print(f"{corpus}: {len(rows)} windows, {sum(len(r['messages']) for r in rows)} user turns")
 
 
-def main(mirrors: Path) -> None:
+def main(mirrors: Path, out: Path = OUT) -> None:
+    for repo, commit in ((IRC_REPO, IRC_COMMIT), (QMSUM_REPO, QMSUM_COMMIT)):
+        git_dir = mirrors / repo / "repo"
+        if subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode:
+            sys.exit(f"error: {git_dir} has no commit {commit} (a bare mirror of github.com/{repo.replace('+', '/')})")
     rng = random.Random(11)
     irc = {"irc-rust": ["data/new-domains/rust.0.ascii.txt", "data/new-domains/rust.1.ascii.txt", "data/new-domains/rust.2.ascii.txt"],
            "irc-stripe": ["data/new-domains/stripe.0.ascii.txt", "data/new-domains/stripe.1.ascii.txt", "data/new-domains/stripe.2.ascii.txt"],
@@ -118,7 +124,7 @@ def main(mirrors: Path) -> None:
                 rows.append({"corpus": corpus, "licence": IRC_LICENCE, "platform": "irc", "language": "en",
                              "category": "real_chat", "cut": f"{path} (after cleaning) messages {start}-{start + len(chunk)}",
                              "messages": [{"role": "user", "name": n, "content": t} for n, t in chunk]})
-        write(corpus, rows)
+        write(out, corpus, rows)
     for corpus, folder, licence, per_meeting in (("ami", "data/Product/all", AMI_LICENCE, 7), ("icsi", "data/Academic/all", ICSI_LICENCE, 10)):
         rows = []
         for path in git_ls(mirrors, QMSUM_REPO, QMSUM_COMMIT, folder):
@@ -126,10 +132,12 @@ def main(mirrors: Path) -> None:
                 rows.append({"corpus": corpus, "licence": licence, "platform": "meeting", "language": "en",
                              "category": "real_chat", "cut": f"{path} turns {start}-{start + len(chunk)}, speakers renamed",
                              "messages": [{"role": "user", "name": n, "content": t} for n, t in chunk]})
-        write(corpus, rows)
+        write(out, corpus, rows)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python data/real/convert.py MIRRORS_DIR   (bare mirrors of the source repositories)")
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mirrors", type=Path, help="directory of bare git mirrors, owner+name/repo")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the .jsonl files go (default: data/real)")
+    args = parser.parse_args()
+    main(args.mirrors, args.out)
