@@ -2,15 +2,18 @@
 
     python bench/served_decisions.py           # writes bench/results/served_decisions.json
     python bench/served_decisions.py --quick   # fewer samples
+    python bench/served_decisions.py --threads 1   # one thread each (less sensitive to other load on the machine)
 
 One process, one run: the shipped default adapter in-process (``llamacpp:default``) and the same GGUFs behind
-``python -m llama_cpp.server`` on a loopback port (``served:default``), with the same threads each (all cores),
+``python -m llama_cpp.server`` on a loopback port (``served:default``), with the same threads each (all cores
+unless ``--threads``),
 one after the other on the same messages. Ratios served / in-process come from this run.
 
-1. one room: the decision latency of the messages just before a history of 10, 50 and 200 (the room
+1. one room: the decision latency of the messages just before a history of 10, 50 and 100 (the room
    brought up to date untimed), as in ``decision_latency.py``;
 2. rooms taking turns: ROOMS rooms with HISTORY messages each, one message per room per round: what one
-   decision server sees from many rooms (in-process keeps each room's cache; the server keeps one sequence);
+   decision server sees from many rooms (in-process keeps each room's cache; llama-cpp-python's server keeps one
+   sequence, so each room's turn re-reads its prompt);
 3. a direct question answered: the decision plus the reply (up to 80 tokens), one fresh room per question.
 """
 
@@ -25,14 +28,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from decision_latency import LENGTHS, long_conversation, measure  # bench/decision_latency.py
+from decision_latency import long_conversation, measure  # bench/decision_latency.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.helpers: a real llama.cpp server
 
 from chimein.data import Message  # noqa: E402
 
-ROOMS, HISTORY = 8, 30
+# Shorter than decision_latency.py's 200: llama.cpp's server converts the whole context's logits to logprobs on
+# every request, seconds per decision at a few thousand tokens on this machine.
+LENGTHS = (10, 50, 100)
+ROOMS, HISTORY = 4, 20
 QUESTIONS = ["bot, how many syllables does a haiku have?", "assistant, what's the capital of australia?",
              "@assistant how far is the moon?", "bot, what is the boiling point of water in fahrenheit?"]
 
@@ -71,14 +77,18 @@ def answered(backend, messages: list[Message]) -> dict[str, float]:
 
 def run(backend, messages: list[Message], samples: int, rounds: int) -> dict:
     backend.decide_only = True  # the decision alone, as in decision_latency.py
-    return {"one_room_s": {str(n): v for n, v in measure(backend, messages, samples, incremental=True).items()},
-            "rooms_taking_turns_s": rooms_taking_turns(backend, messages, rounds),
-            "direct_question_answered_s": answered(backend, messages)}
+    row = {"one_room_s": {str(n): v for n, v in measure(backend, messages, samples, incremental=True, lengths=LENGTHS).items()}}
+    print(f"{backend.name}: one room done", file=sys.stderr, flush=True)
+    row["rooms_taking_turns_s"] = rooms_taking_turns(backend, messages, rounds)
+    print(f"{backend.name}: rooms taking turns done", file=sys.stderr, flush=True)
+    row["direct_question_answered_s"] = answered(backend, messages)
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "served_decisions.json"))
     args = ap.parse_args()
     from chimein.assistant import get_backend
@@ -88,13 +98,13 @@ def main() -> None:
 
     samples, rounds = (2, 2) if args.quick else (5, 4)
     messages = long_conversation(max(LENGTHS) + ROOMS * (HISTORY + rounds))
-    threads = str(os.cpu_count())
-    rows = {"in_process": run(get_backend("llamacpp:default"), messages, samples, rounds)}
+    threads = str(args.threads)
+    rows = {"in_process": run(get_backend("llamacpp:default", n_threads=args.threads), messages, samples, rounds)}
     resolved = resolve_model("default")
     with tempfile.TemporaryDirectory() as tmp, llama_server(
             Path(tmp), "--lora_path", str(adapter_gguf_path(resolved)), "--n_ctx", "4096", "--n_threads", threads,
             "--n_threads_batch", threads, gguf=Path(resolved.source) / resolved.gguf_file) as url:
-        rows["served"] = run(get_backend("served:default", base_url=url), messages, samples, rounds)
+        rows["served"] = run(get_backend("served:default", base_url=url, timeout=600), messages, samples, rounds)
     inp, srv = rows["in_process"], rows["served"]
     ratios = {f"one_room_p50@{n}": round(srv["one_room_s"][str(n)]["p50"] / inp["one_room_s"][str(n)]["p50"], 2) for n in LENGTHS}
     ratios["rooms_taking_turns_p50"] = round(srv["rooms_taking_turns_s"]["p50"] / inp["rooms_taking_turns_s"]["p50"], 2)

@@ -123,8 +123,9 @@ class LlamaCppEngine:
 
 
 def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 4096, adapter_gguf: str | None = None,
-         state_budget_mb: float = 256.0, **kwargs: Any) -> LocalBackend:
-    """``name``: a chimein adapter (``default``, a run dir) or a registry/GGUF base model."""
+         state_budget_mb: float = 256.0, n_threads: int | None = None, **kwargs: Any) -> LocalBackend:
+    """``name``: a chimein adapter (``default``, a run dir) or a registry/GGUF base model; ``n_threads``: all cores
+    unless told."""
     from llama_cpp import Llama
 
     from chimein.models import load_tokenizer, resolve_model
@@ -136,7 +137,7 @@ def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 
     if resolved.adapter is not None and lora is None:
         lora = str(adapter_gguf_path(resolved))
     llm = Llama(model_path=str(Path(resolved.source) / resolved.gguf_file), lora_path=lora, n_ctx=n_ctx,
-                n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(), logits_all=False, verbose=False)
+                n_threads=n_threads or os.cpu_count(), n_threads_batch=n_threads or os.cpu_count(), logits_all=False, verbose=False)
     fmt = ChatFormat.for_tokenizer(load_tokenizer(resolved), resolved.template)
     if threshold is None:
         threshold = adapter_threshold(resolved.adapter) if resolved.adapter is not None else 0.5

@@ -78,7 +78,7 @@ class ServedBackend:
     def __init__(self, base_url: str, fmt: ChatFormat, *, model: str, threshold: float = 0.5,
                  answer_direct_questions: bool = True, stuck_threshold: float | None = STUCK_THRESHOLD,
                  decide_only: bool = False, max_new_tokens: int = 80, context_tokens: int = 4096,
-                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0, name: str | None = None):
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, name: str | None = None):
         self.client = openai_client(base_url, api_key_env, timeout)
         self.fmt, self.model, self.name = fmt, model, name or f"served:{model}"
         self.threshold, self.answer_direct_questions = threshold, answer_direct_questions
