@@ -91,3 +91,10 @@ def test_every_command_goes_through_the_error_handler():
 
     assert [c.name for c in app.registered_commands] == [name for name, _ in COMMANDS]
     assert all(c.callback.__wrapped__ is command for c, (_, command) in zip(app.registered_commands, COMMANDS))
+
+
+@pytest.mark.parametrize("args, flag", [([], "--base-url"),
+                                        (["--base-url", "http://127.0.0.1:9/v1", "--style", "baseline"], "--style")])
+def test_a_served_model_needs_its_server_and_the_finetuned_format(args, flag):
+    code, stderr, _ = run("decide", "--model", "served:default", *args)
+    assert code == 2 and stderr.startswith("error: served:default: ") and flag in stderr and "Traceback" not in stderr

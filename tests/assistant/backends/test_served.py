@@ -60,6 +60,8 @@ def test_p_speak_from_top_logprobs():
     assert p_speak_from_logprobs({"sil": math.log(0.99), "x": math.log(0.01 - 1e-9)}, r, s) < 0.0101
     with pytest.raises(ServedFormatError, match="neither marker"):
         p_speak_from_logprobs({"hello": -0.1}, r, s)
+    with pytest.raises(ServedFormatError, match="no logprobs"):
+        p_speak_from_logprobs({}, r, s)
 
 
 def test_served_models_by_name(fmt):

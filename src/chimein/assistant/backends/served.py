@@ -61,6 +61,9 @@ def p_speak_from_logprobs(top: dict[str, float], response_keys: tuple[str, ...],
 
     A marker missing from the list has at most the smallest listed logprob and at most the mass not listed;
     it gets that bound (so a missing ``(response)`` gives an upper bound on ``p_speak``)."""
+    if not top:
+        raise ServedFormatError("the server returned no logprobs: does it support logprobs on /v1/completions "
+                                "(llama-cpp-python: logits_all, its default; vLLM: --max-logprobs)?")
     response, silence = listed_logprob(top, response_keys), listed_logprob(top, silence_keys)
     if response is None and silence is None:
         raise ServedFormatError(f"neither marker among the server's top tokens {sorted(top)[:8]}: is it running "
@@ -129,7 +132,8 @@ class ServedBackend:
         threshold = self.threshold if threshold is None else threshold
         prompt = self.prompt(messages, room)
         answer = self.client.completions.create(**self.decision_args(prompt))
-        top = (answer.choices[0].logprobs.top_logprobs or [{}])[0]
+        listed = answer.choices[0].logprobs
+        top = listed.top_logprobs[0] if listed is not None and listed.top_logprobs else {}
         p_speak = p_speak_from_logprobs(top, self.response_keys, self.silence_keys)
         processed = getattr(answer.usage, "prompt_tokens", 0) or 0
         if not should_speak(p_speak, threshold, messages, self.answer_direct_questions, self.stuck_threshold):
