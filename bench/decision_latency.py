@@ -51,11 +51,12 @@ def replay_for_memory(spec: str, messages: list[Message]) -> None:
     print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
 
 
-def measure(backend, messages: list[Message], samples: int, incremental: bool) -> dict[int, dict[str, float]]:
+def measure(backend, messages: list[Message], samples: int, incremental: bool,
+            lengths: tuple[int, ...] = LENGTHS) -> dict[int, dict[str, float]]:
     results = {}
     state = backend.new_state()
     fed = 0
-    for length in LENGTHS:
+    for length in lengths:
         times = []
         for end in range(length - samples + 1, length + 1):
             if incremental:

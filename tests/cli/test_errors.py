@@ -108,3 +108,10 @@ def test_matrix_refuses_a_log_it_cannot_write(args, flag, tmp_path):
     code, stderr, _ = run("matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:localhost",
                           "--store-dir", str(tmp_path), "--model", "mention", *args)
     assert code == 2 and stderr.startswith("error: ") and flag in stderr and stderr.count("\n") == 1, stderr
+
+
+@pytest.mark.parametrize("args, flag", [([], "--base-url"),
+                                        (["--base-url", "http://127.0.0.1:9/v1", "--style", "baseline"], "--style")])
+def test_a_served_model_needs_its_server_and_the_finetuned_format(args, flag):
+    code, stderr, _ = run("decide", "--model", "served:default", *args)
+    assert code == 2 and stderr.startswith("error: served:default: ") and flag in stderr and "Traceback" not in stderr

@@ -33,6 +33,7 @@ class BackendEntry:
     help: str
     build: Callable[[str, dict[str, Any]], Backend]  # (the name after the prefix, or the whole name; options)
     needs_model: bool = True  # False for the rules: with --base-url every other name is a served model
+    remote: bool = False  # takes --base-url itself (openai:, served:)
 
 
 def _local_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +92,18 @@ def _openai(name: str, options: dict[str, Any]) -> Backend:
     return OpenAIBackend(base_url, name, **opts)
 
 
+def _served(name: str, options: dict[str, Any]) -> Backend:
+    from chimein.assistant.backends import served
+
+    opts = {k: v for k, v in options.items() if k != "mode"}
+    if not opts.get("base_url"):
+        raise ValueError(f"served:{name}: a model on a serving engine needs --base-url")
+    if opts.pop("style", None) not in (None, "finetuned"):
+        raise ValueError(f"served:{name}: --style: the served model is chimein's fine-tuned format; "
+                         f"for the prompted baseline use openai:{name}")
+    return served.load(name, **opts)
+
+
 # Exact names, and prefixes ending in ":". The order is the order of the --model help.
 BACKENDS: dict[str, BackendEntry] = {
     "llamacpp:": BackendEntry("llamacpp:NAME", "NAME on llama.cpp (GGUF); llamacpp:default is the shipped assistant, the lightest", _llamacpp),
@@ -101,7 +114,9 @@ BACKENDS: dict[str, BackendEntry] = {
                              lambda name, options: _llamacpp("baseline", options)),
     "baseline-reminder": BackendEntry("baseline-reminder", "the same with 'addressed as assistant' + a reminder per message",
                                       lambda name, options: _llamacpp("baseline-reminder", options)),
-    "openai:": BackendEntry("openai:MODEL", "an OpenAI-compatible endpoint, with --base-url", _openai),
+    "openai:": BackendEntry("openai:MODEL", "an OpenAI-compatible endpoint, with --base-url", _openai, remote=True),
+    "served:": BackendEntry("served:NAME", "NAME (default, an adapter dir) on a llama.cpp or vLLM server at --base-url, "
+                            "p_speak from its logprobs", _served, remote=True),
 }
 
 RUNTIME_MODEL_HELP = "; ".join(f"{e.usage}: {e.help}" for e in BACKENDS.values())
@@ -110,7 +125,7 @@ RUNTIME_MODEL_HELP = "; ".join(f"{e.usage}: {e.help}" for e in BACKENDS.values()
 def _lookup(spec: str, options: dict[str, Any]) -> tuple[BackendEntry, str]:
     prefix, sep, rest = spec.partition(":")
     entry = BACKENDS.get(spec) or (BACKENDS.get(prefix + ":") if sep else None)
-    if options.get("base_url") and (entry is None or entry.needs_model):
+    if options.get("base_url") and (entry is None or (entry.needs_model and not entry.remote)):
         return BACKENDS["openai:"], spec.removeprefix("openai:")  # a model served at --base-url
     if entry is not None:
         return entry, spec if spec in BACKENDS else rest
@@ -138,7 +153,7 @@ def check_backend(spec: str, **options: Any) -> None:
     """Raise the error :func:`get_backend` would for a name that names nothing, without loading a model
     (``chimein eval -m a,b,c`` checks every name before spending minutes on the first)."""
     entry, name = _lookup(spec, options)
-    if entry.build in (_llamacpp, _hf) and name not in BASELINE_VARIANTS:
+    if entry.build in (_llamacpp, _hf, _served) and name not in BASELINE_VARIANTS:
         from chimein.models import resolve_model
 
         resolve_model(name)

@@ -130,21 +130,14 @@ def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 
         raise ValueError(f"--threads must be at least 1, got {threads}")
     from llama_cpp import Llama
 
-    from chimein.models import chimein_home, load_tokenizer, resolve_model
+    from chimein.models import load_tokenizer, resolve_model
 
     resolved = resolve_model(name)
     if not resolved.gguf_file:
         raise ValueError(f"{name}: the llama.cpp backend needs a GGUF base model")
     lora = adapter_gguf
     if resolved.adapter is not None and lora is None:
-        from chimein.adapter_gguf import write_adapter_gguf
-
-        # Convert once and keep it next to the converted models.
-        lora_path = chimein_home() / "gguf" / f"{Path(resolved.adapter).resolve().name}-{_mtime(resolved.adapter)}.gguf"
-        if not lora_path.exists():
-            lora_path.parent.mkdir(parents=True, exist_ok=True)
-            write_adapter_gguf(Path(resolved.adapter), Path(resolved.source) / resolved.gguf_file, lora_path)
-        lora = str(lora_path)
+        lora = str(adapter_gguf_path(resolved))
     llm = Llama(model_path=str(Path(resolved.source) / resolved.gguf_file), lora_path=lora, n_ctx=n_ctx,
                 n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
     fmt = ChatFormat.for_tokenizer(load_tokenizer(resolved), resolved.template)
@@ -152,6 +145,19 @@ def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 
         threshold = adapter_threshold(resolved.adapter) if resolved.adapter is not None else 0.5
     kwargs.setdefault("name", f"llamacpp:{name}")
     return LocalBackend(LlamaCppEngine(llm, state_budget_mb=state_budget_mb), fmt, threshold=threshold, **kwargs)
+
+
+def adapter_gguf_path(resolved: Any) -> Path:
+    """The resolved model's adapter as a LoRA GGUF for llama.cpp (in-process or its server): converted once and
+    kept next to the converted models."""
+    from chimein.adapter_gguf import write_adapter_gguf
+    from chimein.models import chimein_home
+
+    path = chimein_home() / "gguf" / f"{Path(resolved.adapter).resolve().name}-{_mtime(resolved.adapter)}.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_adapter_gguf(Path(resolved.adapter), Path(resolved.source) / resolved.gguf_file, path)
+    return path
 
 
 def _mtime(path: Any) -> int:

@@ -26,7 +26,7 @@ from chimein.mentions import mentions_assistant
 END_MARKERS = ("<|im_end|>", "</s>", "<end_of_turn>", "<|end_of_turn|>", "<|eot_id|>")
 
 
-def _client(base_url: str, api_key_env: str, timeout: float) -> Any:
+def openai_client(base_url: str, api_key_env: str, timeout: float) -> Any:
     from openai import OpenAI
 
     return OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "not-needed", timeout=timeout, max_retries=0)
@@ -43,7 +43,7 @@ class OpenAIBackend:
                  max_tokens: int = 120):
         if style not in ("finetuned", "baseline"):
             raise ValueError("style must be 'finetuned' or 'baseline'")
-        self.client = _client(base_url, api_key_env, timeout)
+        self.client = openai_client(base_url, api_key_env, timeout)
         self.model, self.style, self.variant = model, style, variant
         self.names_in_field, self.max_tokens = names_in_field, max_tokens
 
@@ -70,7 +70,7 @@ class OpenAIReplier:
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0,
                  max_tokens: int = 160, temperature: float = 0.2, seed: int | None = None):
-        self.client = _client(base_url, api_key_env, timeout)
+        self.client = openai_client(base_url, api_key_env, timeout)
         self.model, self.max_tokens = model, max_tokens
         self.temperature, self.seed = temperature, seed  # temperature 0 (or a seed) makes replies repeatable
 
