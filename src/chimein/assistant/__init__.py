@@ -95,7 +95,7 @@ def _openai(name: str, options: dict[str, Any]) -> Backend:
 def _served(name: str, options: dict[str, Any]) -> Backend:
     from chimein.assistant.backends import served
 
-    opts = {k: v for k, v in options.items() if k != "mode"}
+    opts = {k: v for k, v in options.items() if k not in ("mode", "threads")}  # the server has its own threads
     if not opts.get("base_url"):
         raise ValueError(f"served:{name}: a model on a serving engine needs --base-url")
     if opts.pop("style", None) not in (None, "finetuned"):
