@@ -9,8 +9,9 @@
   the date is the file name's (``2024-01-01.log``, ``#chan_20240101.log``).
 
 Actions become the nick's message ``/me waves``. Joins, parts, quits, nick changes, modes, topics and notices
-are skipped and counted. Without any date, times are read as one day after another (a time earlier than the
-one before is the next day), and the conversations carry no start date.
+are skipped and counted; after a nick change the person keeps the nick they were first seen with. Without
+any date, times are read as one day after another (a time earlier than the one before is the next day), and
+the conversations carry no start date.
 """
 
 from __future__ import annotations
@@ -42,18 +43,33 @@ IRSSI_DATE = re.compile(r"^--- (?:Log opened|Day changed) \w{3} (\w{3} \d\d(?: [
 IRSSI_MARK = re.compile(r"^--- Log (?:opened|closed) ")
 FILE_DATE = re.compile(r"(\d{4})-?(\d\d)-?(\d\d)")
 JOINS = re.compile(r"has (joined|left|quit)|^(Joins|Parts|Quits):| (joined|left|quit)\b", re.IGNORECASE)
-NICK_CHANGE = re.compile(r"is now known as", re.IGNORECASE)
+NICK_CHANGE = re.compile(r"(\S+) is now known as (\S+)", re.IGNORECASE)
 WEECHAT_EVENTS = {"-->": "joins, parts and quits", "<--": "joins, parts and quits"}
 EXPECTED = ("not an IRC log line this reader knows (irssi '12:34 < nick> text', weechat "
             "'2024-01-01 12:34:56<TAB>nick<TAB>text', znc '[12:34:56] <nick> text')")
 
 
-def event_reason(text: str) -> str:
-    if NICK_CHANGE.search(text):
-        return "nick changes"
-    if JOINS.search(text):
-        return "joins, parts and quits"
-    return "other events (modes, topics, netsplits)"
+class Nicks:
+    """Who is who across nick changes: a person keeps the nick they were first seen with."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, str] = {}
+
+    def person(self, nick: str) -> str:
+        return self.first.get(nick, nick)
+
+    def event(self, text: str, export: Export) -> None:
+        """Count an event line (and follow a nick change)."""
+        renamed = NICK_CHANGE.search(text)
+        if renamed:
+            old, new = renamed.groups()
+            self.first[new] = self.person(old)
+            export.aliases.setdefault(self.person(old), set()).add(new)  # texts may use the new nick
+            export.skipped["nick changes (the person keeps their first nick)"] += 1
+        elif JOINS.search(text):
+            export.skipped["joins, parts and quits"] += 1
+        else:
+            export.skipped["other events (modes, topics, netsplits)"] += 1
 
 
 def layout_of(lines: list[str], path: Path) -> str:
@@ -99,22 +115,24 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
     except ValueError:
         clock = Clock(None)
     export = Export()
+    nicks = Nicks()
     messages: list[ChatMessage] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         if layout == "weechat":
-            kept = weechat_line(line, path, n, export)
+            kept = weechat_line(line, path, n, export, nicks)
         else:
-            kept = time_only_line(line, layout, clock, path, n, export)
+            kept = time_only_line(line, layout, clock, path, n, export, nicks)
         if kept is not None:
+            kept.author = nicks.person(kept.author)
             messages.append(kept)
     progress(len(messages))
     export.chats.append(Chat(path.stem, messages, dated=layout == "weechat" or clock.dated))
     return export
 
 
-def weechat_line(line: str, path: Path, n: int, export: Export) -> ChatMessage | None:
+def weechat_line(line: str, path: Path, n: int, export: Export, nicks: Nicks) -> ChatMessage | None:
     found = WEECHAT.match(line)
     if not found:
         raise problem(path, n, "line", EXPECTED)
@@ -124,7 +142,7 @@ def weechat_line(line: str, path: Path, n: int, export: Export) -> ChatMessage |
     if prefix in WEECHAT_EVENTS:
         export.skipped[WEECHAT_EVENTS[prefix]] += 1
     elif prefix in ("--", "=!=", ""):
-        export.skipped[event_reason(text)] += 1
+        nicks.event(text, export)
     elif prefix == "*":
         nick, _, action = text.partition(" ")
         return ChatMessage(nick, f"/me {action}".strip(), time)
@@ -135,7 +153,8 @@ def weechat_line(line: str, path: Path, n: int, export: Export) -> ChatMessage |
     return None
 
 
-def time_only_line(line: str, layout: str, clock: Clock, path: Path, n: int, export: Export) -> ChatMessage | None:
+def time_only_line(line: str, layout: str, clock: Clock, path: Path, n: int, export: Export,
+                   nicks: Nicks) -> ChatMessage | None:
     dated = IRSSI_DATE.match(line)
     if dated:
         stamp = dated.group(1)
@@ -149,7 +168,7 @@ def time_only_line(line: str, layout: str, clock: Clock, path: Path, n: int, exp
         if not found:
             continue
         if kind == "event":
-            export.skipped[event_reason(found.group(2))] += 1
+            nicks.event(found.group(2), export)
             return None
         if kind == "notice":
             export.skipped["notices"] += 1

@@ -64,10 +64,9 @@ class Pseudonymizer:
 
     def text(self, text: str) -> str:
         text = EMAIL.sub("<email>", text)
-        text = self.mask_phones(text)
-        if self.names is not None:
+        if self.names is not None:  # before the phone numbers: a contact saved as a number is a person
             text = self.names.sub(self.replace_name, text)
-        return HANDLE.sub(self.replace_handle, text)
+        return HANDLE.sub(self.replace_handle, self.mask_phones(text))
 
     def replace_name(self, found: re.Match) -> str:
         at = "@" if found.group(0).startswith("@") else ""
