@@ -12,11 +12,11 @@ from rich.table import Table
 from chimein.cli.options import err
 from chimein.importers import FORMATS
 
-FORMAT_HELP = "; ".join(f"{name}: {what}" for name, (_, what) in FORMATS.items())
+FORMAT_HELP = "\n\n".join(f"[bold]{name}[/bold]: {what}" for name, (_, what) in FORMATS.items())
 
 
 def import_(
-    format: str = typer.Argument(..., help=f"the export's format: {FORMAT_HELP}", show_default=False,
+    format: str = typer.Argument(..., help=f"the export's format. {FORMAT_HELP}", show_default=False,
                                  metavar="FORMAT"),
     files: List[Path] = typer.Argument(..., help="export files (several of one format make one dataset)"),
     out: Path = typer.Option(..., "--out", "-o", help="JSONL file of conversations to write (replaced if it exists)"),
@@ -34,13 +34,12 @@ def import_(
     chat: Optional[List[str]] = typer.Option(None, "--chat", help="only this chat, channel or room (repeatable)",
                                              show_default="all"),
 ) -> None:
-    """Turn chat exports into chimein conversations: one JSON list of messages per line, what `chimein validate`
-    and `chimein train` read.
+    """Turn chat exports into chimein conversations (JSONL, what `chimein validate` and `chimein train` read).
 
-    Formats: whatsapp, telegram, slack, discord, matrix, irc (see FORMAT below and docs/import.md). A silence
-    longer than --gap starts a new conversation. The assistant's messages become assistant turns; after every
-    other message the assistant stayed silent. Lines that are not messages (media, system lines, joins) are
-    counted by reason at the end.
+    A silence longer than --gap starts a new conversation.
+    The assistant's messages become assistant turns; after every other message the assistant stayed silent.
+    Lines that are not messages (media, system lines, joins) are counted by reason at the end.
+    Details and examples: docs/import.md.
     """
     from chimein.data import write_conversations
     from chimein.importers import WindowOptions, import_chats
@@ -57,7 +56,7 @@ def import_(
     assistant_turns = sum(c.assistant_turns for c in result.conversations)
     who = f"assistant: {result.assistant}" if result.assistant else "no assistant account (every turn is silence)"
     err.print(f"{out}: {written} conversations, {user_turns} user turns, {assistant_turns} assistant turns "
-              f"from {result.messages_read} messages ({who})", highlight=False, markup=False)
+              f"from {result.messages_read} messages ({who})", highlight=False, markup=False, soft_wrap=True)
     if result.skipped:
         table = Table("not written", "count", title="skipped", title_justify="left")
         for reason, count in result.skipped.most_common():

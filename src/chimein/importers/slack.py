@@ -145,8 +145,8 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
             streams.setdefault(thread if thread in replied else None, []).append(kept)
         progress(sum(len(s) for s in streams.values()))
         export.chats.append(Chat(channel, streams.pop(None)))
-        for thread, messages in streams.items():
-            export.chats.append(Chat(f"{channel}, thread {thread}", messages))
+        for number, messages in enumerate(streams.values(), 1):  # numbered, not by ts: a ts reads as a phone number
+            export.chats.append(Chat(f"{channel}, thread {number}", messages))
     return export
 
 
