@@ -46,7 +46,8 @@ def import_(
 
     options = WindowOptions(assistant=assistant, gap_minutes=gap, max_messages=max_messages, min_messages=min_messages)
     progress = Progress(SpinnerColumn(), TextColumn(f"[bold]reading {format}[/bold]"),
-                        TextColumn("{task.completed} messages"), TimeElapsedColumn(), console=err, transient=True)
+                        TextColumn("{task.completed} messages"), TimeElapsedColumn(), console=err, transient=True,
+                        disable=not err.is_terminal)  # redirected: no progress lines before the report or an error
     with progress:
         task = progress.add_task("read", total=None)
         result = import_chats(format, files, options, pseudonymize=pseudonymize, phone_region=phone_region,
