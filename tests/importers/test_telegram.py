@@ -46,7 +46,7 @@ def test_a_message_of_the_wrong_shape_names_its_line_and_field(tmp_path):
     with pytest.raises(DataError) as e:
         imported("telegram", bad)
     line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if '"id": 3,' in text)
-    assert str(e.value.problems[0]) == f"{bad}:{line}: chat.messages[2].text: must be a list, got int"
+    assert str(e.value.problems[0]) == f"{bad}:{line}: chat.messages[2].text: must be a string or a list, got int"
 
 
 def test_not_json_is_one_error(tmp_path):

@@ -55,7 +55,7 @@ def import_(
     written = write_conversations(out, result.conversations)
     user_turns = sum(c.user_turns for c in result.conversations)
     assistant_turns = sum(c.assistant_turns for c in result.conversations)
-    who = f"assistant: {result.assistant}" if result.assistant else "no assistant account (every turn is silence)"
+    who = f"assistant: {result.assistant}" if result.assistant else "no assistant account: every turn is a silence"
     err.print(f"{out}: {written} conversations, {user_turns} user turns, {assistant_turns} assistant turns "
               f"from {result.messages_read} messages ({who})", highlight=False, markup=False, soft_wrap=True)
     if result.skipped:

@@ -20,9 +20,9 @@ MEDIA_KEYS = ("photo", "file", "media_type", "sticker_emoji", "poll", "location_
 
 
 def joined_text(text: Any, file: Path, line: int, where: str) -> str:
-    if isinstance(text, str):
+    if isinstance(expect(text, (str, list), file, line, where), str):
         return text
-    parts = expect(text, list, file, line, where)
+    parts = text
     out = []
     for i, part in enumerate(parts):
         if isinstance(part, str):
