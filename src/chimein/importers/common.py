@@ -15,9 +15,11 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
+
+from dateutil.parser import isoparse
 
 from chimein.data import Conversation, DataError, Message, Problem
 
@@ -61,9 +63,14 @@ class Export:
             self.aliases.setdefault(person, set()).update(names)
 
 
-def problem(file: str | Path, line: int, where: str, what: str) -> DataError:
+# A line number, or how to find it: searching a large JSON text for every element would cost more than reading it,
+# so readers pass ``line_of`` unevaluated and it runs only when there is an error to report.
+Line = Union[int, Callable[[], int]]
+
+
+def problem(file: str | Path, line: Line, where: str, what: str) -> DataError:
     """The error a reader raises for malformed input: ``file:line: field: what``."""
-    return DataError([Problem(str(file), line, where, what)])
+    return DataError([Problem(str(file), line() if callable(line) else line, where, what)])
 
 
 def read_text(path: Path) -> str:
@@ -82,14 +89,25 @@ def load_json(text: str, file: str | Path) -> Any:
 
 def line_of(text: str, key: str, value: Any) -> int:
     """The line of ``"key": value`` in a JSON text (1 when it is not found): where an element's error is."""
+    if value is None:
+        return 1
     found = re.search(r'"%s"\s*:\s*%s' % (re.escape(key), re.escape(json.dumps(value, ensure_ascii=False))), text)
     return text.count("\n", 0, found.start()) + 1 if found else 1
+
+
+def iso_time(value: Any, file: str | Path, line: Line, where: str) -> datetime:
+    """An ISO 8601 time as exports write it (fractions of any length, ``Z``; no zone: UTC)."""
+    try:
+        time = isoparse(expect(value, str, file, line, where))
+    except ValueError:
+        raise problem(file, line, where, f"not an ISO 8601 time: {value!r}") from None
+    return time if time.tzinfo is not None else time.replace(tzinfo=timezone.utc)
 
 
 KINDS = {str: "a string", list: "a list", dict: "an object", int: "a number", float: "a number"}
 
 
-def expect(value: Any, kind: type | tuple[type, ...], file: str | Path, line: int, where: str) -> Any:
+def expect(value: Any, kind: type | tuple[type, ...], file: str | Path, line: Line, where: str) -> Any:
     """``value`` when it has the type the format documents, else the reader's one-line error."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kinds) or isinstance(value, bool):

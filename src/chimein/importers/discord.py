@@ -12,10 +12,12 @@ attachments, stickers or embeds. A mention left as ``<@123>`` becomes ``@name`` 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from functools import partial
 from pathlib import Path
 
-from chimein.importers.common import Chat, ChatMessage, Export, Progress, expect, line_of, load_json, no_progress, problem, read_text
+from chimein.importers.common import (
+    Chat, ChatMessage, Export, Progress, expect, iso_time, line_of, load_json, no_progress, read_text,
+)
 
 KEPT_TYPES = {"Default", "Reply"}
 RAW_MENTION = re.compile(r"<@!?(\d+)>")
@@ -32,7 +34,7 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
     messages: list[ChatMessage] = []
     for i, m in enumerate(expect(data.get("messages"), list, path, 1, "messages")):
         here = f"messages[{i}]"
-        line = line_of(text, "id", m.get("id")) if isinstance(m, dict) else 1
+        line = partial(line_of, text, "id", m.get("id") if isinstance(m, dict) else None)
         m = expect(m, dict, path, line, here)
         if m.get("type", "Default") not in KEPT_TYPES:
             export.skipped[f"system messages ({m.get('type')})"] += 1
@@ -44,10 +46,7 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
         if not body:
             export.skipped["attachments, stickers or embeds without text"] += 1
             continue
-        try:
-            time = datetime.fromisoformat(expect(m.get("timestamp"), str, path, line, f"{here}.timestamp"))
-        except ValueError:
-            raise problem(path, line, f"{here}.timestamp", f"not an ISO date: {m['timestamp']!r}") from None
+        time = iso_time(m.get("timestamp"), path, line, f"{here}.timestamp")
         name = display_name(author)
         handles = {str(author[k]) for k in ("name", "id") if author.get(k)} - {name}
         export.aliases.setdefault(name, set()).update(handles)

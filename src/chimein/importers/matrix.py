@@ -12,9 +12,12 @@ and counted. A sender of ``m.notice`` messages (what bots send) is a bot account
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
-from chimein.importers.common import Chat, ChatMessage, Export, Progress, expect, line_of, load_json, no_progress, read_text
+from chimein.importers.common import (
+    Chat, ChatMessage, Export, Progress, expect, line_of, load_json, no_progress, read_text,
+)
 
 MEDIA = {"m.image", "m.file", "m.audio", "m.video", "m.location"}
 
@@ -50,7 +53,7 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
         if e is None:  # Element writes an event it could not decrypt as null
             export.skipped["undecryptable events"] += 1
             continue
-        line = line_of(text, "event_id", e.get("event_id")) if isinstance(e, dict) else 1
+        line = partial(line_of, text, "event_id", e.get("event_id") if isinstance(e, dict) else None)
         e = expect(e, dict, path, line, here)
         kind = e.get("type")
         if kind == "m.room.encrypted":

@@ -53,7 +53,8 @@ class Pseudonymizer:
             if len(owners) == 1 and first not in self.spelling and first not in self.keep:
                 self.spelling[first] = next(iter(owners))
         spellings = sorted(self.spelling, key=len, reverse=True)
-        self.names = re.compile(r"(?<![\w@])@?(%s)(?!\w)" % "|".join(map(re.escape, spellings)), re.IGNORECASE) if spellings else None
+        alternatives = "|".join(map(re.escape, spellings))
+        self.names = re.compile(rf"(?<![\w@])@?({alternatives})(?!\w)", re.IGNORECASE) if spellings else None
 
     def name(self, person: str) -> str:
         """The fake name of a person, the same every time."""

@@ -17,13 +17,18 @@ import html
 import re
 import zipfile
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from chimein.importers.common import Chat, ChatMessage, Export, Progress, expect, line_of, load_json, no_progress, problem
+from chimein.importers.common import (
+    Chat, ChatMessage, Export, Line, Progress, expect, line_of, load_json, no_progress, problem,
+)
 
 KEPT_SUBTYPES = {None, "thread_broadcast", "bot_message", "me_message", "file_share"}
 LISTS = {"channels.json": "name", "groups.json": "name", "mpims.json": "name", "dms.json": "id"}
+TS = re.compile(r"^\d+(\.\d+)?$")
+Where = tuple[str, Line, str]  # file, line, field
 LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -122,26 +127,26 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
     export = Export(aliases=aliases)
     for channel, folder in channel_folders(files):
         days = sorted(n for n in files.names if PurePosixPath(n).parent == PurePosixPath(folder))
-        posts: list[tuple[float, str | None, dict]] = []  # ts, thread_ts, message
+        posts: list[tuple[float, str, dict, Where]] = []  # time, ts, message, where it is
         for day in days:
             data, text = files.json(day)
             for i, m in enumerate(expect(data, list, files.where(day), 1, "messages")):
-                line = line_of(text, "ts", m.get("ts")) if isinstance(m, dict) else 1
-                m = expect(m, dict, files.where(day), line, f"messages[{i}]")
-                try:
-                    ts = float(expect(m.get("ts"), str, files.where(day), line, f"messages[{i}].ts"))
-                except ValueError:
-                    raise problem(files.where(day), line, f"messages[{i}].ts", f"not a Slack timestamp: {m['ts']!r}") from None
-                m["_where"] = (files.where(day), line, f"messages[{i}]")
-                posts.append((ts, m.get("thread_ts"), m))
+                where = (files.where(day), partial(line_of, text, "ts", m.get("ts") if isinstance(m, dict) else None),
+                         f"messages[{i}]")
+                m = expect(m, dict, *where)
+                ts = expect(m.get("ts"), str, where[0], where[1], f"{where[2]}.ts")
+                if not TS.match(ts) or not TS.match(str(m.get("thread_ts", ts))):
+                    raise problem(where[0], where[1], f"{where[2]}.ts", f"not a Slack timestamp: {ts!r} / {m.get('thread_ts')!r}")
+                posts.append((float(ts), ts, m, where))
         posts.sort(key=lambda p: p[0])
-        replied = {thread for ts, thread, _ in posts if thread is not None and float(thread) != ts}
+        replied = {m["thread_ts"] for _, ts, m, _ in posts if m.get("thread_ts") not in (None, ts)}
         streams: dict[str | None, list[ChatMessage]] = {None: []}
-        for ts, thread, m in posts:
-            kept = message(m, names, bot_ids, export)
+        for time, _, m, where in posts:
+            kept = message(m, where, names, bot_ids, export)
             if kept is None:
                 continue
-            kept.time = datetime.fromtimestamp(ts, timezone.utc)
+            kept.time = datetime.fromtimestamp(time, timezone.utc)
+            thread = m.get("thread_ts")
             streams.setdefault(thread if thread in replied else None, []).append(kept)
         progress(sum(len(s) for s in streams.values()))
         export.chats.append(Chat(channel, streams.pop(None)))
@@ -150,9 +155,9 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
     return export
 
 
-def message(m: dict, names: dict[str, str], bot_ids: set[str], export: Export) -> ChatMessage | None:
+def message(m: dict, where: Where, names: dict[str, str], bot_ids: set[str], export: Export) -> ChatMessage | None:
     """The message as a chat message, or None when it is not kept (counted in ``export.skipped``)."""
-    file, line, here = m.pop("_where")
+    file, line, here = where
     subtype = m.get("subtype")
     if subtype not in KEPT_SUBTYPES:
         export.skipped[f"system messages ({subtype})"] += 1

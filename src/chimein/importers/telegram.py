@@ -11,15 +11,19 @@ written as Telegram shows it, "Deleted Account".
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from chimein.importers.common import Chat, ChatMessage, Export, Progress, expect, line_of, load_json, no_progress, problem, read_text
+from chimein.importers.common import (
+    Chat, ChatMessage, Export, Line, Progress, expect, iso_time, line_of, load_json, no_progress, problem,
+    read_text,
+)
 
 MEDIA_KEYS = ("photo", "file", "media_type", "sticker_emoji", "poll", "location_information", "contact_information")
 
 
-def joined_text(text: Any, file: Path, line: int, where: str) -> str:
+def joined_text(text: Any, file: Path, line: Line, where: str) -> str:
     if isinstance(expect(text, (str, list), file, line, where), str):
         return text
     parts = text
@@ -33,22 +37,21 @@ def joined_text(text: Any, file: Path, line: int, where: str) -> str:
     return "".join(out)
 
 
-def message_time(m: dict, file: Path, line: int, where: str) -> datetime:
+def message_time(m: dict, file: Path, line: Line, where: str) -> datetime:
     if "date_unixtime" in m:
-        return datetime.fromtimestamp(int(expect(m["date_unixtime"], (str, int), file, line, f"{where}.date_unixtime")),
-                                      timezone.utc)
-    try:
-        return datetime.fromisoformat(expect(m.get("date"), str, file, line, f"{where}.date")).replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise problem(file, line, f"{where}.date", f"not an ISO date: {m['date']!r}") from None
+        stamp = expect(m["date_unixtime"], (str, int), file, line, f"{where}.date_unixtime")
+        if not str(stamp).isdigit():
+            raise problem(file, line, f"{where}.date_unixtime", f"not a Unix time: {stamp!r}")
+        return datetime.fromtimestamp(int(stamp), timezone.utc)
+    return iso_time(m.get("date"), file, line, f"{where}.date")
 
 
 def read_chat(chat: dict, text: str, file: Path, where: str, export: Export, progress: Progress) -> None:
     name = chat.get("name") or chat.get("type") or "Telegram chat"
     messages: list[ChatMessage] = []
-    for i, m in enumerate(expect(chat.get("messages"), list, file, line_of(text, "name", name), f"{where}.messages")):
+    for i, m in enumerate(expect(chat.get("messages"), list, file, partial(line_of, text, "name", name), f"{where}.messages")):
         here = f"{where}.messages[{i}]"
-        line = line_of(text, "id", m.get("id")) if isinstance(m, dict) else 1
+        line = partial(line_of, text, "id", m.get("id") if isinstance(m, dict) else None)
         m = expect(m, dict, file, line, here)
         if m.get("type") == "service":
             export.skipped["service messages (joins, pins, title changes, calls)"] += 1
