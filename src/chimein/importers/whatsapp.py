@@ -74,7 +74,7 @@ def kept_text(text: str, ios: bool) -> tuple[str, str | None]:
     lowered = plain.casefold()
     if not plain or lowered == "null":
         return "", "empty messages"
-    if any(lowered.endswith(m) for m in MEDIA):
+    if lowered.endswith(MEDIA):
         return "", "media omitted"
     if lowered.rstrip(".") in DELETED:
         return "", "deleted messages"
