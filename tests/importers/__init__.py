@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any, Callable
 
-from chimein.data import conversation_to_line, parse_line
+import pytest
+
+from chimein.data import DataError, conversation_to_line, parse_line
 from chimein.importers import ImportResult, WindowOptions, import_chats
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -19,6 +23,22 @@ def imported(format: str, *files: str | Path, **options) -> ImportResult:
         assert not problems, problems
         assert again.messages == conv.messages
     return result
+
+
+def import_error(format: str, path: Path) -> str:
+    """The one problem importing ``path`` reports, as ``file:line: field: what``."""
+    with pytest.raises(DataError) as e:
+        imported(format, path)
+    assert len(e.value.problems) == 1
+    return str(e.value.problems[0])
+
+
+def broken_json(source: Path, to: Path, change: Callable[[Any], None], marker: str) -> tuple[Path, int]:
+    """A copy of a JSON sample changed by ``change``, and the line of ``marker`` in it (where the error is)."""
+    data = json.loads(source.read_text())
+    change(data)
+    to.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    return to, next(n for n, text in enumerate(to.read_text().splitlines(), 1) if marker in text)
 
 
 def turns(result: ImportResult) -> list[list[tuple[str, str]]]:

@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from chimein.data import DataError
-from tests.importers import SAMPLES, imported, turns
+from tests.importers import SAMPLES, broken_json, import_error, imported, turns
 
 
 def test_nicknames_replies_mentions_and_the_bot_account_as_the_assistant():
@@ -37,11 +36,6 @@ def test_two_bot_accounts_need_assistant(tmp_path):
 
 
 def test_an_author_missing_names_the_message(tmp_path):
-    data = json.loads((SAMPLES / "discord_homelab_help.json").read_text())
-    del data["messages"][4]["author"]
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(data, indent=2))
-    with pytest.raises(DataError) as e:
-        imported("discord", bad)
-    line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if '"id": "1224005"' in text)
-    assert str(e.value.problems[0]) == f"{bad}:{line}: messages[4].author: must be an object, got null"
+    bad, line = broken_json(SAMPLES / "discord_homelab_help.json", tmp_path / "bad.json",
+                            lambda data: data["messages"][4].pop("author"), '"id": "1224005"')
+    assert import_error("discord", bad) == f"{bad}:{line}: messages[4].author: must be an object, got null"

@@ -1,9 +1,6 @@
 """Plain IRC logs: irssi, weechat, znc (chimein/importers/irc.py)."""
 
-import pytest
-
-from chimein.data import DataError
-from tests.importers import imported, turns
+from tests.importers import import_error, imported, turns
 
 
 def test_irssi_dates_from_log_lines_actions_events_and_the_assistant():
@@ -50,6 +47,4 @@ def test_a_log_without_dates_rolls_over_midnight_and_has_no_start(tmp_path):
 def test_an_unknown_line_is_an_error_with_its_line(tmp_path):
     log = tmp_path / "x.log"
     log.write_text("12:00 < a> hi\n12:01 < b> hello\nthis line is from nowhere\n")
-    with pytest.raises(DataError) as e:
-        imported("irc", log)
-    assert str(e.value.problems[0]).startswith(f"{log}:3: line: not an IRC log line this reader knows")
+    assert import_error("irc", log).startswith(f"{log}:3: line: not an IRC log line this reader knows")

@@ -1,11 +1,6 @@
 """Element's JSON export of a Matrix room (chimein/importers/matrix.py)."""
 
-import json
-
-import pytest
-
-from chimein.data import DataError
-from tests.importers import SAMPLES, imported, turns
+from tests.importers import SAMPLES, broken_json, import_error, imported, turns
 
 
 def test_display_names_reply_fallbacks_edits_emotes_and_the_notice_bot():
@@ -33,11 +28,6 @@ def test_the_assistant_by_matrix_id(tmp_path):
 
 
 def test_a_message_without_a_sender_names_its_line(tmp_path):
-    data = json.loads((SAMPLES / "matrix_element_export.json").read_text())
-    del data["messages"][3]["sender"]
-    bad = tmp_path / "export.json"
-    bad.write_text(json.dumps(data, indent=2))
-    with pytest.raises(DataError) as e:
-        imported("matrix", bad)
-    line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if '"event_id": "$e1"' in text)
-    assert str(e.value.problems[0]) == f"{bad}:{line}: messages[3].sender: must be a string, got null"
+    bad, line = broken_json(SAMPLES / "matrix_element_export.json", tmp_path / "export.json",
+                            lambda data: data["messages"][3].pop("sender"), '"event_id": "$e1"')
+    assert import_error("matrix", bad) == f"{bad}:{line}: messages[3].sender: must be a string, got null"

@@ -1,6 +1,5 @@
 """Slack workspace exports (chimein/importers/slack.py)."""
 
-import json
 import shutil
 import zipfile
 
@@ -8,7 +7,7 @@ import pytest
 
 from chimein.data import DataError
 from chimein.importers.slack import plain_text
-from tests.importers import SAMPLES, imported, turns
+from tests.importers import SAMPLES, broken_json, import_error, imported, turns
 
 
 def zipped(folder, to, top=""):
@@ -69,13 +68,8 @@ def test_a_message_without_a_user_names_the_day_file_and_line(tmp_path):
     export = tmp_path / "export"
     shutil.copytree(SAMPLES / "slack_export", export)
     day = export / "deploys" / "2024-01-15.json"
-    messages = json.loads(day.read_text())
-    del messages[1]["user"]
-    day.write_text(json.dumps(messages, indent=4))
-    with pytest.raises(DataError) as e:
-        imported("slack", export)
-    line = next(n for n, text in enumerate(day.read_text().splitlines(), 1) if '"ts": "1705312860.000200"' in text)
-    assert str(e.value.problems[0]) == f"{day}:{line}: messages[1].user: a message needs the id of the user who wrote it"
+    day, line = broken_json(day, day, lambda messages: messages[1].pop("user"), '"ts": "1705312860.000200"')
+    assert import_error("slack", export) == f"{day}:{line}: messages[1].user: a message needs the id of the user who wrote it"
 
 
 def test_not_a_slack_export(tmp_path):

@@ -1,11 +1,6 @@
 """Telegram Desktop's JSON export (chimein/importers/telegram.py)."""
 
-import json
-
-import pytest
-
-from chimein.data import DataError
-from tests.importers import SAMPLES, imported, turns
+from tests.importers import SAMPLES, broken_json, import_error, imported, turns
 
 
 def test_one_chat_text_as_string_or_entity_list_service_and_media_skipped():
@@ -39,19 +34,12 @@ def test_a_full_export_gives_every_chat_and_can_be_narrowed_to_some():
 
 
 def test_a_message_of_the_wrong_shape_names_its_line_and_field(tmp_path):
-    data = json.loads((SAMPLES / "telegram_chat.json").read_text())
-    data["messages"][2]["text"] = 42
-    bad = tmp_path / "result.json"
-    bad.write_text(json.dumps(data, indent=1))
-    with pytest.raises(DataError) as e:
-        imported("telegram", bad)
-    line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if '"id": 3,' in text)
-    assert str(e.value.problems[0]) == f"{bad}:{line}: chat.messages[2].text: must be a string or a list, got int"
+    bad, line = broken_json(SAMPLES / "telegram_chat.json", tmp_path / "result.json",
+                            lambda data: data["messages"][2].update(text=42), '"id": 3,')
+    assert import_error("telegram", bad) == f"{bad}:{line}: chat.messages[2].text: must be a string or a list, got int"
 
 
 def test_not_json_is_one_error(tmp_path):
     bad = tmp_path / "result.json"
     bad.write_text('{"name": "x",\n "messages": [}')
-    with pytest.raises(DataError) as e:
-        imported("telegram", bad)
-    assert str(e.value.problems[0]).startswith(f"{bad}:2: json: invalid JSON")
+    assert import_error("telegram", bad).startswith(f"{bad}:2: json: invalid JSON")

@@ -2,9 +2,8 @@
 
 import pytest
 
-from chimein.data import DataError
 from chimein.importers.whatsapp import date_order
-from tests.importers import SAMPLES, imported, turns
+from tests.importers import SAMPLES, import_error, imported, turns
 
 SYSTEM = "system lines (encryption notice, joins, leaves, group changes)"
 
@@ -67,17 +66,13 @@ def test_the_day_month_order_comes_from_the_whole_file(dates, twelve_hour, order
 def test_a_file_that_is_not_a_whatsapp_export_is_one_error_with_its_line(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("\nshopping list\n12/30/23, 8:05 PM - Ana: hi\n")
-    with pytest.raises(DataError) as e:
-        imported("whatsapp", notes)
-    assert str(e.value.problems[0]).startswith(f"{notes}:2: line: not a WhatsApp message line")
+    assert import_error("whatsapp", notes).startswith(f"{notes}:2: line: not a WhatsApp message line")
 
 
 def test_an_impossible_date_names_the_line(tmp_path):
     bad = tmp_path / "chat.txt"
     bad.write_text("12/30/23, 8:05 PM - Ana: hi\n12/32/23, 8:06 PM - Ben: hey\n")
-    with pytest.raises(DataError) as e:
-        imported("whatsapp", bad)
-    assert str(e.value.problems[0]).startswith(f"{bad}:2: date:")
+    assert import_error("whatsapp", bad).startswith(f"{bad}:2: date:")
 
 
 def test_samples_exist():
