@@ -43,6 +43,14 @@ def test_the_assistants_turns_silences_joined_replies_and_a_window_opened_by_the
                         "assistant messages joined to the one before (kept, as one turn)": 1}
 
 
+def test_ids_are_digests_of_what_a_conversation_says_and_never_repeat():
+    export = chat((0, "Ana", "hi"), (1, "Ben", "hi"), (200, "Ana", "hi"), (201, "Ben", "hi"), (400, "Ana", "other"),
+                  (401, "Ben", "text"))
+    ids = [c.meta["id"] for c in to_conversations(export, WindowOptions(), None, id_prefix="irc")[0]]
+    assert ids[1] == ids[0] + "-2" and ids[2] != ids[0] and all(i.startswith("irc-") for i in ids)
+    assert ids == [c.meta["id"] for c in to_conversations(export, WindowOptions(), None, id_prefix="irc")[0]]
+
+
 def test_short_windows_are_counted_not_silently_dropped():
     export = chat((0, "Ana", "anyone?"), (200, "Ben", "hi"), (201, "Ana", "hey"))
     got, left_out = shapes(export)

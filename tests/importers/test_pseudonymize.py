@@ -3,7 +3,7 @@
 import pytest
 
 from chimein.importers.pseudonymize import FAKE_NAMES, Pseudonymizer
-from tests.importers import imported, turns
+from tests.importers import SAMPLES, broken_json, imported, turns
 
 
 def test_one_fake_name_per_person_everywhere_they_are_named():
@@ -35,6 +35,15 @@ def test_phone_numbers_and_email_addresses_are_masked():
 def test_fake_names_never_reuse_a_real_name_of_the_chat():
     names = Pseudonymizer({FAKE_NAMES[0]: set(), "Zed": set()})
     assert FAKE_NAMES[0] not in (names.name(FAKE_NAMES[0]), names.name("Zed"))
+
+
+def test_the_telegram_exporters_own_handle_names_them(tmp_path):
+    export, _ = broken_json(SAMPLES / "telegram_full_export.json", tmp_path / "result.json",
+                            lambda data: data["chats"]["list"][1]["messages"][1].update(text="@marta_n wall is open"),
+                            '"id": 78')
+    (conversation,) = turns(imported("telegram", export, chats=["Climbing crew"], pseudonymize=True))
+    marta = conversation[1][0]  # who wrote "see you at 7"
+    assert conversation[0][1] == f"@{marta} wall is open" and "Marta" not in repr(conversation)
 
 
 def test_a_bad_region_names_the_flag():

@@ -1,5 +1,7 @@
 """Telegram Desktop's JSON export (chimein/importers/telegram.py)."""
 
+import re
+
 from tests.importers import SAMPLES, broken_json, import_error, imported, turns
 
 
@@ -13,8 +15,9 @@ def test_one_chat_text_as_string_or_entity_list_service_and_media_skipped():
         ("assistant", "Usually 60 to 120 minutes with 3-4 players."),
         ("Deleted Account", "count me in"),  # "from": null
     ]
-    assert result.conversations[0].meta == {"id": "import-00001", "chat": "Board games night",
-                                             "start": "2024-02-09T19:01+00:00"}
+    meta = dict(result.conversations[0].meta)
+    assert re.fullmatch(r"telegram-[0-9a-f]{10}", meta.pop("id"))
+    assert meta == {"chat": "Board games night", "start": "2024-02-09T19:01+00:00"}
     # the next day's lone message is a window of one: counted, not written
     assert result.skipped == {"service messages (joins, pins, title changes, calls)": 2, "media without a caption": 2,
                               "messages in windows shorter than --min-messages 2": 1}

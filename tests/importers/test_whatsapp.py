@@ -1,5 +1,7 @@
 """WhatsApp "Export chat" text (chimein/importers/whatsapp.py)."""
 
+import zipfile
+
 import pytest
 
 from chimein.importers.whatsapp import date_order
@@ -75,5 +77,9 @@ def test_an_impossible_date_names_the_line(tmp_path):
     assert import_error("whatsapp", bad).startswith(f"{bad}:2: date:")
 
 
-def test_samples_exist():
-    assert len(list(SAMPLES.glob("whatsapp_*.txt"))) == 4
+def test_the_zip_a_phone_shares_reads_like_its_text(tmp_path):
+    shared = tmp_path / "WhatsApp Chat - Lisbon trip.zip"
+    with zipfile.ZipFile(shared, "w") as z:
+        z.write(SAMPLES / "whatsapp_ios_eu.txt", "_chat.txt")
+        z.writestr("00000012-PHOTO-2023-12-31-21-42-10.jpg", b"\xff\xd8")
+    assert turns(imported("whatsapp", shared)) == turns(imported("whatsapp", "whatsapp_ios_eu.txt"))

@@ -79,5 +79,6 @@ def import_chats(format: str, paths: Iterable[str | Path], options: WindowOption
         people.pop(assistant, None)
         names = Pseudonymizer(people, keep=keep, region=phone_region)
         rename, rewrite = names.name, names.text
-    conversations, left_out = to_conversations(export, options, assistant, rewrite=rewrite, rename=rename)
+    conversations, left_out = to_conversations(export, options, assistant, rewrite=rewrite, rename=rename,
+                                               id_prefix=format)
     return ImportResult(conversations, messages_read, assistant, export.skipped + left_out)

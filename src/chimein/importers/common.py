@@ -11,6 +11,7 @@ no assistant message after it is a turn where the assistant stayed silent (what 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -178,12 +179,14 @@ def windows(chat: Chat, options: WindowOptions) -> list[list[ChatMessage]]:
 
 
 def to_conversations(export: Export, options: WindowOptions, assistant: str | None, rewrite: Callable[[str], str] = str,
-                     rename: Callable[[str], str] = str) -> tuple[list[Conversation], Counter]:
+                     rename: Callable[[str], str] = str, id_prefix: str = "import") -> tuple[list[Conversation], Counter]:
     """Every chat of the export as conversation windows; also what was left out, by reason.
 
     ``assistant``: the author whose messages are the assistant's turns (:func:`find_assistant`); ``rename``
-    maps an author to the name written (pseudonyms), ``rewrite`` a message's text.
+    maps an author to the name written (pseudonyms), ``rewrite`` a message's text. A conversation's id is
+    ``id_prefix`` and a digest of what it says: the same in every run, and distinct when files are merged.
     """
+    ids: Counter = Counter()
     left_out: Counter = Counter()
     conversations: list[Conversation] = []
     for chat in export.chats:
@@ -204,7 +207,10 @@ def to_conversations(export: Export, options: WindowOptions, assistant: str | No
             if len(messages) < options.min_messages:
                 left_out[f"messages in windows shorter than --min-messages {options.min_messages}"] += len(messages)
                 continue
-            meta: dict[str, Any] = {"id": f"import-{len(conversations) + 1:05d}", "chat": rewrite(chat.name)}
+            digest = hashlib.sha1(json.dumps([m.to_json() for m in messages]).encode()).hexdigest()[:10]
+            ids[digest] += 1
+            meta: dict[str, Any] = {"id": f"{id_prefix}-{digest}" + (f"-{ids[digest]}" if ids[digest] > 1 else ""),
+                                    "chat": rewrite(chat.name)}
             if chat.dated and window[0].time is not None:
                 meta["start"] = window[0].time.isoformat(timespec="minutes")
             conversations.append(Conversation(messages, meta))

@@ -74,6 +74,10 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
     text = read_text(path)
     data = expect(load_json(text, path), dict, path, 1, "result.json")
     export = Export()
+    me = data.get("personal_information")
+    if isinstance(me, dict) and me.get("username"):  # the exporter's own @handle: theirs in the texts too
+        name = " ".join(str(me[k]) for k in ("first_name", "last_name") if me.get(k))
+        export.aliases[name] = {str(me["username"]).lstrip("@")}
     if "messages" in data:
         read_chat(data, text, path, "chat", export, progress)
     elif "chats" in data:

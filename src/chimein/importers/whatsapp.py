@@ -14,6 +14,7 @@ date continues the message before it (multi-line messages). Media placeholders (
 from __future__ import annotations
 
 import re
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -83,8 +84,22 @@ def kept_text(text: str, ios: bool) -> tuple[str, str | None]:
     return plain, None
 
 
+def export_text(path: Path) -> str:
+    """The chat's text: the file, or the ``.txt`` inside the zip that iOS and newer Android versions share."""
+    if not zipfile.is_zipfile(path):
+        return read_text(path)
+    with zipfile.ZipFile(path) as z:
+        chats = [n for n in z.namelist() if n.endswith(".txt") and not n.startswith("__MACOSX/")]
+        if len(chats) != 1:
+            raise problem(path, 0, "zip", f"a WhatsApp export zip holds one .txt chat, this one has {len(chats)}")
+        try:
+            return z.read(chats[0]).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise problem(f"{path}:{chats[0]}", 0, "file", f"not UTF-8 text: {e.reason} at byte {e.start}") from None
+
+
 def read(path: Path, progress: Progress = no_progress) -> Export:
-    lines = read_text(path).splitlines()
+    lines = export_text(path).splitlines()
     parsed: list[tuple[int, re.Match, bool]] = []  # line number, match, iOS
     for n, line in enumerate(lines, 1):
         bare = line.lstrip("\u200e\u200f\ufeff")  # iOS puts a U+200E before the bracket of system lines
