@@ -20,6 +20,7 @@ def test_unknown_handles_get_fakes_of_their_own_and_group_mentions_stay():
     text = names.text("@marta_n and @Marta_N, @here @everyone")
     fake = names.name("@marta_n")
     assert text == f"@{fake} and @{fake}, @here @everyone" and fake not in ("Ana", names.name("Ana"))
+    assert names.text("@chimein_bot what's the time?") == "@chimein_bot what's the time?"  # a bot's handle
 
 
 def test_phone_numbers_and_email_addresses_are_masked():

@@ -1,6 +1,7 @@
 """Pseudonyms for private chats: every person gets one consistent fake name, in the author field and wherever
 the texts name them (full name, first name, @handle, ``nick:``); @handles of people the export does not
-list get fake names of their own; phone numbers and e-mail addresses are masked.
+list get fake names of their own (bot handles, ``@here`` and the assistant's name stay); phone numbers and
+e-mail addresses are masked.
 
     names = Pseudonymizer(people={"Ana Lima": {"ana.l"}, "Ben": set()}, keep={"chimein"})
     names.name("Ana Lima")                      # 'Amara'
@@ -75,7 +76,10 @@ class Pseudonymizer:
 
     def replace_handle(self, found: re.Match) -> str:
         handle = found.group(1)
-        if handle.casefold() in self.keep or handle.casefold() in GROUP_MENTIONS or handle in self.fakes.values():
+        folded = handle.casefold()
+        # Bots are not people, and "@chimein_bot, ..." is how a Telegram group addresses its bot (bot user names
+        # end in "bot" there): such handles stay, like @here and the assistant's own name.
+        if folded in self.keep or folded in GROUP_MENTIONS or folded.endswith("bot") or handle in self.fakes.values():
             return found.group(0)
         return "@" + self.name("@" + handle.casefold())  # someone the export does not list: a fake of their own
 
