@@ -50,6 +50,8 @@ def test_only_some_channels():
     result = imported("slack", SAMPLES / "slack_export", chats=["#deploys"])
     assert turns(result) == [[("Mateo Alvarez", "deploying api v2.3 now"), ("priya", "go for it")]]
     assert result.skipped["messages in chats not chosen with --chat"] == 7
+    with pytest.raises(ValueError, match=r"--chat #random: no chat of that name in the export \(chats: #deploys, #general\)"):
+        imported("slack", SAMPLES / "slack_export", chats=["#random"])
 
 
 @pytest.mark.parametrize("text, plain", [

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from chimein.data import Conversation
 from chimein.importers import discord, irc, matrix, slack, telegram, whatsapp
-from chimein.importers.common import Export, Progress, WindowOptions, find_assistant, no_progress, to_conversations
+from chimein.importers.common import Chat, Export, Progress, WindowOptions, find_assistant, no_progress, to_conversations
 from chimein.importers.pseudonymize import Pseudonymizer
 
 __all__ = ["FORMATS", "ImportResult", "WindowOptions", "import_chats"]
@@ -61,11 +61,18 @@ def import_chats(format: str, paths: Iterable[str | Path], options: WindowOption
         if not path.exists():
             raise ValueError(f"{path}: no such file")
         export.add(read(path, progress))
-    wanted = {c.casefold().lstrip("#") for c in chats}
+    wanted = {c.casefold().lstrip("#"): c for c in chats}
     if wanted:
-        kept = [c for c in export.chats if c.name.casefold().lstrip("#").split(",")[0] in wanted]
-        export.skipped["messages in chats not chosen with --chat"] += sum(len(c.messages) for c in export.chats if c not in kept)
-        export.chats = kept
+        def key(chat: Chat) -> str:  # a Slack thread goes with its channel
+            return chat.name.casefold().lstrip("#").split(",")[0]
+
+        missing = [shown for name, shown in wanted.items() if name not in {key(c) for c in export.chats}]
+        if missing:
+            names = sorted({c.name.split(",")[0] for c in export.chats})
+            raise ValueError(f"--chat {missing[0]}: no chat of that name in the export (chats: {', '.join(names[:20])})")
+        export.skipped["messages in chats not chosen with --chat"] += sum(len(c.messages) for c in export.chats
+                                                                          if key(c) not in wanted)
+        export.chats = [c for c in export.chats if key(c) in wanted]
     messages_read = sum(len(c.messages) for c in export.chats)
     assistant = find_assistant(export, options.assistant)
     rename: Callable[[str], str] = str
@@ -77,8 +84,8 @@ def import_chats(format: str, paths: Iterable[str | Path], options: WindowOption
         keep = {assistant} if assistant else set()
         keep |= {n for c in export.chats for m in c.messages if m.author == assistant for n in m.author_ids}
         people.pop(assistant, None)
-        names = Pseudonymizer(people, keep=keep, region=phone_region)
-        rename, rewrite = names.name, names.text
+        pseudonyms = Pseudonymizer(people, keep=keep, region=phone_region)
+        rename, rewrite = pseudonyms.name, pseudonyms.text
     conversations, left_out = to_conversations(export, options, assistant, rewrite=rewrite, rename=rename,
                                                id_prefix=format)
     return ImportResult(conversations, messages_read, assistant, export.skipped + left_out)
