@@ -125,8 +125,8 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
             time = to_datetime(found, order)
         except ValueError as e:
             raise problem(path, n, "date", f"{found.group(0)[:30]!r} read as {order.upper()}: {e}") from None
-        rest = "\n".join([found.group(9), *lines[n:following - 1]])
-        author, colon, text = rest.partition(": ")
+        author, colon, text = found.group(9).partition(": ")  # the name is on the message's first line
+        text = "\n".join([text, *lines[n:following - 1]])
         author = BIDI_MARKS.sub("", author).strip()
         if not colon or not author or '"' in author or len(author) > 80:
             export.skipped[SYSTEM] += 1
