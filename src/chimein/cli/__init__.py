@@ -1,6 +1,7 @@
 """The ``chimein`` command line: one module per command group, each command a thin call into the library.
 
     chimein validate data/*.jsonl
+    chimein import whatsapp "WhatsApp Chat with Family.txt" -o family.jsonl --pseudonymize
     chimein template-tokens --model smollm2-135m-instruct
     chimein train --preset smollm2-135m
     chimein chat                                  # the shipped assistant (llamacpp:default)
@@ -20,7 +21,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from chimein.cli import data, export, matrix, models, run, serve, train
+from chimein.cli import data, export, importers, matrix, models, run, serve, train
 from chimein.cli import eval as evaluation
 from chimein.cli.options import user_errors
 
@@ -35,6 +36,7 @@ COMMANDS = [
     ("decide", run.decide),
     ("eval", evaluation.eval_),
     ("generate", data.generate),
+    ("import", importers.import_),
     ("export", export.export),
     ("serve", serve.serve),
     ("matrix", matrix.matrix),
