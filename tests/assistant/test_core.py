@@ -121,14 +121,3 @@ def test_a_replier_with_nothing_it_is_sure_of_keeps_the_assistant_silent():
     d = bot.hear("Ana", "when did the berlin wall fall")
     assert not d.speak and d.text == "" and "nothing it is sure of" in d.note
     assert bot.history[-1].role == "user"  # nothing joined the history
-
-
-def test_a_vetting_replier_lets_the_decider_flag_candidates_at_a_lower_threshold():
-    decider = ScriptedBackend(p_speak=lambda text: 0.3)
-    two = TwoStage(decider, GoodReplier(), candidate_threshold=0.2)
-    assert two.decide([Message("user", "capital of peru? no idea", "Ana")], {}, 0.7).speak  # a candidate: vetted
-    assert decider.calls[-1][2] == 0.2
-    two.decide([Message("user", "bot, capital of peru", "Ana")], {}, 0.7)  # named: the room's eagerness
-    assert decider.calls[-1][2] == 0.7
-    two.decide([Message("user", "capital of peru? no idea", "Ana")], {}, 1.5)  # a quiet room stays quiet
-    assert decider.calls[-1][2] == 1.5

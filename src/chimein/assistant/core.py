@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 from chimein.data import Message
-from chimein.mentions import addressed_person, asks_the_assistant, mentions_assistant
+from chimein.mentions import addressed_person, asks_the_assistant
 from chimein.stuck import LOOKBACK, looks_stuck
 
 log = logging.getLogger("chimein.assistant")
@@ -198,20 +198,15 @@ class TwoStage:
     """Decide small, reply strong: ``decider`` chooses when to speak, ``replier`` writes what to say.
 
     The replier runs only on turns where the decider speaks, and may still hold the reply back (an empty
-    reply: it has nothing it is sure of). ``candidate_threshold`` (a replier that vets what it volunteers):
-    on a message that does not name the assistant the decider only flags a candidate moment, at this lower
-    threshold, and the replier's second look decides whether there is something true to add. If the replier
-    fails (timeout, HTTP error), the rule is:
+    reply: it has nothing it is sure of). If the replier fails (timeout, HTTP error), the rule is:
     ``on_failure="local"`` keeps the decider's own reply (stays silent if it has none), ``"silent"`` says
     nothing; either way the failure is logged and noted on the decision.
     """
 
-    def __init__(self, decider: Backend, replier: Replier, on_failure: str = "local",
-                 candidate_threshold: float | None = None):
+    def __init__(self, decider: Backend, replier: Replier, on_failure: str = "local"):
         if on_failure not in ("local", "silent"):
             raise ValueError("on_failure must be 'local' or 'silent'")
         self.decider, self.replier, self.on_failure = decider, replier, on_failure
-        self.candidate_threshold = candidate_threshold
         self.supports_probability = decider.supports_probability
 
     @property
@@ -234,20 +229,10 @@ class TwoStage:
         return self.decider.new_state()
 
     def decide(self, messages: list[Message], state: Any, threshold: float | None = None) -> Decision:
-        decision = self.decider.decide(messages, state, self.flagging_threshold(messages, threshold))
+        decision = self.decider.decide(messages, state, threshold)
         if not decision.speak or self.decide_only:
             return decision
         return self.rewrite(decision, messages)
-
-    def flagging_threshold(self, messages: list[Message], threshold: float | None) -> float | None:
-        """The decider's threshold for this message: lowered to ``candidate_threshold`` when nobody named the
-        assistant (the replier vets what is volunteered), the room's eagerness otherwise."""
-        if self.candidate_threshold is None or mentions_assistant(messages[-1].content):
-            return threshold
-        room = self.decider.threshold if threshold is None else threshold
-        if room is not None and room > 1.0:  # a room that never speaks stays so
-            return threshold
-        return self.candidate_threshold if room is None else min(room, self.candidate_threshold)
 
     def rewrite(self, decision: Decision, messages: list[Message],
                 on_text: Callable[[str], None] | None = None) -> Decision:
