@@ -12,6 +12,7 @@ reply too); an optional *replier* writes replies instead when the decider chose 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import time
@@ -208,6 +209,8 @@ class TwoStage:
             raise ValueError("on_failure must be 'local' or 'silent'")
         self.decider, self.replier, self.on_failure = decider, replier, on_failure
         self.supports_probability = decider.supports_probability
+        # A replier written before drafts existed takes only the messages.
+        self.streams = "on_text" in inspect.signature(replier.reply).parameters
 
     @property
     def threshold(self) -> float | None:
@@ -240,7 +243,8 @@ class TwoStage:
         A server calls this outside its model thread: a slow replier must not hold the other rooms.
         ``on_text`` sees the reply as it is written (see :class:`Replier`)."""
         try:
-            text = (self.replier.reply(messages, on_text) if on_text is not None else self.replier.reply(messages)).strip()
+            text = (self.replier.reply(messages, on_text) if on_text is not None and self.streams
+                    else self.replier.reply(messages)).strip()
         except Exception as e:  # a remote replier must never block or break the room
             if self.on_failure == "silent" or not decision.text:
                 decision.speak, decision.text = False, ""

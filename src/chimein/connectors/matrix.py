@@ -62,7 +62,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'") from e
 
-from chimein.assistant.core import Assistant, Decision
+from chimein.assistant.core import Assistant, Decision, TwoStage
 from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, is_command
 from chimein.data import Message
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES
@@ -492,7 +492,10 @@ class MatrixBot:
         async def deliver(outcomes: list[Outcome]) -> None:
             await self._deliver(room_id, outcomes)
 
-        engine = Room(f"matrix:{room_id}", assistant, gate, self.model, on_outcomes=deliver,
+        two_stage = assistant.backend if isinstance(assistant.backend, TwoStage) else None
+        if two_stage is not None:  # the replier writes outside the model thread (a slow one holds only its room)
+            assistant = Assistant(two_stage.decider, threshold=assistant.threshold, state=assistant.state)
+        engine = Room(f"matrix:{room_id}", assistant, gate, self.model, on_outcomes=deliver, two_stage=two_stage,
                       on_policy=lambda policy: self._store_policy(room_id, policy),
                       max_history=self.settings.max_history, keep_history=self.settings.history_limit)
         await asyncio.wrap_future(self.model.submit_as(engine.key, engine.seed, history + earlier))
