@@ -1,6 +1,7 @@
 """The ``chimein`` command line: one module per command group, each command a thin call into the library.
 
     chimein validate data/*.jsonl
+    chimein label mine.jsonl -o mine.labels.jsonl
     chimein template-tokens --model smollm2-135m-instruct
     chimein train --preset smollm2-135m
     chimein chat                                  # the shipped assistant (llamacpp:default)
@@ -20,7 +21,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from chimein.cli import data, export, matrix, models, run, serve, train
+from chimein.cli import data, export, label, matrix, models, run, serve, train
 from chimein.cli import eval as evaluation
 from chimein.cli.options import user_errors
 
@@ -29,6 +30,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 COMMANDS = [
     ("validate", data.validate),
+    ("label", label.label),
     ("template-tokens", data.template_tokens),
     ("train", train.train),
     ("chat", run.chat),

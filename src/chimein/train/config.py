@@ -20,6 +20,9 @@ class TrainConfig:
     train_file: str = field(default="data/train.jsonl", metadata={"help": "training conversations (JSONL)"})
     valid_file: str | None = field(default="data/valid.jsonl", metadata={"help": "validation conversations for eval loss"})
     output_dir: str = field(default="runs/smollm2-135m", metadata={"help": "run directory (adapter, logs, report)"})
+    # Continue training this chimein adapter (a directory: the shipped default's, or a run's) instead of a new
+    # LoRA; its own shape (rank, layers, targets) then holds, and the lora_* fields below are not used.
+    init_adapter: str | None = field(default=None, metadata={"help": "adapter directory to continue from"})
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
