@@ -16,6 +16,7 @@ The run directory also holds the data it was trained and measured on (``data/tra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass
@@ -73,9 +74,10 @@ def continue_config(start: str, output_dir: str | Path, train_file: str | Path, 
     if resolved.adapter is None:
         raise ValueError(f"--from {start}: not a chimein adapter (use default or a run directory of chimein train)")
     saved = Path(resolved.adapter) / "config.yaml"
-    values = {"output_dir": str(output_dir), "train_file": str(train_file), "valid_file": None,
-              "init_adapter": str(resolved.adapter), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    return build_config(None if saved.exists() else "smollm2-135m", saved if saved.exists() else None, values, sets)
+    values = {"output_dir": str(output_dir), "train_file": str(train_file), "init_adapter": str(resolved.adapter),
+              **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    cfg = build_config(None if saved.exists() else "smollm2-135m", saved if saved.exists() else None, values, sets)
+    return dataclasses.replace(cfg, valid_file=None)  # the held-out own chats measure it, not the shipped split
 
 
 def before_after(start: str, run_dir: str | Path, holdout: list[Conversation], load: Callable[[str], Any],
