@@ -58,8 +58,8 @@ def train(
         from chimein.finetune import prepare
 
         overrides.update(output_dir=str(output_dir or OWN_RUN_DIR), num_train_epochs=epochs or FROM_EPOCHS)
-        cfg, split = prepare(data, start, overrides["output_dir"], holdout, mix, mix_file,
-                             {k: v for k, v in overrides.items() if k not in ("model", "train_file")}, set_)
+        cfg, split = prepare(data, start, overrides["output_dir"], holdout=holdout, mix=mix, mix_file=mix_file,
+                             overrides={k: v for k, v in overrides.items() if k not in ("model", "train_file")}, sets=set_)
         console.print(f"training on {len(split.train)} of your chats and {len(split.mixed_in)} shipped ones; "
                       f"{len(split.holdout)} of yours held out")
     else:

@@ -195,7 +195,11 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     if cfg.init_adapter:
         from peft import PeftModel
 
+        base_path = model.name_or_path
         model, peft_config = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True), None
+        # The adapter names its base by hub id; saving would look that up online (to see whether the embeddings
+        # changed). Name the local copy, as a fresh LoRA does; _name_the_base_model writes the hub id back.
+        model.peft_config["default"].base_model_name_or_path = base_path
     trainer = DecisionWeightedSFTTrainer(
         model=model, args=sft_config(cfg, eval_ds is not None), train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, peft_config=peft_config,
