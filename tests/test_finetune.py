@@ -106,3 +106,22 @@ def test_train_from_default_changes_the_adapter_and_reports_before_after(tmp_pat
     assert resolve_model(str(run)).adapter == run  # serve/matrix/eval --model RUN load it
     exported = export(str(run), tmp_path / "exported", copy_base=False)
     assert exported.adapter.stat().st_size > 100_000
+
+
+def test_train_refuses_half_of_data_from_with_one_error_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from chimein.cli import app
+
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join(json.dumps(c.to_json()) + "\n" for c in chats(4)))
+    runner = CliRunner()
+    for args, says in ((["--data", str(mine)], "--data and --from go together"),
+                       (["--from", "default"], "--data and --from go together"),
+                       (["--data", str(mine), "--from", "default", "--train", str(mine)], "drop --train"),
+                       (["--data", str(mine), "--from", "smollm2-135m-instruct", "--out", str(tmp_path / "r")], "not a chimein adapter"),
+                       (["--data", str(tmp_path / "nope.jsonl"), "--from", "default"], "nope.jsonl"),
+                       (["--data", str(mine), "--from", "default", "--holdout", "0.99"], "--holdout")):
+        result = runner.invoke(app, ["train", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("error: ") and says in result.output, (args, result.output)
