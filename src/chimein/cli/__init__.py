@@ -2,6 +2,7 @@
 
     chimein validate data/*.jsonl
     chimein import whatsapp "WhatsApp Chat with Family.txt" -o family.jsonl --pseudonymize
+    chimein label mine.jsonl -o mine.labels.jsonl
     chimein template-tokens --model smollm2-135m-instruct
     chimein train --preset smollm2-135m
     chimein chat                                  # the shipped assistant (llamacpp:default)
@@ -21,7 +22,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from chimein.cli import data, export, importers, matrix, models, run, serve, train
+from chimein.cli import data, export, importers, label, matrix, models, run, serve, train
 from chimein.cli import eval as evaluation
 from chimein.cli.options import user_errors
 
@@ -30,6 +31,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 COMMANDS = [
     ("validate", data.validate),
+    ("label", label.label),
     ("template-tokens", data.template_tokens),
     ("train", train.train),
     ("chat", run.chat),

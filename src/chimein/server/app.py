@@ -86,7 +86,7 @@ def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_na
 
     app = FastAPI(title="chimein", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders)
-    _add_errors(app)
+    add_error_handlers(app)
     _add_pages(app)
     _add_rooms_api(app)
     app.add_api_websocket_route("/ws", room_socket)
@@ -114,7 +114,9 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _add_errors(app: FastAPI) -> None:
+def add_error_handlers(app: FastAPI) -> None:
+    """Every HTTP error as ``{"error": {...}}`` (errors.py); a request that fails validation is a 400 naming the field."""
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

@@ -28,6 +28,9 @@ class TrainConfig:
     train_file: str = option("data/train.jsonl", "training conversations (JSONL)")
     valid_file: str | None = option("data/valid.jsonl", "validation conversations for eval loss")
     output_dir: str = option("runs/smollm2-135m", "run directory (adapter, logs, report)")
+    # Continue training this chimein adapter (a directory: the shipped default's, or a run's) instead of a new
+    # LoRA; its own shape (rank, layers, targets) then holds, and the lora_* fields below are not used.
+    init_adapter: str | None = option(None, "adapter directory to continue from")
     # LoRA
     lora_r: int = option(16, "LoRA rank")
     lora_alpha: int = option(32, "LoRA scaling numerator (the update is scaled by alpha / r)")

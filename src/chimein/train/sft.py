@@ -161,7 +161,7 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     from datasets import Dataset
     from transformers.trainer_callback import ProgressCallback
 
-    from chimein.markers import find_marker_split
+    from chimein.markers import adapter_threshold, find_marker_split
     from chimein.train.trainer import DecisionWeightedSFTTrainer
 
     from chimein.models import load_causal_lm, load_tokenizer, resolve_model
@@ -191,9 +191,18 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     # With a KV cache in the forward pass transformers ignores packed position_ids and lets a conversation
     # attend to the one packed before it. Training never needs the cache.
     model.config.use_cache = False
+    peft_config = lora_config(cfg, model.config.num_hidden_layers)
+    if cfg.init_adapter:
+        from peft import PeftModel
+
+        base_path = model.name_or_path
+        model, peft_config = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True), None
+        # The adapter names its base by hub id; saving would look that up online (to see whether the embeddings
+        # changed). Name the local copy, as a fresh LoRA does; _name_the_base_model writes the hub id back.
+        model.peft_config["default"].base_model_name_or_path = base_path
     trainer = DecisionWeightedSFTTrainer(
         model=model, args=sft_config(cfg, eval_ds is not None), train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tokenizer, peft_config=lora_config(cfg, model.config.num_hidden_layers),
+        processing_class=tokenizer, peft_config=peft_config,
         decision_weight=cfg.decision_weight, decision_tokens=len(find_marker_split(fmt).shared) + 1)
     if not progress:
         trainer.remove_callback(ProgressCallback)
@@ -206,7 +215,10 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     _name_the_base_model(out / "adapter_config.json", cfg.model)
     tokenizer.save_pretrained(out)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    (out / "chimein.json").write_text(json.dumps({"base_model": cfg.model, "template": fmt.template_name}, indent=2))
+    meta: dict[str, Any] = {"base_model": cfg.model, "template": fmt.template_name}
+    if cfg.init_adapter:  # the eagerness chosen for the adapter it continues, until one is chosen for this one
+        meta.update(threshold=adapter_threshold(cfg.init_adapter), continued_from=cfg.init_adapter)
+    (out / "chimein.json").write_text(json.dumps(meta, indent=2))
     (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
     tokens = sum(len(e.input_ids) for e in encoded)
     trained = sum(e.trained_tokens for e in encoded)
@@ -234,9 +246,11 @@ def _last_checkpoint(out: Path) -> Path | None:
 
 def _write_report(out: Path, cfg: TrainConfig, res: TrainResult, n_convs: int, n_rows: int) -> None:
     tps = res.tokens * cfg.num_train_epochs / res.seconds if res.seconds else 0.0
+    adapter = (f"continued from the adapter in {cfg.init_adapter}" if cfg.init_adapter else
+               f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.target_modules}")
     (out / "report.md").write_text(
         f"# Training run: {out.name}\n\n"
-        f"- base model: {cfg.model}; LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.target_modules}\n"
+        f"- base model: {cfg.model}; {adapter}\n"
         f"- data: {n_convs} conversations from {cfg.train_file}, {res.tokens} tokens ({res.trained_tokens} trained), "
         f"{n_rows} {'packed sequences' if cfg.packing else 'sequences'}\n"
         f"- {res.steps} optimizer steps, {cfg.num_train_epochs} epochs, lr {cfg.learning_rate} ({cfg.lr_scheduler_type})\n"
