@@ -110,10 +110,14 @@ def test_the_prompt_restates_the_question_after_the_peoples_messages():
     ([("Ana", "bot, how long is the nozomi from tokyo to kyoto?")], "how long is the nozomi from tokyo to kyoto?"),
     ([("Ana", "what temp does chicken need to reach?"), ("Ben", "120F i think"), ("Caro", "assistant?")],
      "what temp does chicken need to reach?"),
-    ([("Ana", "how many keys on a piano"), ("Ben", "around 87?")], "around 87?"),  # no real question before it
+    ([("Ana", "how many keys on a piano"), ("Ben", "around 87?")], "how many keys on a piano"),  # "?" or not
+    ([("Ana", "pizza tonight"), ("Ben", "around 87?")], "around 87?"),  # no real question before it
     ([("Ana", "when do the perseids peak?"), ("Ben", "he'll also ask how far andromeda is, bot? he asks every time")],
      "he'll also ask how far andromeda is, bot? he asks every time"),
     ([("Ana", "アシスタント、富士山が見えるのはどっち側の席？")], "アシスタント、富士山が見えるのはどっち側の席？"),
+    ([("Ana", "what temperature does chicken need to reach?"), ("Ben", "120F i think"), ("Ana", "assistant, is that right?")],
+     "what temperature does chicken need to reach?"),  # a check points at the question, not at "is that right?"
+    ([("Ana", "how long do guinea pigs live?"), ("Ben", "2 years"), ("Ana", "bot are you sure?")], "how long do guinea pigs live?"),
 ])
 def test_the_question(lines, question):
     assert the_question(chat(*lines)) == question

@@ -71,6 +71,10 @@ def replier_messages(messages: list[Message], volunteer: bool = False) -> list[d
 _WH = re.compile(r"^\W*(?:what|what's|whats|how|when|where|who|whom|which|why|is|are|was|were|does|do|did|can|could|should|"
                  r"would|will|has|have|wie|wo|wann|welche[rsn]?|qu[eé]|c[oó]mo|cu[aá]ndo|d[oó]nde|quel(?:le)?s?|combien|o[uù])\b",
                  re.IGNORECASE)
+# Questions that ask even without a "?" ("how many keys on a piano"); "is it ...", "can we ..." need one.
+_OPEN_QUESTION = re.compile(r"^\W*(?:what|what's|whats|how|when|where|who|which|why)\b", re.IGNORECASE)
+_CHECK = re.compile(r"^\W*(?:(?:is|was)\s+(?:that|this|it|he|she)\s+(?:right|true|correct|so)|are\s+(?:you|they|we)\s+sure|"
+                    r"really|true|correct|right|sure|is\s+(?:that|this)\s+(?:a\s+)?(?:fact|so))\W*$", re.IGNORECASE)
 _ADDRESS = re.compile(r"^\W*(?:(?:hey|hi|ok|okay|yo|so|oi)\W+)?(?:the\s+)?@?(?:assistant|bot|ai|chimein)\b\W*", re.IGNORECASE)
 
 
@@ -78,15 +82,16 @@ def the_question(messages: list[Message], lookback: int = 8) -> str:
     """The question the group is on, restated on its own, without the assistant's name in front: the last
     message if it asks the assistant something or is a real question; otherwise the most recent real question
     before it. A real question opens with a question word and has four words or more ("around 5?" and
-    "a herd? not sure" are guesses, not the question)."""
+    "a herd? not sure" are guesses, not the question); a check of what was said ("is that right?", "are you
+    sure?") points at the question before it too (asked as it stands, the replier agreed)."""
     users = [m.content.strip() for m in messages if m.role == "user"][-lookback:]
     strip = lambda text: _ADDRESS.sub("", text).strip() or text  # noqa: E731
     last = strip(users[-1])
-    has_words = len(re.findall(r"\w+", last)) >= 2  # "assistant?" alone points at the question before it
-    if _asks(last) and has_words and (mentions_assistant(users[-1]) or _real_question(last)):
+    asks_itself = len(re.findall(r"\w+", last)) >= 2 and not _CHECK.match(last)  # "assistant?" alone points back
+    if _asks(last) and asks_itself and (mentions_assistant(users[-1]) or _real_question(last)):
         return last
     for text in reversed(users[:-1]):
-        if _asks(strip(text)) and _real_question(strip(text)):
+        if _real_question(strip(text)) and (_asks(text) or _OPEN_QUESTION.match(strip(text))):
             return strip(text)
     return last
 
