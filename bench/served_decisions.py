@@ -99,6 +99,7 @@ def main() -> None:
     samples, rounds = (2, 2) if args.quick else (5, 4)
     messages = long_conversation(max(LENGTHS) + ROOMS * (HISTORY + rounds))
     threads = str(args.threads)
+    load_at_start = os.getloadavg()[0]  # other work on the machine shows in every number; the ratios share it
     rows = {"in_process": run(get_backend("llamacpp:default", threads=args.threads), messages, samples, rounds)}
     resolved = resolve_model("default")
     with tempfile.TemporaryDirectory() as tmp, llama_server(
@@ -111,7 +112,7 @@ def main() -> None:
     ratios["direct_question_answered_p50"] = round(
         srv["direct_question_answered_s"]["p50"] / inp["direct_question_answered_s"]["p50"], 2)
     result = {"model": "default", "threads": int(threads), "rooms": ROOMS, "history": HISTORY, "rows": rows,
-              "served_over_in_process": ratios}
+              "served_over_in_process": ratios, "load_average_1min": [load_at_start, os.getloadavg()[0]]}
     for name, row in rows.items():
         one = " ".join(f"p50@{n} {row['one_room_s'][str(n)]['p50'] * 1000:.0f} ms" for n in LENGTHS)
         turns, ans = row["rooms_taking_turns_s"], row["direct_question_answered_s"]
