@@ -107,6 +107,13 @@ def write_before_after(run_dir: str | Path, start: str, holdout: list[Conversati
                       + comparison_table(reports) + "\n")
 
 
+def measure_before_after(start: str, run_dir: str | Path, holdout: list[Conversation], load: Callable[[str], Any]) -> str:
+    """Replay the held-out chats with both models, write ``before_after.json`` and the report's table; the table."""
+    reports = before_after(start, run_dir, holdout, load)
+    write_before_after(run_dir, start, holdout, reports)
+    return comparison_table(reports)
+
+
 def prepare(data: list[str | Path], start: str, output_dir: str | Path, holdout: float = DEFAULT_HOLDOUT,
             mix: float = DEFAULT_MIX, mix_file: str | Path = SHIPPED_DATA, seed: int = 0,
             overrides: dict[str, Any] | None = None, sets: list[str] | None = None) -> tuple[TrainConfig, OwnData]:

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from chimein.cli.options import BASE_MODEL_HELP, console, fail
-from chimein.finetune import DEFAULT_HOLDOUT, DEFAULT_MIX, SHIPPED_DATA
+from chimein.finetune import DEFAULT_HOLDOUT, DEFAULT_MIX, SHIPPED_DATA, measure_before_after, prepare
 
 OWN_RUN_DIR = "runs/own"
 FROM_EPOCHS = 2.0  # a group's chats are few: two passes over them (and the shipped chats mixed in)
@@ -55,8 +55,6 @@ def train(
     if start:
         if train_file or config or model:
             raise ValueError("--from continues an adapter with its own recipe and model: drop --train, --config and --model")
-        from chimein.finetune import prepare
-
         overrides.update(output_dir=str(output_dir or OWN_RUN_DIR), num_train_epochs=epochs or FROM_EPOCHS)
         cfg, split = prepare(data, start, overrides["output_dir"], holdout=holdout, mix=mix, mix_file=mix_file,
                              overrides={k: v for k, v in overrides.items() if k not in ("model", "train_file")}, sets=set_)
@@ -70,11 +68,8 @@ def train(
                       f"{result.steps} steps, {result.seconds / 60:.1f} min")
         if start and split is not None and split.holdout:
             from chimein.assistant import get_backend
-            from chimein.finetune import before_after, comparison_table, write_before_after
 
-            reports = before_after(start, result.output_dir, split.holdout, get_backend)
-            write_before_after(result.output_dir, start, split.holdout, reports)
-            console.print(comparison_table(reports), markup=False, highlight=False)
+            console.print(measure_before_after(start, result.output_dir, split.holdout, get_backend), markup=False, highlight=False)
         if merge:
             console.print(f"merged model: {merge_adapter(result.output_dir)}")
         if push_to_hub:
