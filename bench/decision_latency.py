@@ -51,8 +51,9 @@ def replay_for_memory(spec: str, messages: list[Message]) -> None:
     print(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
 
 
-def measure(backend, messages: list[Message], samples: int, incremental: bool,
-            lengths: tuple[int, ...] = LENGTHS) -> dict[int, dict[str, float]]:
+def measure(
+    backend, messages: list[Message], samples: int, incremental: bool, lengths: tuple[int, ...] = LENGTHS
+) -> dict[int, dict[str, float]]:
     results = {}
     state = backend.new_state()
     fed = 0
@@ -101,12 +102,17 @@ def main() -> None:
         lat = row["latency_s"]
         row["speedup_vs_naive_at_50"] = round(naive50 / lat[50]["p50"], 1)
         row["p50_200_over_p50_10"] = round(lat[200]["p50"] / lat[10]["p50"], 2)
-    print(f"{'backend':<10} " + " ".join(f"{'p50@' + str(n):>9} {'p95@' + str(n):>9}" for n in LENGTHS)
-          + f" {'x naive@50':>10} {'200/10':>7} {'peak MB':>8}")
+    print(
+        f"{'backend':<10} "
+        + " ".join(f"{'p50@' + str(n):>9} {'p95@' + str(n):>9}" for n in LENGTHS)
+        + f" {'x naive@50':>10} {'200/10':>7} {'peak MB':>8}"
+    )
     for name, row in rows.items():
         lat = row["latency_s"]
         cells = " ".join(f"{lat[n]['p50'] * 1000:>7.0f}ms {lat[n]['p95'] * 1000:>7.0f}ms" for n in LENGTHS)
-        print(f"{name:<10} {cells} {row['speedup_vs_naive_at_50']:>10} {row['p50_200_over_p50_10']:>7} {row.get('fresh_process_peak_rss_mb', '-'):>8}")
+        print(
+            f"{name:<10} {cells} {row['speedup_vs_naive_at_50']:>10} {row['p50_200_over_p50_10']:>7} {row.get('fresh_process_peak_rss_mb', '-'):>8}"
+        )
     print("peak MB: peak RSS of a fresh process replaying the 200 messages with that backend alone")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": args.model, "lengths": LENGTHS, "rows": rows}, indent=2))

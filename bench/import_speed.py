@@ -25,8 +25,10 @@ from chimein.importers import WindowOptions, import_chats
 from peak import in_fresh_process, peak_rss_mb  # bench/peak.py
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ("the a pizza tonight train ticket at 7 maybe lisbon weather hotel check-in yes no idea call me later flight "
-         "booked +1 415 555 2671 ana@example.com").split()
+WORDS = (
+    "the a pizza tonight train ticket at 7 maybe lisbon weather hotel check-in yes no idea call me later flight "
+    "booked +1 415 555 2671 ana@example.com"
+).split()
 PEOPLE = ["Ana Lima", "Ben", "Caro", "Dev"]
 
 
@@ -43,22 +45,53 @@ def messages(n: int) -> list[tuple[datetime, str, str]]:
 def write_exports(n: int, folder: Path) -> dict[str, Path]:
     chat = messages(n)
     whatsapp = folder / "WhatsApp Chat with Trip.txt"
-    whatsapp.write_text("".join(f"{t.month}/{t.day}/{t.year % 100}, {t.hour % 12 or 12}:{t.minute:02d}\u202f"
-                                f"{'PM' if t.hour >= 12 else 'AM'} - {who}: {text}\n" for t, who, text in chat))
+    whatsapp.write_text(
+        "".join(
+            f"{t.month}/{t.day}/{t.year % 100}, {t.hour % 12 or 12}:{t.minute:02d}\u202f"
+            f"{'PM' if t.hour >= 12 else 'AM'} - {who}: {text}\n"
+            for t, who, text in chat
+        )
+    )
     telegram = folder / "result.json"
-    telegram.write_text(json.dumps({"name": "Trip", "type": "private_group", "id": 1, "messages": [
-        {"id": i, "type": "message", "date": t.strftime("%Y-%m-%dT%H:%M:%S"), "date_unixtime": str(int(t.timestamp())),
-         "from": who, "from_id": f"user{PEOPLE.index(who)}", "text": text, "text_entities": []}
-        for i, (t, who, text) in enumerate(chat, 1)]}, indent=1))
+    telegram.write_text(
+        json.dumps(
+            {
+                "name": "Trip",
+                "type": "private_group",
+                "id": 1,
+                "messages": [
+                    {
+                        "id": i,
+                        "type": "message",
+                        "date": t.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "date_unixtime": str(int(t.timestamp())),
+                        "from": who,
+                        "from_id": f"user{PEOPLE.index(who)}",
+                        "text": text,
+                        "text_entities": [],
+                    }
+                    for i, (t, who, text) in enumerate(chat, 1)
+                ],
+            },
+            indent=1,
+        )
+    )
     slack = folder / "slack"
     (slack / "general").mkdir(parents=True)
-    (slack / "users.json").write_text(json.dumps([{"id": f"U{i}", "name": p.lower(), "real_name": p,
-                                                   "profile": {"display_name": p.split()[0]}} for i, p in enumerate(PEOPLE)]))
+    (slack / "users.json").write_text(
+        json.dumps(
+            [
+                {"id": f"U{i}", "name": p.lower(), "real_name": p, "profile": {"display_name": p.split()[0]}}
+                for i, p in enumerate(PEOPLE)
+            ]
+        )
+    )
     (slack / "channels.json").write_text(json.dumps([{"id": "C1", "name": "general"}]))
     days: dict[str, list] = {}
     for t, who, text in chat:
         days.setdefault(t.strftime("%Y-%m-%d"), []).append(
-            {"type": "message", "user": f"U{PEOPLE.index(who)}", "text": text, "ts": f"{t.timestamp():.6f}"})
+            {"type": "message", "user": f"U{PEOPLE.index(who)}", "text": text, "ts": f"{t.timestamp():.6f}"}
+        )
     for day, posts in days.items():
         (slack / "general" / f"{day}.json").write_text(json.dumps(posts, indent=4))
     irc = folder / "homelab.log"
@@ -76,9 +109,14 @@ def import_one(format: str, path: str, pseudonymize: bool, out: str) -> dict:
     start = time.perf_counter()
     result = import_chats(format, [path], WindowOptions(), pseudonymize=pseudonymize)
     write_conversations(out, result.conversations)
-    return {"format": format, "pseudonymize": pseudonymize, "messages": result.messages_read,
-            "conversations": len(result.conversations), "seconds": round(time.perf_counter() - start, 2),
-            "peak_rss_mb": round(peak_rss_mb())}
+    return {
+        "format": format,
+        "pseudonymize": pseudonymize,
+        "messages": result.messages_read,
+        "conversations": len(result.conversations),
+        "seconds": round(time.perf_counter() - start, 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
 
 
 def main() -> None:

@@ -60,8 +60,13 @@ def user_messages(n: int, offset: int = 0) -> list[dict]:
 
 def bench_decide(conversations: int, length: int, every: int) -> dict:
     convs = [user_messages(length, offset=i * length) for i in range(conversations)]
-    proc = subprocess.Popen(["chimein", "decide"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        ["chimein", "decide"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     peak, answered, started = 0.0, 0, time.monotonic()
     assert proc.stdin and proc.stdout
     for step in range(every, length + 1, every):
@@ -75,8 +80,13 @@ def bench_decide(conversations: int, length: int, every: int) -> dict:
         print(f"  decide: {answered} requests, peak {peak:.0f} MB", flush=True)
     proc.stdin.close()
     proc.wait(60)
-    return {"conversations": conversations, "messages": length, "requests": answered, "peak_rss_mb": round(peak),
-            "seconds": round(time.monotonic() - started)}
+    return {
+        "conversations": conversations,
+        "messages": length,
+        "requests": answered,
+        "peak_rss_mb": round(peak),
+        "seconds": round(time.monotonic() - started),
+    }
 
 
 async def _room_client(ws_url: str, made: dict, messages: list[dict], index: int) -> int:
@@ -84,8 +94,17 @@ async def _room_client(ws_url: str, made: dict, messages: list[dict], index: int
 
     sent = 0
     async with websockets.connect(ws_url, max_size=2**22) as ws:
-        await ws.send(json.dumps({"type": "join", "room": made["room"], "token": made["token"], "name": f"user{index}",
-                                  "key": f"benchkey{index:08d}benchkey"}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "join",
+                    "room": made["room"],
+                    "token": made["token"],
+                    "name": f"user{index}",
+                    "key": f"benchkey{index:08d}benchkey",
+                }
+            )
+        )
         while json.loads(await ws.recv())["type"] != "joined":
             pass
         for m in messages:
@@ -114,8 +133,9 @@ def bench_serve(rooms: int, per_room: int, tmp: Path) -> dict:
         baseline = rss_mb(pid)
 
         async def run_all() -> list[int]:
-            return await asyncio.gather(*[_room_client(server.ws_url, made[i], user_messages(per_room, i * per_room), i)
-                                          for i in range(rooms)])
+            return await asyncio.gather(
+                *[_room_client(server.ws_url, made[i], user_messages(per_room, i * per_room), i) for i in range(rooms)]
+            )
 
         sent = sum(asyncio.run(run_all()))
         import sqlite3
@@ -130,8 +150,15 @@ def bench_serve(rooms: int, per_room: int, tmp: Path) -> dict:
         peak = peak_rss_mb(pid)
         time.sleep(3)
         after = rss_mb(pid)
-    return {"rooms": rooms, "messages": sent, "decided": decided, "idle_rss_mb": round(baseline),
-            "peak_rss_mb": round(peak), "rss_after_rooms_left_mb": round(after), "seconds": round(time.monotonic() - started)}
+    return {
+        "rooms": rooms,
+        "messages": sent,
+        "decided": decided,
+        "idle_rss_mb": round(baseline),
+        "peak_rss_mb": round(peak),
+        "rss_after_rooms_left_mb": round(after),
+        "seconds": round(time.monotonic() - started),
+    }
 
 
 def bench_hostile(tmp: Path, questions: int = 4) -> dict:
@@ -141,16 +168,22 @@ def bench_hostile(tmp: Path, questions: int = 4) -> dict:
     import websockets
     from tests.server import ServerProcess
 
-    history = {"messages": [{"role": "user", "name": f"u{i % 7}", "content": m["content"]}
-                            for i, m in enumerate(user_messages(10_000))]}
+    history = {
+        "messages": [
+            {"role": "user", "name": f"u{i % 7}", "content": m["content"]} for i, m in enumerate(user_messages(10_000))
+        ]
+    }
     with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default", None, "--settle", "0") as server:
         made = httpx.post(server.url + "/api/rooms").json()
 
         async def ask_room(n: int) -> list[float]:
             waits = []
             async with websockets.connect(server.ws_url) as ws:
-                await ws.send(json.dumps({"type": "join", "room": made["room"], "token": made["token"], "name": "Ana",
-                                          "key": "k" * 20}))
+                await ws.send(
+                    json.dumps(
+                        {"type": "join", "room": made["room"], "token": made["token"], "name": "Ana", "key": "k" * 20}
+                    )
+                )
                 while json.loads(await ws.recv())["type"] != "joined":
                     pass
                 for i in range(n):
@@ -168,8 +201,12 @@ def bench_hostile(tmp: Path, questions: int = 4) -> dict:
 
         def attacker() -> None:
             with httpx.Client(timeout=600) as http:
-                codes.append(http.post(server.url + "/v1/chat/completions",
-                                       json={"messages": [{"role": "user", "content": "x" * 1_100_000}]}).status_code)
+                codes.append(
+                    http.post(
+                        server.url + "/v1/chat/completions",
+                        json={"messages": [{"role": "user", "content": "x" * 1_100_000}]},
+                    ).status_code
+                )
                 while not stop.is_set():
                     start = time.monotonic()
                     codes.append(http.post(server.url + "/v1/chat/completions", json=history).status_code)
@@ -184,15 +221,25 @@ def bench_hostile(tmp: Path, questions: int = 4) -> dict:
         for t in threads:
             t.join(600)
     p50_alone, p50_attack = statistics.median(alone), statistics.median(under_attack)
-    return {"room_answer_p50_s_alone": round(p50_alone, 2), "room_answer_p50_s_under_attack": round(p50_attack, 2),
-            "room_answer_max_s_under_attack": round(max(under_attack), 2), "ratio": round(p50_attack / p50_alone, 1),
-            "history_request_p50_s": round(statistics.median(api_times), 2) if api_times else None,
-            "status_codes": sorted(set(codes)), "history_messages": 10_000}
+    return {
+        "room_answer_p50_s_alone": round(p50_alone, 2),
+        "room_answer_p50_s_under_attack": round(p50_attack, 2),
+        "room_answer_max_s_under_attack": round(max(under_attack), 2),
+        "ratio": round(p50_attack / p50_alone, 1),
+        "history_request_p50_s": round(statistics.median(api_times), 2) if api_times else None,
+        "status_codes": sorted(set(codes)),
+        "history_messages": 10_000,
+    }
 
 
-QUESTIONS = ["assistant, what is the capital of Peru?", "bot, how many minutes are in a day?",
-             "assistant, what is the boiling point of water in fahrenheit?", "bot, who wrote the odyssey?",
-             "assistant, how many legs does a spider have?", "bot, what is the tallest mountain in africa?"]
+QUESTIONS = [
+    "assistant, what is the capital of Peru?",
+    "bot, how many minutes are in a day?",
+    "assistant, what is the boiling point of water in fahrenheit?",
+    "bot, who wrote the odyssey?",
+    "assistant, how many legs does a spider have?",
+    "bot, what is the tallest mountain in africa?",
+]
 FOLLOW_UPS = ["brb", "lol", "yeah totally", "ok see you at 7"]
 
 
@@ -201,19 +248,25 @@ def load_schedule(rooms: int, seconds: float, rate: float, questions: int, seed:
     ``questions`` direct questions spread over the talk, each followed 0.5 s later by chatter from the other speaker."""
     rng = random.Random(seed)
     chatter = user_messages(int(seconds * rate) + 1)
-    events = [(i / rate, rng.randrange(rooms), rng.randrange(2), chatter[i]["content"][:2000], "chat")
-              for i in range(int(seconds * rate))]
+    events = [
+        (i / rate, rng.randrange(rooms), rng.randrange(2), chatter[i]["content"][:2000], "chat")
+        for i in range(int(seconds * rate))
+    ]
     for k in range(questions):
         at, room = (k + 0.5) * seconds / questions, rng.randrange(rooms)
-        events += [(at, room, 0, QUESTIONS[k % len(QUESTIONS)], "question"),
-                   (at + 0.5, room, 1, FOLLOW_UPS[k % len(FOLLOW_UPS)], "follow-up")]
+        events += [
+            (at, room, 0, QUESTIONS[k % len(QUESTIONS)], "question"),
+            (at + 0.5, room, 1, FOLLOW_UPS[k % len(FOLLOW_UPS)], "follow-up"),
+        ]
     return sorted(events, key=lambda e: e[0])
 
 
 def undecided(db: Path) -> int:
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT count(*) FROM messages m LEFT JOIN decisions d ON d.message_id = m.id "
-                            "WHERE m.role = 'user' AND d.message_id IS NULL").fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM messages m LEFT JOIN decisions d ON d.message_id = m.id "
+            "WHERE m.role = 'user' AND d.message_id IS NULL"
+        ).fetchone()[0]
 
 
 async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Path, max_backlog_s: float) -> dict:
@@ -226,8 +279,17 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
     for room in range(len(made)):
         for speaker in range(2):
             ws = await websockets.connect(ws_url, max_size=2**22)
-            await ws.send(json.dumps({"type": "join", "room": made[room]["room"], "token": made[room]["token"],
-                                      "name": ("Ana", "Ben")[speaker] + str(room), "key": f"loadkey{room:04d}{speaker}xxxxxxxx"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "join",
+                        "room": made[room]["room"],
+                        "token": made[room]["token"],
+                        "name": ("Ana", "Ben")[speaker] + str(room),
+                        "key": f"loadkey{room:04d}{speaker}xxxxxxxx",
+                    }
+                )
+            )
             while json.loads(await ws.recv())["type"] != "joined":
                 pass
             conns[room, speaker] = ws
@@ -277,17 +339,32 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
     with sqlite3.connect(db) as conn:
         skipped = conn.execute("SELECT count(*) FROM decisions WHERE note LIKE 'skipped%'").fetchone()[0]
     waits.sort()
-    return {"messages": len(sent), "questions": on_question + on_other + unanswered,
-            "answered_on_the_question": on_question, "answered_on_other_message": on_other, "unanswered": unanswered,
-            "replies_on_follow_ups": sum(1 for _, _, to in replies.values() if to in follow_up_ids),
-            "question_to_answer_p50_s": round(statistics.median(waits), 1) if waits else None,
-            "question_to_answer_p95_s": round(waits[min(len(waits) - 1, int(0.95 * len(waits)))], 1) if waits else None,
-            "backlog_after_talk_s": round(backlog_s, 1), "undecided_at_the_end": left,
-            "skipped_decisions": skipped, "talk_seconds": round(talk_ended - start, 1)}
+    return {
+        "messages": len(sent),
+        "questions": on_question + on_other + unanswered,
+        "answered_on_the_question": on_question,
+        "answered_on_other_message": on_other,
+        "unanswered": unanswered,
+        "replies_on_follow_ups": sum(1 for _, _, to in replies.values() if to in follow_up_ids),
+        "question_to_answer_p50_s": round(statistics.median(waits), 1) if waits else None,
+        "question_to_answer_p95_s": round(waits[min(len(waits) - 1, int(0.95 * len(waits)))], 1) if waits else None,
+        "backlog_after_talk_s": round(backlog_s, 1),
+        "undecided_at_the_end": left,
+        "skipped_decisions": skipped,
+        "talk_seconds": round(talk_ended - start, 1),
+    }
 
 
-def bench_load(tmp: Path, rooms: int, seconds: float, rate: float, questions: int, src: str | None,
-               threads: int | None, max_backlog_s: float) -> dict:
+def bench_load(
+    tmp: Path,
+    rooms: int,
+    seconds: float,
+    rate: float,
+    questions: int,
+    src: str | None,
+    threads: int | None,
+    max_backlog_s: float,
+) -> dict:
     from tests.server import ServerProcess
 
     from chimein.server.store import Store
@@ -301,10 +378,22 @@ def bench_load(tmp: Path, rooms: int, seconds: float, rate: float, questions: in
         os.environ["PYTHONPATH"] = str(Path(src).resolve())
     try:
         with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default", None, *extra) as server:
-            result = asyncio.run(_run_load(server.ws_url, made, load_schedule(rooms, seconds, rate, questions),
-                                           tmp / "rooms.db", max_backlog_s))
-            result.update(rooms=rooms, rate_per_s=rate, peak_rss_mb=round(peak_rss_mb(server.proc.pid)),
-                          threads=threads or "the server's default", src=src or "this checkout")
+            result = asyncio.run(
+                _run_load(
+                    server.ws_url,
+                    made,
+                    load_schedule(rooms, seconds, rate, questions),
+                    tmp / "rooms.db",
+                    max_backlog_s,
+                )
+            )
+            result.update(
+                rooms=rooms,
+                rate_per_s=rate,
+                peak_rss_mb=round(peak_rss_mb(server.proc.pid)),
+                threads=threads or "the server's default",
+                src=src or "this checkout",
+            )
     finally:
         os.environ.clear()
         os.environ.update(env)
@@ -313,15 +402,25 @@ def bench_load(tmp: Path, rooms: int, seconds: float, rate: float, questions: in
 
 def load_table(load: dict) -> str:
     """The load results side by side, as markdown."""
-    rows = [("direct questions", "questions"), ("answered on the question (reply_to)", "answered_on_the_question"),
-            ("answered on another message", "answered_on_other_message"), ("unanswered", "unanswered"),
-            ("question -> answer p50 (s)", "question_to_answer_p50_s"), ("question -> answer p95 (s)", "question_to_answer_p95_s"),
-            ("backlog after the talk ends (s)", "backlog_after_talk_s"), ("messages undecided at the end", "undecided_at_the_end"),
-            ("chit-chat decisions skipped (behind)", "skipped_decisions"), ("server peak RSS (MB)", "peak_rss_mb"),
-            ("llama.cpp threads", "threads"), ("messages sent", "messages")]
+    rows = [
+        ("direct questions", "questions"),
+        ("answered on the question (reply_to)", "answered_on_the_question"),
+        ("answered on another message", "answered_on_other_message"),
+        ("unanswered", "unanswered"),
+        ("question -> answer p50 (s)", "question_to_answer_p50_s"),
+        ("question -> answer p95 (s)", "question_to_answer_p95_s"),
+        ("backlog after the talk ends (s)", "backlog_after_talk_s"),
+        ("messages undecided at the end", "undecided_at_the_end"),
+        ("chit-chat decisions skipped (behind)", "skipped_decisions"),
+        ("server peak RSS (MB)", "peak_rss_mb"),
+        ("llama.cpp threads", "threads"),
+        ("messages sent", "messages"),
+    ]
     labels = list(load)
     lines = ["| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    lines += [f"| {title} | " + " | ".join(str(load[label].get(key, "-")) for label in labels) + " |" for title, key in rows]
+    lines += [
+        f"| {title} | " + " | ".join(str(load[label].get(key, "-")) for label in labels) + " |" for title, key in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -330,8 +429,10 @@ def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
     from chimein.data import Message
 
     backend = get_backend("llamacpp:default", state_budget_mb=budget_mb)
-    chats = [[Message("user", m["content"], m["name"]) for m in user_messages(history + 10, offset=i * (history + 10))]
-             for i in range(rooms)]
+    chats = [
+        [Message("user", m["content"], m["name"]) for m in user_messages(history + 10, offset=i * (history + 10))]
+        for i in range(rooms)
+    ]
     states = [backend.new_state() for _ in range(rooms)]
     for i in range(rooms):  # every room reads its history once; the oldest ones fall out of the budget
         backend.decide(chats[i][:history], states[i], threshold=1.01)
@@ -354,9 +455,15 @@ def bench_latency(rooms: int, history: int, budget_mb: float) -> dict:
         next_message(hot[-1])
         next_message(step % (rooms - 3))
     p50 = {k: round(statistics.median(v) * 1000, 1) for k, v in times.items() if v}
-    return {"rooms": rooms, "history_messages": history, "state_budget_mb": budget_mb, "evictions": backend.engine.evictions,
-            "p50_ms": p50, "samples": {k: len(v) for k, v in times.items()},
-            "evicted_over_held": round(p50["evicted"] / p50["held"], 1) if "evicted" in p50 and "held" in p50 else None}
+    return {
+        "rooms": rooms,
+        "history_messages": history,
+        "state_budget_mb": budget_mb,
+        "evictions": backend.engine.evictions,
+        "p50_ms": p50,
+        "samples": {k: len(v) for k, v in times.items()},
+        "evicted_over_held": round(p50["evicted"] / p50["held"], 1) if "evicted" in p50 and "held" in p50 else None,
+    }
 
 
 def main() -> None:
@@ -396,12 +503,21 @@ def main() -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            run = bench_load(Path(tmp), 10 if args.quick else 40, 30 if args.quick else args.load_seconds, 7.0,
-                             3 if args.quick else args.load_questions, args.load_src, args.load_threads, args.max_backlog)
+            run = bench_load(
+                Path(tmp),
+                10 if args.quick else 40,
+                30 if args.quick else args.load_seconds,
+                7.0,
+                3 if args.quick else args.load_questions,
+                args.load_src,
+                args.load_threads,
+                args.max_backlog,
+            )
         results.setdefault("load", {})[args.label] = run
         print(f"load ({args.label}):", run, flush=True)
-        (out_path.with_suffix(".md")).write_text("# The 40-room load (issue 25), bench/many_rooms.py --parts load\n\n"
-                                                 + load_table(results["load"]))
+        (out_path.with_suffix(".md")).write_text(
+            "# The 40-room load (issue 25), bench/many_rooms.py --parts load\n\n" + load_table(results["load"])
+        )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))
     print(f"wrote {out_path}")

@@ -40,8 +40,12 @@ def sent_shares(rows: list[dict], volunteer: bool, threshold: float) -> dict:
         if verdict.speak:
             grades.append(facts_check(verdict.text, r["gold"]).grade)
     n = len(grades)
-    return {"threshold": threshold, "sent": n, "of": len(rows),
-            **{g: round(grades.count(g) / n, 3) if n else 0.0 for g in GRADES}}
+    return {
+        "threshold": threshold,
+        "sent": n,
+        "of": len(rows),
+        **{g: round(grades.count(g) / n, 3) if n else 0.0 for g in GRADES},
+    }
 
 
 def main() -> None:
@@ -51,7 +55,9 @@ def main() -> None:
     ap.add_argument("--replier", default="replier")
     ap.add_argument("--limit", type=int, default=None, help="only the first N gold-speak turns")
     ap.add_argument("--small", action="store_true", help="also grade the 135M's own replies")
-    ap.add_argument("--threads", type=int, default=None, help="the replier's llama.cpp threads (default: all cores but one)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="the replier's llama.cpp threads (default: all cores but one)"
+    )
     args = ap.parse_args()
 
     turns_file = args.out.with_suffix(".turns.jsonl")
@@ -64,7 +70,14 @@ def main() -> None:
     for n, conv in enumerate(load_conversations(args.data)):
         for i, gold in conv.decisions():
             if gold is not None:
-                turns.append((f"{conv.meta.get('id', n)}:{i}", conv.messages[: i + 1], gold.content, conv.meta.get("category", "")))
+                turns.append(
+                    (
+                        f"{conv.meta.get('id', n)}:{i}",
+                        conv.messages[: i + 1],
+                        gold.content,
+                        conv.meta.get("category", ""),
+                    )
+                )
     turns = turns[: args.limit or None]
     small = get_backend("llamacpp:default") if args.small else None
     memory = {"before_replier_mb": round(rss_mb(), 1)}
@@ -82,12 +95,22 @@ def main() -> None:
             for _ in replier.stream(history, volunteer, answer):
                 first = first if first is not None else time.perf_counter() - start
             total = time.perf_counter() - start
-            row = {"key": key, "category": category, "volunteer": volunteer, "question": history[-1].content,
-                   "gold": gold, "answer": answer.text, "confidence": round(answer.confidence, 4), "hedged": answer.hedged,
-                   "tokens": [(t, round(p, 4)) for t, p in answer.tokens],
-                   "grade": facts_check(answer.text, gold).grade, "first_word_s": round(first or total, 3),
-                   "total_s": round(total, 3), "prompt_tokens": answer.prompt_tokens,
-                   "leak": marker_leak(answer.text, {m.name for m in history if m.name})}
+            row = {
+                "key": key,
+                "category": category,
+                "volunteer": volunteer,
+                "question": history[-1].content,
+                "gold": gold,
+                "answer": answer.text,
+                "confidence": round(answer.confidence, 4),
+                "hedged": answer.hedged,
+                "tokens": [(t, round(p, 4)) for t, p in answer.tokens],
+                "grade": facts_check(answer.text, gold).grade,
+                "first_word_s": round(first or total, 3),
+                "total_s": round(total, 3),
+                "prompt_tokens": answer.prompt_tokens,
+                "leak": marker_leak(answer.text, {m.name for m in history if m.name}),
+            }
             if small is not None:
                 small.decide_only = False
                 start = time.perf_counter()
@@ -98,11 +121,18 @@ def main() -> None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
             rows.append(row)
-            print(f"[{k + 1}/{len(turns)}] {row['grade']:<10} {row['confidence']:.2f} {row['total_s']:.1f}s  {answer.text[:70]!r}",
-                  file=sys.stderr)
+            print(
+                f"[{k + 1}/{len(turns)}] {row['grade']:<10} {row['confidence']:.2f} {row['total_s']:.1f}s  {answer.text[:70]!r}",
+                file=sys.stderr,
+            )
     memory["peak_mb"] = round(peak_rss_mb(), 1)
-    report = {"data": str(args.data), "replier": args.replier, "turns": len(rows), "memory": memory,
-              "replier_threads": replier.threads}
+    report = {
+        "data": str(args.data),
+        "replier": args.replier,
+        "turns": len(rows),
+        "memory": memory,
+        "replier_threads": replier.threads,
+    }
     for part, volunteer in (("addressed", False), ("volunteer", True)):
         rs = [r for r in rows if r["volunteer"] is volunteer]
         report[part] = {
@@ -111,14 +141,19 @@ def main() -> None:
             "sent": [sent_shares(rs, volunteer, t) for t in THRESHOLDS],
         }
         if args.small:
-            report[part]["small"] = {g: round(sum(r.get("small_grade") == g for r in rs) / len(rs), 3) if rs else 0.0 for g in GRADES}
+            report[part]["small"] = {
+                g: round(sum(r.get("small_grade") == g for r in rs) / len(rs), 3) if rs else 0.0 for g in GRADES
+            }
     report["leaks"] = sum(r["leak"] is not None for r in rows)
     timed = [r for r in rows if r["key"] not in done]  # this run's own timings, not a resumed run's
     if timed:
         report["timed_turns"] = len(timed)
         for k in ("first_word_s", "total_s") + (("small_s",) if args.small else ()):
             values = [r[k] for r in timed if k in r]
-            report[k] = {"p50": round(statistics.median(values), 3), "p95": round(sorted(values)[int(0.95 * (len(values) - 1))], 3)}
+            report[k] = {
+                "p50": round(statistics.median(values), 3),
+                "p95": round(sorted(values)[int(0.95 * (len(values) - 1))], 3),
+            }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

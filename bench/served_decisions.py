@@ -39,17 +39,25 @@ from chimein.data import Message  # noqa: E402
 # every request, seconds per decision at a few thousand tokens on this machine.
 LENGTHS = (10, 50, 100)
 ROOMS, HISTORY = 4, 20
-QUESTIONS = ["bot, how many syllables does a haiku have?", "assistant, what's the capital of australia?",
-             "@assistant how far is the moon?", "bot, what is the boiling point of water in fahrenheit?"]
+QUESTIONS = [
+    "bot, how many syllables does a haiku have?",
+    "assistant, what's the capital of australia?",
+    "@assistant how far is the moon?",
+    "bot, what is the boiling point of water in fahrenheit?",
+]
 
 
 def percentiles(times: list[float]) -> dict[str, float]:
     times = sorted(times)
-    return {"p50": statistics.median(times), "p95": times[min(len(times) - 1, int(0.95 * len(times)))], "n": len(times)}
+    return {
+        "p50": statistics.median(times),
+        "p95": times[min(len(times) - 1, int(0.95 * len(times)))],
+        "n": len(times),
+    }
 
 
 def rooms_taking_turns(backend, messages: list[Message], rounds: int) -> dict[str, float]:
-    chats = [messages[i * (HISTORY + rounds):(i + 1) * (HISTORY + rounds)] for i in range(ROOMS)]
+    chats = [messages[i * (HISTORY + rounds) : (i + 1) * (HISTORY + rounds)] for i in range(ROOMS)]
     states = [backend.new_state() for _ in range(ROOMS)]
     for chat, state in zip(chats, states):  # every room reads its history once, untimed
         backend.decide(chat[:HISTORY], state)
@@ -66,7 +74,7 @@ def answered(backend, messages: list[Message]) -> dict[str, float]:
     backend.decide_only = False
     times = []
     for i, question in enumerate(QUESTIONS):
-        chat = messages[i * 6:i * 6 + 5] + [Message("user", question, "Ana")]
+        chat = messages[i * 6 : i * 6 + 5] + [Message("user", question, "Ana")]
         start = time.perf_counter()
         d = backend.decide(chat, backend.new_state())
         times.append(time.perf_counter() - start)
@@ -77,7 +85,11 @@ def answered(backend, messages: list[Message]) -> dict[str, float]:
 
 def run(backend, messages: list[Message], samples: int, rounds: int) -> dict:
     backend.decide_only = True  # the decision alone, as in decision_latency.py
-    row = {"one_room_s": {str(n): v for n, v in measure(backend, messages, samples, incremental=True, lengths=LENGTHS).items()}}
+    row = {
+        "one_room_s": {
+            str(n): v for n, v in measure(backend, messages, samples, incremental=True, lengths=LENGTHS).items()
+        }
+    }
     print(f"{backend.name}: one room done", file=sys.stderr, flush=True)
     row["rooms_taking_turns_s"] = rooms_taking_turns(backend, messages, rounds)
     print(f"{backend.name}: rooms taking turns done", file=sys.stderr, flush=True)
@@ -102,22 +114,49 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]  # other work on the machine shows in every number; the ratios share it
     rows = {"in_process": run(get_backend("llamacpp:default", threads=args.threads), messages, samples, rounds)}
     resolved = resolve_model("default")
-    with tempfile.TemporaryDirectory() as tmp, llama_server(
-            Path(tmp), "--lora_path", str(adapter_gguf_path(resolved)), "--n_ctx", "4096", "--n_threads", threads,
-            "--n_threads_batch", threads, gguf=Path(resolved.source) / resolved.gguf_file) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        llama_server(
+            Path(tmp),
+            "--lora_path",
+            str(adapter_gguf_path(resolved)),
+            "--n_ctx",
+            "4096",
+            "--n_threads",
+            threads,
+            "--n_threads_batch",
+            threads,
+            gguf=Path(resolved.source) / resolved.gguf_file,
+        ) as url,
+    ):
         rows["served"] = run(get_backend("served:default", base_url=url, timeout=600), messages, samples, rounds)
     inp, srv = rows["in_process"], rows["served"]
-    ratios = {f"one_room_p50@{n}": round(srv["one_room_s"][str(n)]["p50"] / inp["one_room_s"][str(n)]["p50"], 2) for n in LENGTHS}
-    ratios["rooms_taking_turns_p50"] = round(srv["rooms_taking_turns_s"]["p50"] / inp["rooms_taking_turns_s"]["p50"], 2)
+    ratios = {
+        f"one_room_p50@{n}": round(srv["one_room_s"][str(n)]["p50"] / inp["one_room_s"][str(n)]["p50"], 2)
+        for n in LENGTHS
+    }
+    ratios["rooms_taking_turns_p50"] = round(
+        srv["rooms_taking_turns_s"]["p50"] / inp["rooms_taking_turns_s"]["p50"], 2
+    )
     ratios["direct_question_answered_p50"] = round(
-        srv["direct_question_answered_s"]["p50"] / inp["direct_question_answered_s"]["p50"], 2)
-    result = {"model": "default", "threads": int(threads), "rooms": ROOMS, "history": HISTORY, "rows": rows,
-              "served_over_in_process": ratios, "load_average_1min": [load_at_start, os.getloadavg()[0]]}
+        srv["direct_question_answered_s"]["p50"] / inp["direct_question_answered_s"]["p50"], 2
+    )
+    result = {
+        "model": "default",
+        "threads": int(threads),
+        "rooms": ROOMS,
+        "history": HISTORY,
+        "rows": rows,
+        "served_over_in_process": ratios,
+        "load_average_1min": [load_at_start, os.getloadavg()[0]],
+    }
     for name, row in rows.items():
         one = " ".join(f"p50@{n} {row['one_room_s'][str(n)]['p50'] * 1000:.0f} ms" for n in LENGTHS)
         turns, ans = row["rooms_taking_turns_s"], row["direct_question_answered_s"]
-        print(f"{name:<10} {one} | {ROOMS} rooms taking turns p50 {turns['p50'] * 1000:.0f} ms p95 {turns['p95'] * 1000:.0f} ms"
-              f" ({turns['decisions_per_s']:.1f}/s) | answered p50 {ans['p50'] * 1000:.0f} ms")
+        print(
+            f"{name:<10} {one} | {ROOMS} rooms taking turns p50 {turns['p50'] * 1000:.0f} ms p95 {turns['p95'] * 1000:.0f} ms"
+            f" ({turns['decisions_per_s']:.1f}/s) | answered p50 {ans['p50'] * 1000:.0f} ms"
+        )
     print("served / in-process:", ratios)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

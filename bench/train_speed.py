@@ -30,27 +30,46 @@ VARIANTS = {
     "default": [],
     "top15-dropout": ["lora_top_layers=15", "lora_dropout=0.05"],
     "trl-loss": ["decision_weight=1.0"],
-    "sft-defaults": ["lora_top_layers=0", "per_device_train_batch_size=8", "gradient_accumulation_steps=1",
-                     "gradient_checkpointing=true", "decision_weight=1.0"],
+    "sft-defaults": [
+        "lora_top_layers=0",
+        "per_device_train_batch_size=8",
+        "gradient_accumulation_steps=1",
+        "gradient_checkpointing=true",
+        "decision_weight=1.0",
+    ],
     "packed": ["packing=true", "max_length=2048"],
 }
 
 
 def train_one(name: str, conversations: int) -> dict:
     """One variant, one epoch; peak RSS is this process's own (each variant runs in a fresh process)."""
-    cfg = build_config("smollm2-135m", overrides={
-        "train_file": str(ROOT / "data" / "train.jsonl"), "valid_file": None, "limit": conversations,
-        "output_dir": f"/tmp/chimein-bench-{name}", "num_train_epochs": 1.0},
-        sets=VARIANTS[name] + ["save_steps=100000", "logging_steps=1000"])
+    cfg = build_config(
+        "smollm2-135m",
+        overrides={
+            "train_file": str(ROOT / "data" / "train.jsonl"),
+            "valid_file": None,
+            "limit": conversations,
+            "output_dir": f"/tmp/chimein-bench-{name}",
+            "num_train_epochs": 1.0,
+        },
+        sets=VARIANTS[name] + ["save_steps=100000", "logging_steps=1000"],
+    )
     res = run(cfg, progress=False)
-    return {"seconds": round(res.seconds, 1), "tokens": res.tokens, "tokens_per_s": round(res.tokens / res.seconds, 1),
-            "steps": res.steps, "peak_rss_mb": round(peak_rss_mb())}
+    return {
+        "seconds": round(res.seconds, 1),
+        "tokens": res.tokens,
+        "tokens_per_s": round(res.tokens / res.seconds, 1),
+        "steps": res.steps,
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--conversations", type=int, default=24)
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset (sft-defaults is the baseline)")
+    ap.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset (sft-defaults is the baseline)"
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: train one variant in this (fresh) process
     args = ap.parse_args()
@@ -66,7 +85,9 @@ def main() -> None:
     print(f"{'variant':<14} {'seconds':>8} {'tokens/s':>9} {'x ' + base_name:>15} {'peak RSS MB':>12}")
     for name, r in rows.items():
         r[f"speedup_vs_{base_name}"] = round(r["tokens_per_s"] / base, 2)
-        print(f"{name:<14} {r['seconds']:>8} {r['tokens_per_s']:>9} {r[f'speedup_vs_{base_name}']:>15} {r['peak_rss_mb']:>12}")
+        print(
+            f"{name:<14} {r['seconds']:>8} {r['tokens_per_s']:>9} {r[f'speedup_vs_{base_name}']:>15} {r['peak_rss_mb']:>12}"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"conversations": args.conversations, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

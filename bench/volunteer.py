@@ -48,8 +48,16 @@ def main() -> None:
             if mentions_assistant(history[-1].content):
                 continue
             d = decider.decide(history, state, threshold)
-            turns.append({"key": f"{conv.meta.get('id')}:{i}", "history": history, "gold_speak": gold is not None,
-                          "gold": gold.content if gold else "", "p": d.p_speak, "speak": d.speak})
+            turns.append(
+                {
+                    "key": f"{conv.meta.get('id')}:{i}",
+                    "history": history,
+                    "gold_speak": gold is not None,
+                    "gold": gold.content if gold else "",
+                    "p": d.p_speak,
+                    "speak": d.speak,
+                }
+            )
     print(f"{len(turns)} volunteer turns decided", file=sys.stderr)
 
     cache_file = args.out.with_suffix(".turns.jsonl")
@@ -66,12 +74,20 @@ def main() -> None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
             cache[t["key"]] = row
-            print(f"[{k + 1}/{len(todo)}] {t['gold_speak']!s:<5} p={t['p']:.2f} {a.confidence:.2f} {a.text[:60]!r}", file=sys.stderr)
+            print(
+                f"[{k + 1}/{len(todo)}] {t['gold_speak']!s:<5} p={t['p']:.2f} {a.confidence:.2f} {a.text[:60]!r}",
+                file=sys.stderr,
+            )
 
     gold = [t["gold_speak"] for t in turns]
     alone = decision_metrics(gold, [t["speak"] for t in turns])
-    report = {"data": str(args.data), "volunteer_turns": len(turns), "decider_threshold": threshold,
-              "decider_alone": alone.as_dict(), "second_look": []}
+    report = {
+        "data": str(args.data),
+        "volunteer_turns": len(turns),
+        "decider_threshold": threshold,
+        "decider_alone": alone.as_dict(),
+        "second_look": [],
+    }
     for cand in CANDIDATES:
         for conf in CONFIDENCE:
             pred, grades = [], []
@@ -81,15 +97,25 @@ def main() -> None:
                 if flagged and t["key"] in cache:
                     row = cache[t["key"]]
                     context = " ".join(m.content for m in t["history"][-REPLIER_CONTEXT:] if m.role == "user")
-                    verdict = replier_mod.vet(replier_mod.Answer(row["answer"], tokens=[tuple(x) for x in row["tokens"]]),
-                                              volunteer=True, volunteer_above=conf, context=context)
+                    verdict = replier_mod.vet(
+                        replier_mod.Answer(row["answer"], tokens=[tuple(x) for x in row["tokens"]]),
+                        volunteer=True,
+                        volunteer_above=conf,
+                        context=context,
+                    )
                     sent = verdict.speak
                     if sent and t["gold_speak"]:
                         grades.append(facts_check(verdict.text, t["gold"]).grade)
                 pred.append(sent)
             m = decision_metrics(gold, pred)
-            report["second_look"].append({"candidate_threshold": cand, "confidence": conf, **m.as_dict(),
-                                          **{f"sent_{g}": grades.count(g) for g in GRADES}})
+            report["second_look"].append(
+                {
+                    "candidate_threshold": cand,
+                    "confidence": conf,
+                    **m.as_dict(),
+                    **{f"sent_{g}": grades.count(g) for g in GRADES},
+                }
+            )
     best = max(report["second_look"], key=lambda r: r["f1"] - 5 * max(0.0, r["false_interjection_rate"] - 0.01))
     report["best"] = best
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,10 @@ from chimein.dedup import find_duplicates
 
 HERE = Path(__file__).resolve().parent
 HELDOUT_WRITERS = ("lead", "w6")
-HELDOUT_CORPORA = ("irc-stripe", "gitter_livechat")  # a real IRC help channel and three Gitter rooms, kept for evaluation
+HELDOUT_CORPORA = (
+    "irc-stripe",
+    "gitter_livechat",
+)  # a real IRC help channel and three Gitter rooms, kept for evaluation
 HELDOUT_WRITER_SAMPLE = 60  # conversations per held-out writer: a full eval of one model in minutes on 2 cores
 HELDOUT_REAL_SAMPLE = 60  # windows per held-out corpus
 REAL_TRAIN_TURNS = 6
@@ -54,7 +57,10 @@ def crop(conv: Conversation, turns: int, rng: random.Random) -> Conversation:
     if conv.user_turns <= turns:
         return conv
     start = rng.randrange(0, len(conv.messages) - turns + 1)
-    return Conversation(conv.messages[start:start + turns], {**conv.meta, "cut": f"{conv.meta.get('cut', '')}; training crop {start}-{start + turns}"})
+    return Conversation(
+        conv.messages[start : start + turns],
+        {**conv.meta, "cut": f"{conv.meta.get('cut', '')}; training crop {start}-{start + turns}"},
+    )
 
 
 def build() -> dict[str, list[Conversation]]:
@@ -68,17 +74,29 @@ def build() -> dict[str, list[Conversation]]:
     # One sample per held-out writer and corpus, each from its own seed: adding one never moves another.
     for writer in HELDOUT_WRITERS:
         theirs = [c for c in convs if c.meta.get("writer") == writer]
-        held["heldout-writers.jsonl"] += random.Random(f"{SEED}-{writer}").sample(theirs, min(HELDOUT_WRITER_SAMPLE, len(theirs)))
+        held["heldout-writers.jsonl"] += random.Random(f"{SEED}-{writer}").sample(
+            theirs, min(HELDOUT_WRITER_SAMPLE, len(theirs))
+        )
     for corpus in HELDOUT_CORPORA:
         theirs = [c for c in convs if c.meta.get("corpus") == corpus]
-        held["heldout-real.jsonl"] += random.Random(f"{SEED}-{corpus}").sample(theirs, min(HELDOUT_REAL_SAMPLE, len(theirs)))
-    train = [c for c in convs if c.meta.get("writer") not in HELDOUT_WRITERS and c.meta.get("corpus") not in HELDOUT_CORPORA]
+        held["heldout-real.jsonl"] += random.Random(f"{SEED}-{corpus}").sample(
+            theirs, min(HELDOUT_REAL_SAMPLE, len(theirs))
+        )
+    train = [
+        c for c in convs if c.meta.get("writer") not in HELDOUT_WRITERS and c.meta.get("corpus") not in HELDOUT_CORPORA
+    ]
     real = [c for c in train if c.meta.get("corpus")]
     kept = {id(c) for c in rng.sample(real, min(REAL_TRAIN_WINDOWS, len(real)))}
-    train = [crop(c, REAL_TRAIN_TURNS, rng) if c.meta.get("corpus") else c for c in train
-             if not c.meta.get("corpus") or id(c) in kept]
+    train = [
+        crop(c, REAL_TRAIN_TURNS, rng) if c.meta.get("corpus") else c
+        for c in train
+        if not c.meta.get("corpus") or id(c) in kept
+    ]
     rng.shuffle(train)
-    return {"train.jsonl": train, **{name: sorted(cs, key=lambda c: str(c.meta.get("id"))) for name, cs in held.items()}}
+    return {
+        "train.jsonl": train,
+        **{name: sorted(cs, key=lambda c: str(c.meta.get("id"))) for name, cs in held.items()},
+    }
 
 
 def datasheet_tables(convs: list[Conversation]) -> str:
@@ -87,7 +105,10 @@ def datasheet_tables(convs: list[Conversation]) -> str:
     for c in convs:
         key = f"real: {c.meta['corpus']}" if c.meta.get("corpus") else f"writer {c.meta.get('writer', '?')}"
         groups.setdefault(key, []).append(c)
-    rows = ["| source | split | conversations | user turns | speaking rate | speakers (mean) | categories |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| source | split | conversations | user turns | speaking rate | speakers (mean) | categories |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, cs in sorted(groups.items()):
         turns = sum(c.user_turns for c in cs)
         speaks = sum(c.assistant_turns for c in cs)
@@ -96,8 +117,10 @@ def datasheet_tables(convs: list[Conversation]) -> str:
         for c in cs:
             cats[str(c.meta.get("category", "-"))] = cats.get(str(c.meta.get("category", "-")), 0) + 1
         cat_text = ", ".join(f"{k} {v}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1]))
-        rows.append(f"| {key} | {'held out' if held else 'train'} | {len(cs)} | {turns:,} | {speaks / max(turns, 1):.1%} "
-                    f"| {sum(len(c.users) for c in cs) / len(cs):.1f} | {cat_text} |")
+        rows.append(
+            f"| {key} | {'held out' if held else 'train'} | {len(cs)} | {turns:,} | {speaks / max(turns, 1):.1%} "
+            f"| {sum(len(c.users) for c in cs) / len(cs):.1f} | {cat_text} |"
+        )
     return "\n".join(rows)
 
 

@@ -62,8 +62,16 @@ def tiny_model(smollm2_tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(smollm2_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -80,10 +88,21 @@ def tiny_backend(tiny_model, smollm2_tokenizer):
 @pytest.fixture
 def sample_conversations() -> list[Conversation]:
     return [
-        conv(("Ana", "pizza or sushi tonight?"), ("Ben", "sushi obviously"),
-             ("Ana", "bot, how many syllables does a haiku have?"), ("assistant", "Seventeen, in lines of 5, 7 and 5."),
-             ("Ben", "nice"), id="c1", category="addressed"),
-        conv(("Ben", "what's the deepest point of the ocean called?"), ("Ana", "no clue tbh"),
-             ("assistant", "The Challenger Deep, in the Mariana Trench."), ("Ben", "lol the bot was slow yesterday"),
-             id="c2", category="stuck"),
+        conv(
+            ("Ana", "pizza or sushi tonight?"),
+            ("Ben", "sushi obviously"),
+            ("Ana", "bot, how many syllables does a haiku have?"),
+            ("assistant", "Seventeen, in lines of 5, 7 and 5."),
+            ("Ben", "nice"),
+            id="c1",
+            category="addressed",
+        ),
+        conv(
+            ("Ben", "what's the deepest point of the ocean called?"),
+            ("Ana", "no clue tbh"),
+            ("assistant", "The Challenger Deep, in the Mariana Trench."),
+            ("Ben", "lol the bot was slow yesterday"),
+            id="c2",
+            category="stuck",
+        ),
     ]

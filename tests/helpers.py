@@ -50,8 +50,14 @@ class ScriptedBackend:
     answer_direct_questions = False
     decide_only = False
 
-    def __init__(self, decisions: list[Decision] = (), *, p_speak: Callable[[str], float] = says_bot,
-                 reply: Callable[[str], str] = lambda text: f"reply to {text}", gate: threading.Event | None = None):
+    def __init__(
+        self,
+        decisions: list[Decision] = (),
+        *,
+        p_speak: Callable[[str], float] = says_bot,
+        reply: Callable[[str], str] = lambda text: f"reply to {text}",
+        gate: threading.Event | None = None,
+    ):
         self.decisions, self.p_speak, self.reply, self.gate = list(decisions), p_speak, reply, gate
         self.calls: list[tuple[list[str], str, float | None]] = []
 
@@ -93,8 +99,22 @@ def llama_server(workdir: Path, *args: str, gguf: Path | None = None) -> Iterato
     port = free_port()
     log = workdir / "server.log"
     with open(log, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                                 "--port", str(port), *args], stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *args,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120

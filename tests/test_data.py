@@ -1,14 +1,27 @@
 import json
 
-from chimein.data import Conversation, Message, compute_stats, load_conversations, read_conversations, write_conversations, DataError
+from chimein.data import (
+    Conversation,
+    Message,
+    compute_stats,
+    load_conversations,
+    read_conversations,
+    write_conversations,
+    DataError,
+)
 from tests.helpers import REPO, write_jsonl
 
-GOOD = [{"role": "user", "name": "Ana", "content": "hi"}, {"role": "assistant", "content": "hello"},
-        {"role": "user", "name": "Ben", "content": "yo"}]
+GOOD = [
+    {"role": "user", "name": "Ana", "content": "hi"},
+    {"role": "assistant", "content": "hello"},
+    {"role": "user", "name": "Ben", "content": "yo"},
+]
 
 
 def test_reads_arrays_and_objects_with_metadata(tmp_path):
-    f = write_jsonl(tmp_path / "a.jsonl", [GOOD, {"id": "x", "topic": "tea", "category": "chitchat", "messages": GOOD}])
+    f = write_jsonl(
+        tmp_path / "a.jsonl", [GOOD, {"id": "x", "topic": "tea", "category": "chitchat", "messages": GOOD}]
+    )
     convs = load_conversations(f)
     assert [c.user_turns for c in convs] == [2, 2]
     assert convs[1].meta["topic"] == "tea"
@@ -17,17 +30,28 @@ def test_reads_arrays_and_objects_with_metadata(tmp_path):
 
 def test_every_problem_is_reported_with_file_line_and_field(tmp_path):
     f = tmp_path / "bad.jsonl"
-    f.write_text("\n".join([
-        json.dumps(GOOD),
-        "{not json",
-        json.dumps([{"role": "assistant", "content": "first"}]),
-        json.dumps([{"role": "user", "content": "no name"}]),
-        json.dumps([{"role": "user", "name": "A", "content": "x"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]),
-        json.dumps([{"role": "user", "name": "A", "content": "   "}]),
-        json.dumps([{"role": "bot", "content": "x"}]),
-        json.dumps({"topic": "no messages"}),
-        json.dumps("a string"),
-    ]) + "\n")
+    f.write_text(
+        "\n".join(
+            [
+                json.dumps(GOOD),
+                "{not json",
+                json.dumps([{"role": "assistant", "content": "first"}]),
+                json.dumps([{"role": "user", "content": "no name"}]),
+                json.dumps(
+                    [
+                        {"role": "user", "name": "A", "content": "x"},
+                        {"role": "assistant", "content": "a"},
+                        {"role": "assistant", "content": "b"},
+                    ]
+                ),
+                json.dumps([{"role": "user", "name": "A", "content": "   "}]),
+                json.dumps([{"role": "bot", "content": "x"}]),
+                json.dumps({"topic": "no messages"}),
+                json.dumps("a string"),
+            ]
+        )
+        + "\n"
+    )
     convs, problems = read_conversations(f)
     assert len(convs) == 1
     text = "\n".join(str(p) for p in problems)
@@ -53,7 +77,10 @@ def test_load_raises_with_all_problems(tmp_path):
 
 
 def test_write_round_trip_keeps_metadata(tmp_path):
-    convs = [Conversation([Message("user", "hi", "Ana")], {"id": "1", "topic": "t"}), Conversation([Message("user", "yo", "Ben")])]
+    convs = [
+        Conversation([Message("user", "hi", "Ana")], {"id": "1", "topic": "t"}),
+        Conversation([Message("user", "yo", "Ben")]),
+    ]
     write_conversations(tmp_path / "o.jsonl", convs)
     back = load_conversations(tmp_path / "o.jsonl")
     assert back[0].meta["id"] == "1" and back[0].messages == convs[0].messages
@@ -80,7 +107,9 @@ def test_shipped_dataset_is_valid_and_split_apart():
     assert not {c.meta["writer"] for c in held_writers} & {c.meta.get("writer") for c in train}
     assert not {c.meta["corpus"] for c in held_real} & {c.meta.get("corpus") for c in train}
     # the old same-writer validation keeps its held-out topics
-    assert not {c.meta["topic"] for c in valid} & {c.meta.get("topic") for c in train if c.meta.get("writer") == "seed"}
+    assert not {c.meta["topic"] for c in valid} & {
+        c.meta.get("topic") for c in train if c.meta.get("writer") == "seed"
+    }
     # real chat: licensed, cut on record, all silence, and never from the sources reserved for evaluation
     real = [c for c in train + held_real if c.meta.get("corpus")]
     assert len([c for c in train if c.meta.get("corpus")]) >= 1500
@@ -101,8 +130,10 @@ def test_only_a_window_of_a_longer_chat_may_start_with_the_assistant():
     assert parse_messages(window)[1] == [("messages[0].role", "a conversation must start with a user message")]
 
 
-CONVERTERS = {"irc_and_meetings.py": {"irc-linux", "irc-mediawiki", "irc-rust", "irc-stripe", "ami", "icsi"},
-              "gitter.py": {"gitter_livechat"}}
+CONVERTERS = {
+    "irc_and_meetings.py": {"irc-linux", "irc-mediawiki", "irc-rust", "irc-stripe", "ami", "icsi"},
+    "gitter.py": {"gitter_livechat"},
+}
 
 
 def test_each_real_source_file_has_one_converter_that_takes_the_mirrors_as_an_argument(tmp_path):
@@ -116,7 +147,11 @@ def test_each_real_source_file_has_one_converter_that_takes_the_mirrors_as_an_ar
     for script, corpora in CONVERTERS.items():
         source = (folder / script).read_text()
         assert "/work/" not in source and all(f'"{c}' in source for c in corpora)
-        run = subprocess.run([sys.executable, str(folder / script), str(tmp_path / "no-mirrors"), "--out", str(tmp_path)],
-                             capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [sys.executable, str(folder / script), str(tmp_path / "no-mirrors"), "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode != 0 and "no-mirrors" in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not list(tmp_path.glob("*.jsonl"))

@@ -6,7 +6,9 @@ from chimein.markers import adapter_threshold
 from chimein.export import export
 from chimein.models import DEFAULT_ADAPTER_DIR
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_ADAPTER_DIR / "adapter_config.json").exists(), reason="no default adapter shipped yet")
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_ADAPTER_DIR / "adapter_config.json").exists(), reason="no default adapter shipped yet"
+)
 
 
 def test_adapter_gguf_has_llama_cpp_metadata(tmp_path):
@@ -18,7 +20,9 @@ def test_adapter_gguf_has_llama_cpp_metadata(tmp_path):
     assert reader.fields["adapter.type"].contents() == "lora"
     assert reader.fields["adapter.lora.alpha"].contents() > 0
     names = {t.name for t in reader.tensors}
-    assert any(n.endswith("attn_q.weight.lora_a") for n in names) and any(n.endswith("ffn_down.weight.lora_b") for n in names)
+    assert any(n.endswith("attn_q.weight.lora_a") for n in names) and any(
+        n.endswith("ffn_down.weight.lora_b") for n in names
+    )
     assert "ADAPTER" in out.modelfile.read_text()
 
 
@@ -57,9 +61,13 @@ def test_the_runtime_default_is_the_shipped_adapter_on_llama_cpp(monkeypatch):
     monkeypatch.setattr(assistant, "get_backend", lambda name, **kw: loaded.append(real(name, **kw)) or loaded[-1])
     chat = [{"role": "user", "name": "Ana", "content": "pizza or sushi tonight?"}]
     asked = chat + [{"role": "user", "name": "Ben", "content": "bot, how many syllables does a haiku have?"}]
-    result = CliRunner().invoke(app, ["decide"], input="".join(json.dumps({"messages": m}) + "\n" for m in (chat, asked)))
+    result = CliRunner().invoke(
+        app, ["decide"], input="".join(json.dumps({"messages": m}) + "\n" for m in (chat, asked))
+    )
     assert result.exit_code == 0, result.output
     first, second = [json.loads(line) for line in result.output.splitlines()]
-    assert isinstance(loaded[0].engine, LlamaCppEngine) and loaded[0].threshold == adapter_threshold(DEFAULT_ADAPTER_DIR)
+    assert isinstance(loaded[0].engine, LlamaCppEngine) and loaded[0].threshold == adapter_threshold(
+        DEFAULT_ADAPTER_DIR
+    )
     assert not first["speak"] and first["p_speak"] < 0.2
     assert second["speak"] and second["text"]

@@ -40,9 +40,15 @@ def test_mix_adds_shipped_chats_per_own_chat():
 
 
 def test_the_config_continues_the_adapter_with_its_saved_recipe(tmp_path):
-    cfg = continue_config("default", tmp_path / "run", tmp_path / "train.jsonl", {"num_train_epochs": 2.0}, ["learning_rate=1e-4"])
+    cfg = continue_config(
+        "default", tmp_path / "run", tmp_path / "train.jsonl", {"num_train_epochs": 2.0}, ["learning_rate=1e-4"]
+    )
     assert cfg.init_adapter == str(DEFAULT_ADAPTER_DIR)
-    assert (cfg.decision_weight, cfg.lora_top_layers, cfg.model) == (5.0, 10, "smollm2-135m-instruct")  # the shipped recipe
+    assert (cfg.decision_weight, cfg.lora_top_layers, cfg.model) == (
+        5.0,
+        10,
+        "smollm2-135m-instruct",
+    )  # the shipped recipe
     assert cfg.num_train_epochs == 2.0 and cfg.learning_rate == 1e-4 and cfg.valid_file is None
     with pytest.raises(ValueError, match="--from smollm2-135m-instruct: not a chimein adapter"):
         continue_config("smollm2-135m-instruct", tmp_path, tmp_path / "t.jsonl")
@@ -51,7 +57,9 @@ def test_the_config_continues_the_adapter_with_its_saved_recipe(tmp_path):
 def test_prepare_writes_the_mixed_training_set_and_the_holdout(tmp_path):
     mine = tmp_path / "mine.jsonl"
     mine.write_text("".join(json.dumps(c.to_json()) + "\n" for c in chats(10)))
-    cfg, split = prepare([mine], "default", tmp_path / "run", holdout=0.2, mix=0.5, mix_file=REPO / "data" / "valid.jsonl")
+    cfg, split = prepare(
+        [mine], "default", tmp_path / "run", holdout=0.2, mix=0.5, mix_file=REPO / "data" / "valid.jsonl"
+    )
     trained = load_conversations(cfg.train_file)
     held = load_conversations(tmp_path / "run" / "data" / "holdout.jsonl")
     assert len(trained) == 8 + 4 and len(held) == 2
@@ -61,8 +69,15 @@ def test_prepare_writes_the_mixed_training_set_and_the_holdout(tmp_path):
 
 def test_the_report_shows_before_and_after(tmp_path):
     def summary(f1):
-        return {"f1": f1, "precision": 0.5, "recall": 0.5, "false_interjection_rate": 0.01, "volunteer_f1": 0.2,
-                "named_f1": 0.9, "missed_address_rate": 0.1}
+        return {
+            "f1": f1,
+            "precision": 0.5,
+            "recall": 0.5,
+            "false_interjection_rate": 0.01,
+            "volunteer_f1": 0.2,
+            "named_f1": 0.9,
+            "missed_address_rate": 0.1,
+        }
 
     (tmp_path / "report.md").write_text("# Training run\n")
     reports = {"before": summary(0.4), "after": summary(0.6)}
@@ -88,13 +103,37 @@ def test_train_from_default_changes_the_adapter_and_reports_before_after(tmp_pat
     mine = tmp_path / "mine.jsonl"
     mine.write_text("".join(json.dumps(c.to_json()) + "\n" for c in own))
     run = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "--data", str(mine), "--from", "default", "--holdout", "0.25", "--mix", "0.5",
-                                      "--mix-file", str(REPO / "data" / "train.jsonl"), "--out", str(run), "--max-steps", "2",
-                                      "--set", "gradient_accumulation_steps=2", "--set", "save_steps=1000"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(mine),
+            "--from",
+            "default",
+            "--holdout",
+            "0.25",
+            "--mix",
+            "0.5",
+            "--mix-file",
+            str(REPO / "data" / "train.jsonl"),
+            "--out",
+            str(run),
+            "--max-steps",
+            "2",
+            "--set",
+            "gradient_accumulation_steps=2",
+            "--set",
+            "save_steps=1000",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "training on 3 of your chats and 2 shipped ones; 1 of yours held out" in result.output
-    before, after = load_file(DEFAULT_ADAPTER_DIR / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
+    before, after = (
+        load_file(DEFAULT_ADAPTER_DIR / "adapter_model.safetensors"),
+        load_file(run / "adapter_model.safetensors"),
+    )
     assert before.keys() == after.keys()
     assert any(not (before[k] == after[k]).all() for k in before)  # training moved the shipped weights
     report = json.loads((run / "before_after.json").read_text())
@@ -116,12 +155,17 @@ def test_train_refuses_half_of_data_from_with_one_error_line(tmp_path):
     mine = tmp_path / "mine.jsonl"
     mine.write_text("".join(json.dumps(c.to_json()) + "\n" for c in chats(4)))
     runner = CliRunner()
-    for args, says in ((["--data", str(mine)], "--data and --from go together"),
-                       (["--from", "default"], "--data and --from go together"),
-                       (["--data", str(mine), "--from", "default", "--train", str(mine)], "drop --train"),
-                       (["--data", str(mine), "--from", "smollm2-135m-instruct", "--out", str(tmp_path / "r")], "not a chimein adapter"),
-                       (["--data", str(tmp_path / "nope.jsonl"), "--from", "default"], "nope.jsonl"),
-                       (["--data", str(mine), "--from", "default", "--holdout", "0.99"], "--holdout")):
+    for args, says in (
+        (["--data", str(mine)], "--data and --from go together"),
+        (["--from", "default"], "--data and --from go together"),
+        (["--data", str(mine), "--from", "default", "--train", str(mine)], "drop --train"),
+        (
+            ["--data", str(mine), "--from", "smollm2-135m-instruct", "--out", str(tmp_path / "r")],
+            "not a chimein adapter",
+        ),
+        (["--data", str(tmp_path / "nope.jsonl"), "--from", "default"], "nope.jsonl"),
+        (["--data", str(mine), "--from", "default", "--holdout", "0.99"], "--holdout"),
+    ):
         result = runner.invoke(app, ["train", *args])
         assert result.exit_code == 2, (args, result.output)
         assert result.output.startswith("error: ") and says in result.output, (args, result.output)

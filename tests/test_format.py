@@ -1,6 +1,14 @@
 import pytest
 
-from chimein.format import IGNORE_INDEX, SILENCE, ChatFormat, TemplateError, conversation_turns, template_markers, to_chat_turns
+from chimein.format import (
+    IGNORE_INDEX,
+    SILENCE,
+    ChatFormat,
+    TemplateError,
+    conversation_turns,
+    template_markers,
+    to_chat_turns,
+)
 from chimein.templates import BUILTIN_TEMPLATES
 
 
@@ -29,8 +37,10 @@ def test_a_window_that_opens_with_the_assistant_keeps_its_reply_as_the_first_tur
     from chimein.data import Message
 
     window = [Message("assistant", "It is in Lima."), Message("user", "thanks bot", "Ana")]
-    assert to_chat_turns(window, open_end=True) == [{"role": "assistant", "content": "(response) It is in Lima."},
-                                                    {"role": "user", "content": "Ana: thanks bot"}]
+    assert to_chat_turns(window, open_end=True) == [
+        {"role": "assistant", "content": "(response) It is in Lima."},
+        {"role": "user", "content": "Ana: thanks bot"},
+    ]
 
 
 @pytest.mark.parametrize("template", sorted(BUILTIN_TEMPLATES))
@@ -82,7 +92,9 @@ def test_model_template_with_injected_system_prompt_is_refused(smollm2_tokenizer
 
 
 def test_template_that_loses_content_is_refused(smollm2_tokenizer):
-    bad = ChatFormat(smollm2_tokenizer, "{% for m in messages %}<|im_start|>{{ m['role'] }}\n<|im_end|>{% endfor %}", "broken")
+    bad = ChatFormat(
+        smollm2_tokenizer, "{% for m in messages %}<|im_start|>{{ m['role'] }}\n<|im_end|>{% endfor %}", "broken"
+    )
     with pytest.raises(TemplateError, match="intact"):
         bad.check()
 

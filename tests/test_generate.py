@@ -50,36 +50,42 @@ CONV_TEXT = json.dumps(CONV, indent=2)
 # ------------------------------------------------------------------------------------------- extract_json
 
 
-@pytest.mark.parametrize("reply", [
-    CONV_TEXT,
-    f"```json\n{CONV_TEXT}\n```",
-    f"Sure! Here is a group chat about eggs:\n\n```json\n{CONV_TEXT}\n```\n\nLet me know if you want another one.",
-    f"Here is the conversation:\n{CONV_TEXT}\nI hope this helps!",
-    f"```\n{CONV_TEXT}\n```",
-    json.dumps({"messages": CONV}),
-    json.dumps({"conversation": CONV, "topic": "eggs"}),
-    f"Output:\n```json\n{json.dumps({'Messages': CONV}, indent=1)}\n```",
-    json.dumps([{"messages": CONV}]),
-    "\n".join(json.dumps(m) for m in CONV),  # one message per line, no brackets
-    ",\n".join(json.dumps(m) for m in CONV),  # a list that lost its brackets
-    CONV_TEXT[:-1].rstrip().rstrip("}") + "},\n]",  # trailing comma
-    f"<think>The users want [something] about {{eggs}}.</think>\n{CONV_TEXT}",
-    f"```json\n{CONV_TEXT}",  # fence never closed
-    f"Topic: eggs [cooking]. {{not json}} then: {CONV_TEXT}",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        CONV_TEXT,
+        f"```json\n{CONV_TEXT}\n```",
+        f"Sure! Here is a group chat about eggs:\n\n```json\n{CONV_TEXT}\n```\n\nLet me know if you want another one.",
+        f"Here is the conversation:\n{CONV_TEXT}\nI hope this helps!",
+        f"```\n{CONV_TEXT}\n```",
+        json.dumps({"messages": CONV}),
+        json.dumps({"conversation": CONV, "topic": "eggs"}),
+        f"Output:\n```json\n{json.dumps({'Messages': CONV}, indent=1)}\n```",
+        json.dumps([{"messages": CONV}]),
+        "\n".join(json.dumps(m) for m in CONV),  # one message per line, no brackets
+        ",\n".join(json.dumps(m) for m in CONV),  # a list that lost its brackets
+        CONV_TEXT[:-1].rstrip().rstrip("}") + "},\n]",  # trailing comma
+        f"<think>The users want [something] about {{eggs}}.</think>\n{CONV_TEXT}",
+        f"```json\n{CONV_TEXT}",  # fence never closed
+        f"Topic: eggs [cooking]. {{not json}} then: {CONV_TEXT}",
+    ],
+)
 def test_extract_json_messy_replies(reply):
     assert extract_json(reply) == CONV
 
 
-@pytest.mark.parametrize("reply, kind", [
-    ("", "empty reply"),
-    (None, "empty reply"),
-    ("   \n", "empty reply"),
-    ("Ana: hi\nBen: hello\nAssistant: hey both!", "no JSON"),
-    ('{"name": "Ana", "age": 31}', "no message list"),
-    ('[{"role": "user", "name": "Ana", "content": "hi"}, {"role": "user", "name": "Ben", "con', "no message list"),
-    ('"hey kofi, how about a little party planning?"', "no JSON"),
-])
+@pytest.mark.parametrize(
+    "reply, kind",
+    [
+        ("", "empty reply"),
+        (None, "empty reply"),
+        ("   \n", "empty reply"),
+        ("Ana: hi\nBen: hello\nAssistant: hey both!", "no JSON"),
+        ('{"name": "Ana", "age": 31}', "no message list"),
+        ('[{"role": "user", "name": "Ana", "content": "hi"}, {"role": "user", "name": "Ben", "con', "no message list"),
+        ('"hey kofi, how about a little party planning?"', "no JSON"),
+    ],
+)
 def test_extract_json_no_conversation(reply, kind):
     with pytest.raises(InvalidReply) as e:
         extract_json(reply)
@@ -95,19 +101,33 @@ def test_check_messages_accepts_a_valid_conversation():
     assert messages[2].name is None
 
 
-@pytest.mark.parametrize("raw, kind, detail", [
-    (CONV, "wrong turn count", "3 user messages, expected 10-12"),
-    ([{"role": "user", "name": "Ana", "content": "a"}] * 10, "fewer than 2 users", "only 1 user"),
-    ([{"role": "assistant", "content": "hi"}] + CONV, "invalid messages", "must start with a user message"),
-    (CONV + [{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "y"}], "invalid messages",
-     "two assistant messages in a row"),
-    ([{"role": "user", "content": "no name"}] + CONV, "invalid messages", "needs a non-empty name"),
-    ([{"role": "user", "name": "Ana", "content": ""}] + CONV, "invalid messages", "non-empty string"),
-    ([{"role": "system", "content": "You are..."}] + CONV, "invalid messages", "must be 'user' or 'assistant'"),
-    (CONV + [{"role": "user", "name": "Ana", "content": "x", "time": "10:02"}], "invalid messages", "unknown key(s) time"),
-    (CONV + [{"role": "user", "name": "Assistant", "content": "Eggs are great."}], "assistant written as a user", "Assistant"),
-    ({"messages": CONV}, "invalid messages", "must be a list"),
-])
+@pytest.mark.parametrize(
+    "raw, kind, detail",
+    [
+        (CONV, "wrong turn count", "3 user messages, expected 10-12"),
+        ([{"role": "user", "name": "Ana", "content": "a"}] * 10, "fewer than 2 users", "only 1 user"),
+        ([{"role": "assistant", "content": "hi"}] + CONV, "invalid messages", "must start with a user message"),
+        (
+            CONV + [{"role": "assistant", "content": "x"}, {"role": "assistant", "content": "y"}],
+            "invalid messages",
+            "two assistant messages in a row",
+        ),
+        ([{"role": "user", "content": "no name"}] + CONV, "invalid messages", "needs a non-empty name"),
+        ([{"role": "user", "name": "Ana", "content": ""}] + CONV, "invalid messages", "non-empty string"),
+        ([{"role": "system", "content": "You are..."}] + CONV, "invalid messages", "must be 'user' or 'assistant'"),
+        (
+            CONV + [{"role": "user", "name": "Ana", "content": "x", "time": "10:02"}],
+            "invalid messages",
+            "unknown key(s) time",
+        ),
+        (
+            CONV + [{"role": "user", "name": "Assistant", "content": "Eggs are great."}],
+            "assistant written as a user",
+            "Assistant",
+        ),
+        ({"messages": CONV}, "invalid messages", "must be a list"),
+    ],
+)
 def test_check_messages_rejects(raw, kind, detail):
     turns = (10, 12) if kind == "wrong turn count" else (1, 20)
     with pytest.raises(InvalidReply) as e:
@@ -137,7 +157,7 @@ def test_builtin_lists_and_prompt():
     assert len(names) >= 60 and len(set(names)) == len(names)
     prompt = build_prompt(default_prompt_template(), "baking bread", ["Ana", "Ben"], 11)
     assert "baking bread" in prompt and "Ana, Ben" in prompt and "Exactly 11 user messages" in prompt
-    example = prompt[prompt.index("["):]
+    example = prompt[prompt.index("[") :]
     assert check_messages(json.loads(example), 10, 12)  # the worked example passes the checks itself
     assert '{"role": "user"' in prompt  # literal braces survive str.format
 
@@ -169,8 +189,9 @@ def test_plan_is_deterministic_and_covers_topics():
 
 def _line(i: int, seed: int = 0) -> str:
     conv = [{**m, "content": f"{m['content']} number {i}"} for m in CONV]
-    return json.dumps({"id": f"gen-{seed}-{i:05d}", "topic": "eggs", "category": "generated", "generator": "m",
-                       "messages": conv})
+    return json.dumps(
+        {"id": f"gen-{seed}-{i:05d}", "topic": "eggs", "category": "generated", "generator": "m", "messages": conv}
+    )
 
 
 def test_prepare_output_removes_a_cut_off_last_line(tmp_path):
@@ -193,7 +214,7 @@ def test_prepare_output_keeps_a_complete_last_line_without_newline(tmp_path):
 def test_prepare_output_cut_inside_a_multibyte_character(tmp_path):
     out = tmp_path / "out.jsonl"
     line = _line(1).replace("ty!", "merci, ça marche")
-    data = (_line(0) + "\n").encode() + line.encode()[:line.encode().index("ç".encode()) + 1]
+    data = (_line(0) + "\n").encode() + line.encode()[: line.encode().index("ç".encode()) + 1]
     out.write_bytes(data)
     convs, dropped = prepare_output(out)
     assert len(convs) == 1 and dropped is not None
@@ -237,9 +258,16 @@ COPY_TEMPLATE = """Repeat this JSON object exactly:
 """
 # The same, without the topic: every reply is the same conversation, so all but the first are duplicates.
 FIXED_TEMPLATE = COPY_TEMPLATE.replace("{topic}", "brewing coffee at home")
-TOPICS = ["brewing coffee at home", "painting a bedroom wall", "choosing a new laptop", "watching the football final",
-          "baking sourdough bread at home", "fixing a flat bicycle tyre", "learning to juggle three balls",
-          "planting tomatoes on a balcony"]
+TOPICS = [
+    "brewing coffee at home",
+    "painting a bedroom wall",
+    "choosing a new laptop",
+    "watching the football final",
+    "baking sourdough bread at home",
+    "fixing a flat bicycle tyre",
+    "learning to juggle three balls",
+    "planting tomatoes on a balcony",
+]
 
 
 @pytest.fixture(scope="module")
@@ -277,10 +305,22 @@ def test_builtin_prompt_rejects_and_retries_poor_replies(server, tmp_path):
 @pytest.mark.server
 def test_duplicates_are_counted_not_written(server, tmp_path):
     out = tmp_path / "gen.jsonl"
-    counts = generate_file(GenerateConfig(
-        out=out, n=3, base_url=server, model=MODEL, prompt_template=FIXED_TEMPLATE, topics=TOPICS, min_turns=2,
-        max_turns=2, temperature=0.0, retries=0, max_items=3, max_tokens=120,
-    ))
+    counts = generate_file(
+        GenerateConfig(
+            out=out,
+            n=3,
+            base_url=server,
+            model=MODEL,
+            prompt_template=FIXED_TEMPLATE,
+            topics=TOPICS,
+            min_turns=2,
+            max_turns=2,
+            temperature=0.0,
+            retries=0,
+            max_items=3,
+            max_tokens=120,
+        )
+    )
     assert (counts.ok, counts.duplicate, counts.rejected, counts.tried) == (1, 2, 0, 3)
     lines = _valid_lines(out)
     assert len(lines) == 1 and lines[0]["messages"][0]["content"] == "hey, brewing coffee at home?"
@@ -288,10 +328,38 @@ def test_duplicates_are_counted_not_written(server, tmp_path):
 
 
 def _cli(out: Path, server: str, template: Path, topics: Path) -> list[str]:
-    return [sys.executable, "-m", "chimein.cli", "generate", "--out", str(out), "--n", "4", "--base-url", server,
-            "--model", MODEL, "--prompt-template", str(template), "--topics", str(topics), "--min-turns", "2",
-            "--max-turns", "2", "--temperature", "0", "--retries", "1", "--max-tokens", "120", "--concurrency", "2",
-            "--max-items", "12"]
+    return [
+        sys.executable,
+        "-m",
+        "chimein.cli",
+        "generate",
+        "--out",
+        str(out),
+        "--n",
+        "4",
+        "--base-url",
+        server,
+        "--model",
+        MODEL,
+        "--prompt-template",
+        str(template),
+        "--topics",
+        str(topics),
+        "--min-turns",
+        "2",
+        "--max-turns",
+        "2",
+        "--temperature",
+        "0",
+        "--retries",
+        "1",
+        "--max-tokens",
+        "120",
+        "--concurrency",
+        "2",
+        "--max-items",
+        "12",
+    ]
 
 
 @pytest.mark.server

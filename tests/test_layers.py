@@ -19,8 +19,14 @@ LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(
 
 def test_the_layer_contracts_hold():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)}
-    result = subprocess.run([sys.executable, "-c", LINT, "--no-cache", "--no-logo"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", LINT, "--no-cache", "--no-logo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 
@@ -44,8 +50,8 @@ def import_cycles(graph: grimp.ImportGraph, package: str) -> list[list[str]]:
             elif imported in stack:
                 low[module] = min(low[module], index[imported])
         if low[module] == index[module]:
-            component = stack[stack.index(module):]
-            del stack[stack.index(module):]
+            component = stack[stack.index(module) :]
+            del stack[stack.index(module) :]
             if len(component) > 1 or module in imports[module]:
                 cycles.append(sorted(component))
 

@@ -32,8 +32,6 @@ def test_a_missing_file_is_not_an_unknown_name(tmp_path):
     assert not isinstance(caught.value, UnknownModelError) and "GGUF file not found" in str(caught.value)
 
 
-
-
 def parts(tmp_path, chunks):
     files = []
     for i, data in enumerate(chunks):

@@ -17,8 +17,13 @@ import numpy as np
 
 # PEFT module name -> GGUF tensor name inside block N.
 MODULE_TO_GGUF = {
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
 }
 PEFT_NAME = re.compile(r"layers\.(\d+)\.(.+)\.lora_([AB])\.weight$")
 
@@ -53,7 +58,9 @@ def write_adapter_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> int:
     for name in sorted(weights):
         m = PEFT_NAME.search(name)
         if not m or m.group(2) not in MODULE_TO_GGUF:
-            raise ExportError(f"cannot map adapter tensor {name!r} to a llama.cpp tensor (only attention/MLP LoRA is supported)")
+            raise ExportError(
+                f"cannot map adapter tensor {name!r} to a llama.cpp tensor (only attention/MLP LoRA is supported)"
+            )
         layer, module, which = m.groups()
         target = f"blk.{layer}.{MODULE_TO_GGUF[module]}.weight"
         if target not in base_names:

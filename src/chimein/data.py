@@ -97,8 +97,9 @@ class DataError(ValueError):
         super().__init__(f"{len(problems)} problem(s) in conversation data:\n{shown}{more}")
 
 
-def parse_messages(raw: Any, where: str = "messages",
-                   may_start_with_assistant: bool = False) -> tuple[list[Message], list[tuple[str, str]]]:
+def parse_messages(
+    raw: Any, where: str = "messages", may_start_with_assistant: bool = False
+) -> tuple[list[Message], list[tuple[str, str]]]:
     """Check a decoded list of messages. Returns the messages and a list of (field, problem) pairs.
     ``may_start_with_assistant``: the messages are a window of a longer chat (a request's history), which may
     open with the assistant's reply to a message before it; a conversation to train on may not."""

@@ -25,7 +25,7 @@ def shingles(conv: Conversation) -> frozenset[str]:
     words = _words(conv)
     if len(words) < SHINGLE:
         return frozenset([" ".join(words)])
-    return frozenset(" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1))
+    return frozenset(" ".join(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1))
 
 
 def fingerprint(conv: Conversation) -> str:

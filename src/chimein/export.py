@@ -22,7 +22,9 @@ __all__ = ["ExportError", "Exported", "export", "write_adapter_gguf"]
 
 def _base_gguf(resolved: ResolvedModel) -> Path:
     if not resolved.gguf_file:
-        raise ExportError(f"{resolved.name}: GGUF export needs a base model that is a GGUF file (e.g. smollm2-135m-instruct)")
+        raise ExportError(
+            f"{resolved.name}: GGUF export needs a base model that is a GGUF file (e.g. smollm2-135m-instruct)"
+        )
     return Path(resolved.source) / resolved.gguf_file
 
 
@@ -45,7 +47,9 @@ def export(model: str, out_dir: Path, copy_base: bool = True) -> Exported:
     if resolved.adapter is None:
         raise ExportError(f"{model} is not a chimein adapter: export takes 'default' or a training run directory")
     if resolved.template != "chatml":
-        raise ExportError("the Ollama Modelfile is written for ChatML models; use the adapter GGUF with your own template")
+        raise ExportError(
+            "the Ollama Modelfile is written for ChatML models; use the adapter GGUF with your own template"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     base = _base_gguf(resolved)
     if copy_base:

@@ -61,7 +61,12 @@ def to_chat_turns(messages: Sequence[Message], open_end: bool = False) -> list[T
         nxt = messages[i + 1] if i + 1 < len(messages) else None
         if nxt is None and open_end:
             break
-        turns.append({"role": "assistant", "content": assistant_turn_text(nxt.content if nxt and nxt.role == "assistant" else None)})
+        turns.append(
+            {
+                "role": "assistant",
+                "content": assistant_turn_text(nxt.content if nxt and nxt.role == "assistant" else None),
+            }
+        )
     return turns
 
 
@@ -110,7 +115,9 @@ class ChatFormat:
         special = tuple(t for t in getattr(tokenizer, "all_special_tokens", []) if len(t) > 1)
         added = tuple(getattr(tokenizer, "get_added_vocab", dict)().keys())
         fmt.markers = tuple(sorted({*fmt.markers, *special, *added}, key=len, reverse=True))
-        fmt.end_of_turn = fmt._derive_end_of_turn()  # e.g. "{{ eos_token }}" is "</s>" for one tokenizer, "<|im_end|>" for another
+        fmt.end_of_turn = (
+            fmt._derive_end_of_turn()
+        )  # e.g. "{{ eos_token }}" is "</s>" for one tokenizer, "<|im_end|>" for another
         fmt.check()
         return fmt
 
@@ -185,7 +192,7 @@ class ChatFormat:
             text = self.render(probe)
         except Exception as e:  # a template that cannot render our turns at all
             raise TemplateError(f"the model's chat template cannot render user/assistant turns: {e}") from e
-        tail = text[text.rfind("PROBE") + len("PROBE"):].strip()
+        tail = text[text.rfind("PROBE") + len("PROBE") :].strip()
         return tail.split("\n")[0].strip()
 
     def check(self) -> None:
@@ -218,7 +225,9 @@ class ChatFormat:
             raise TemplateError(
                 f"the rendered text does not round-trip through the tokenizer:\n  rendered: {text!r}\n  decoded:  {back!r}"
             )
-        self.assistant_spans(turns + [{"role": "user", "content": "Bob: ok"}, {"role": "assistant", "content": SILENCE}])
+        self.assistant_spans(
+            turns + [{"role": "user", "content": "Bob: ok"}, {"role": "assistant", "content": SILENCE}]
+        )
         self._checked = True
 
 
@@ -249,8 +258,10 @@ def template_markers(fmt: ChatFormat) -> dict[str, MarkerTokens]:
     (that is where the in-context tokenization differs from the standalone one, if it does).
     """
     turns = [
-        {"role": "user", "content": "Ana: first"}, {"role": "assistant", "content": SILENCE},
-        {"role": "user", "content": "Ben: second"}, {"role": "assistant", "content": SILENCE},
+        {"role": "user", "content": "Ana: first"},
+        {"role": "assistant", "content": SILENCE},
+        {"role": "user", "content": "Ben: second"},
+        {"role": "assistant", "content": SILENCE},
     ]
     full = fmt.render(turns)
     before_user = len(fmt.render(turns[:2]))

@@ -123,8 +123,10 @@ class GenerateCounts:
         return self.total >= self.target
 
     def summary(self) -> str:
-        text = (f"{self.out}: {self.total}/{self.target} conversations ({self.existing} already there, {self.ok} new); "
-                f"ok {self.ok}, retried {self.retried}, rejected {self.rejected}, duplicate {self.duplicate}")
+        text = (
+            f"{self.out}: {self.total}/{self.target} conversations ({self.existing} already there, {self.ok} new); "
+            f"ok {self.ok}, retried {self.retried}, rejected {self.rejected}, duplicate {self.duplicate}"
+        )
         if self.reasons:
             text += "; invalid replies: " + ", ".join(f"{k} {v}" for k, v in self.reasons.most_common())
         return text
@@ -173,7 +175,9 @@ def default_example() -> str:
     return DEFAULT_EXAMPLE_FILE.read_text(encoding="utf-8").strip()
 
 
-def build_prompt(template: str, topic: str, names: list[str] | tuple[str, ...], turns: int, example: str | None = None) -> str:
+def build_prompt(
+    template: str, topic: str, names: list[str] | tuple[str, ...], turns: int, example: str | None = None
+) -> str:
     """Fill a prompt template (Python ``str.format`` fields {topic}, {names}, {turns}, {example})."""
     example = default_example() if example is None else example
     try:
@@ -181,14 +185,25 @@ def build_prompt(template: str, topic: str, names: list[str] | tuple[str, ...], 
     except (KeyError, IndexError) as e:
         raise GenerateError(
             f"the prompt template uses an unknown field {{{e.args[0]}}}: the fields are "
-            + ", ".join("{" + f + "}" for f in PROMPT_FIELDS) + "; write literal braces as {{ and }}"
+            + ", ".join("{" + f + "}" for f in PROMPT_FIELDS)
+            + "; write literal braces as {{ and }}"
         ) from None
     except ValueError as e:
-        raise GenerateError(f"the prompt template is not a valid format string ({e}); write literal braces as {{{{ and }}}}") from None
+        raise GenerateError(
+            f"the prompt template is not a valid format string ({e}); write literal braces as {{{{ and }}}}"
+        ) from None
 
 
-def plan_item(index: int, seed: int, topics: list[str], names: list[str], min_turns: int, max_turns: int,
-              min_users: int = 2, max_users: int = 3) -> Item:
+def plan_item(
+    index: int,
+    seed: int,
+    topics: list[str],
+    names: list[str],
+    min_turns: int,
+    max_turns: int,
+    min_users: int = 2,
+    max_users: int = 3,
+) -> Item:
     """The deterministic plan for conversation ``index`` of a run with ``seed``.
 
     Topics are visited in an order shuffled per pass over the list (every topic once before any repeats);
@@ -199,8 +214,9 @@ def plan_item(index: int, seed: int, topics: list[str], names: list[str], min_tu
     random.Random(f"chimein-topics:{seed}:{cycle}").shuffle(order)
     rng = random.Random(f"chimein-item:{seed}:{index}")
     k = rng.randint(min_users, min(max_users, len(names)))
-    return Item(index, topics[order[pos]], tuple(rng.sample(names, k)), rng.randint(min_turns, max_turns),
-                rng.randrange(2**31))
+    return Item(
+        index, topics[order[pos]], tuple(rng.sample(names, k)), rng.randint(min_turns, max_turns), rng.randrange(2**31)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- replies
@@ -365,8 +381,10 @@ def prepare_output(path: str | Path) -> tuple[list[Conversation], str | None]:
             conversations.append(conv)
     if problems:
         shown = "\n".join(problems[:10]) + (f"\n... and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise GenerateError(f"{path} has {len(problems)} problem(s); generate only appends to a valid file "
-                            f"(check it with `chimein validate`, fix or move it):\n{shown}")
+        raise GenerateError(
+            f"{path} has {len(problems)} problem(s); generate only appends to a valid file "
+            f"(check it with `chimein validate`, fix or move it):\n{shown}"
+        )
     fixed = b"".join(line + b"\n" for line in lines)
     if fixed != data:
         tmp = path.with_name(path.name + ".tmp")
@@ -388,8 +406,12 @@ def next_index(conversations: list[Conversation], seed: int) -> int:
 def make_client(config: GenerateConfig) -> Any:
     from openai import OpenAI
 
-    return OpenAI(base_url=config.base_url or os.environ.get("OPENAI_BASE_URL") or None,
-                  api_key=os.environ.get(config.api_key_env) or "not-needed", timeout=config.timeout, max_retries=2)
+    return OpenAI(
+        base_url=config.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+        api_key=os.environ.get(config.api_key_env) or "not-needed",
+        timeout=config.timeout,
+        max_retries=2,
+    )
 
 
 @dataclass
@@ -419,8 +441,11 @@ def run_item(client: Any, config: GenerateConfig, item: Item, template: str, exa
     for attempt in range(config.retries + 1):
         try:
             response = client.chat.completions.create(
-                model=config.model, messages=[{"role": "user", "content": prompt}], temperature=config.temperature,
-                max_tokens=config.max_tokens, seed=(item.seed + attempt) % 2**31,
+                model=config.model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=config.temperature,
+                max_tokens=config.max_tokens,
+                seed=(item.seed + attempt) % 2**31,
             )
             choice = response.choices[0]
             messages = parse_reply(choice.message.content, config.min_turns, config.max_turns, choice.finish_reason)
@@ -429,7 +454,7 @@ def run_item(client: Any, config: GenerateConfig, item: Item, template: str, exa
             continue
         except (openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError):
             reasons.append("endpoint error")  # transient (the client already retried with backoff)
-            time.sleep(min(2 ** attempt, 10))
+            time.sleep(min(2**attempt, 10))
             continue
         except (openai.APIConnectionError, openai.APIStatusError) as e:
             raise _fatal(e, config) from e  # unreachable, bad key, unknown model, prompt too long: stop
@@ -455,8 +480,11 @@ def _check_config(config: GenerateConfig, topics: list[str], names: list[str]) -
         raise GenerateError("--retries must be >= 0 and --concurrency >= 1")
 
 
-def generate_file(config: GenerateConfig, on_progress: Callable[[GenerateCounts], None] | None = None,
-                  log: Callable[[str], None] | None = None) -> GenerateCounts:
+def generate_file(
+    config: GenerateConfig,
+    on_progress: Callable[[GenerateCounts], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> GenerateCounts:
     """Append generated conversations to ``config.out`` until it holds ``config.n``; return the counts.
 
     Resumes what is in the file. Stops early (``counts.done`` False) after ``max_items`` tries. Raises
@@ -473,8 +501,10 @@ def generate_file(config: GenerateConfig, on_progress: Callable[[GenerateCounts]
     counts = GenerateCounts(out=config.out, target=config.n, existing=len(existing), dropped_line=dropped)
     if dropped is not None and log:
         shown = dropped if len(dropped) <= 80 else dropped[:77] + "..."
-        log(f"{config.out}: the last line was cut off ({len(dropped)} characters, a killed run?) and has been "
-            f"removed: {shown}")
+        log(
+            f"{config.out}: the last line was cut off ({len(dropped)} characters, a killed run?) and has been "
+            f"removed: {shown}"
+        )
     missing = config.n - len(existing)
     counts.max_items = config.max_items if config.max_items is not None else 2 * max(missing, 0) + 10
     if on_progress:
@@ -490,10 +520,21 @@ def generate_file(config: GenerateConfig, on_progress: Callable[[GenerateCounts]
     try:
         with open(config.out, "a", encoding="utf-8") as f:
             while True:
-                while (len(inflight) < config.concurrency and counts.ok + len(inflight) < missing
-                       and counts.tried + len(inflight) < counts.max_items):
-                    item = plan_item(k, config.seed, topics, names, config.min_turns, config.max_turns,
-                                     config.min_users, config.max_users)
+                while (
+                    len(inflight) < config.concurrency
+                    and counts.ok + len(inflight) < missing
+                    and counts.tried + len(inflight) < counts.max_items
+                ):
+                    item = plan_item(
+                        k,
+                        config.seed,
+                        topics,
+                        names,
+                        config.min_turns,
+                        config.max_turns,
+                        config.min_users,
+                        config.max_users,
+                    )
                     k += 1
                     inflight[pool.submit(run_item, client, config, item, template, example)] = item
                 if not inflight:

@@ -41,16 +41,21 @@ def find_marker_split(fmt: ChatFormat, tokenize: Callable[[str], list[int]] | No
     res = tokenize(prompt + RESPONSE + " ok")
     if sil[: len(base)] != base or res[: len(base)] != base:
         raise ValueError(f"the assistant-turn prefix merges with the markers when tokenized: {prompt[-30:]!r}")
-    sil, res = sil[len(base):], res[len(base):]
+    sil, res = sil[len(base) :], res[len(base) :]
     k = common_prefix_len(sil, res)
     if k >= len(sil) or k >= len(res):
         raise ValueError("(silence) and (response) tokenize to the same tokens")
-    marker_only = tokenize(prompt + RESPONSE)[len(base):]
+    marker_only = tokenize(prompt + RESPONSE)[len(base) :]
     opened = base + marker_only
-    bans = {ids[len(opened)] for sep in ("", " ", "\n") for marker in (SILENCE, RESPONSE)
-            if (ids := tokenize(prompt + RESPONSE + sep + marker))[: len(opened)] == opened and len(ids) > len(opened)}
-    return MarkerSplit(shared=sil[:k], silence=sil[k], response=res[k], response_rest=marker_only[k + 1:],
-                       reply_bans=sorted(bans))
+    bans = {
+        ids[len(opened)]
+        for sep in ("", " ", "\n")
+        for marker in (SILENCE, RESPONSE)
+        if (ids := tokenize(prompt + RESPONSE + sep + marker))[: len(opened)] == opened and len(ids) > len(opened)
+    }
+    return MarkerSplit(
+        shared=sil[:k], silence=sil[k], response=res[k], response_rest=marker_only[k + 1 :], reply_bans=sorted(bans)
+    )
 
 
 def adapter_threshold(adapter_dir: Any) -> float:

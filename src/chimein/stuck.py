@@ -35,4 +35,4 @@ def looks_stuck(texts: list[str]) -> bool:
     """
     if not texts or not NOT_KNOWING.search(texts[-1]):
         return False
-    return any("?" in t for t in texts[-1 - LOOKBACK:-1])
+    return any("?" in t for t in texts[-1 - LOOKBACK : -1])

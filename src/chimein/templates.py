@@ -77,4 +77,6 @@ def get_builtin_template(name: str) -> BuiltinTemplate:
     try:
         return BUILTIN_TEMPLATES[name]
     except KeyError:
-        raise ValueError(f"unknown chat template {name!r}; built-in templates: {', '.join(BUILTIN_TEMPLATES)}") from None
+        raise ValueError(
+            f"unknown chat template {name!r}; built-in templates: {', '.join(BUILTIN_TEMPLATES)}"
+        ) from None

@@ -3,8 +3,19 @@
 import pytest
 
 from chimein.assistant.core import Assistant, Decision
-from chimein.assistant.policy import (BURST_REASON, Heard, hear, hear_burst, PolicyError, RoomGate, RoomPolicy,
-                                      apply_command, parse_command, parse_cooldown, parse_duration)
+from chimein.assistant.policy import (
+    BURST_REASON,
+    Heard,
+    hear,
+    hear_burst,
+    PolicyError,
+    RoomGate,
+    RoomPolicy,
+    apply_command,
+    parse_command,
+    parse_cooldown,
+    parse_duration,
+)
 from tests.helpers import ScriptedBackend
 
 T0 = 1_000_000.0
@@ -125,7 +136,13 @@ def test_commands_parse_apply_and_refuse_bad_values():
     assert apply_command(policy, parse_command("!chimein min-gap 4"), "Ana")[0].min_gap == 4
     status, line = apply_command(quiet, parse_command("!chimein status"), "Cy", now=T0 + 60)
     assert status is quiet and "quiet for 29 more min" in line and "last changed by Ana" in line
-    for bad in ("!chimein eagerness 5", "!chimein mode loud", "!chimein cooldown lots", "!chimein min-gap -1", "!chimein dance"):
+    for bad in (
+        "!chimein eagerness 5",
+        "!chimein mode loud",
+        "!chimein cooldown lots",
+        "!chimein min-gap -1",
+        "!chimein dance",
+    ):
         with pytest.raises(PolicyError):
             apply_command(policy, parse_command(bad), "Ana")
 

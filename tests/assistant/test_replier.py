@@ -68,11 +68,15 @@ def test_reply_sends_a_sure_answer_and_holds_back_a_doubtful_volunteer():
 
 
 def test_drafts_stream_a_sure_answer_and_stop_before_a_doubtful_fact():
-    sure = LocalReplier(ScriptedEngine([("Lima", 0.95), (" it", 0.9), (" is", 0.99), (".", 0.99)]), render=lambda m: m[-1]["content"])
+    sure = LocalReplier(
+        ScriptedEngine([("Lima", 0.95), (" it", 0.9), (" is", 0.99), (".", 0.99)]), render=lambda m: m[-1]["content"]
+    )
     drafts = []
     assert sure.reply(chat(("Ana", "bot, capital of peru?")), on_text=drafts.append) == "Lima it is."
     assert drafts == ["Lima", "Lima it", "Lima it is", "Lima it is."]
-    doubtful = LocalReplier(ScriptedEngine([("It", 0.9), (" is", 0.9), (" 1990", 0.4), (".", 0.99)]), render=lambda m: m[-1]["content"])
+    doubtful = LocalReplier(
+        ScriptedEngine([("It", 0.9), (" is", 0.9), (" 1990", 0.4), (".", 0.99)]), render=lambda m: m[-1]["content"]
+    )
     drafts = []
     assert doubtful.reply(chat(("Ana", "bot, when was pluto demoted?")), on_text=drafts.append) == UNSURE
     assert drafts == ["It", "It is"]  # the doubtful year is never shown, even as a draft
@@ -81,15 +85,18 @@ def test_drafts_stream_a_sure_answer_and_stop_before_a_doubtful_fact():
     assert drafts == []  # volunteered: nothing is shown before the second look
 
 
-@pytest.mark.parametrize("text,conf,volunteer,speak,sent", [
-    ("Lima.", 0.9, False, True, "Lima."),
-    ("Lima.", 0.3, False, True, UNSURE),
-    ("I'm not sure, maybe Lima.", 0.9, False, True, "I'm not sure, maybe Lima."),
-    ("Lima.", 0.9, True, True, "Lima."),
-    ("Lima.", 0.6, True, False, ""),
-    ("I'm not sure.", 0.99, True, False, ""),
-    ("", 0.99, False, False, ""),
-])
+@pytest.mark.parametrize(
+    "text,conf,volunteer,speak,sent",
+    [
+        ("Lima.", 0.9, False, True, "Lima."),
+        ("Lima.", 0.3, False, True, UNSURE),
+        ("I'm not sure, maybe Lima.", 0.9, False, True, "I'm not sure, maybe Lima."),
+        ("Lima.", 0.9, True, True, "Lima."),
+        ("Lima.", 0.6, True, False, ""),
+        ("I'm not sure.", 0.99, True, False, ""),
+        ("", 0.99, False, False, ""),
+    ],
+)
 def test_vet(text, conf, volunteer, speak, sent):
     verdict = vet(Answer(text, tokens=[("X1", conf)]), volunteer)
     assert (verdict.speak, verdict.text) == (speak, sent) and verdict.reason
@@ -97,7 +104,8 @@ def test_vet(text, conf, volunteer, speak, sent):
 
 def test_the_prompt_restates_the_question_after_the_peoples_messages():
     history = chat(("Ana", "how long do guinea pigs live?"), ("Ben", "2 years on average i think")) + [
-        Message("assistant", "About 5 to 7 years.")]
+        Message("assistant", "About 5 to 7 years.")
+    ]
     history += chat(("Caro", "nice"), ("Ana", "what's a group of them called?"), ("Ben", "a herd? not sure"))
     system, user = replier_messages(history)
     assert system["role"] == "system" and "guess" in system["content"]
@@ -106,19 +114,41 @@ def test_the_prompt_restates_the_question_after_the_peoples_messages():
     assert user["content"].endswith("Question: what's a group of them called?")  # not the guess "a herd?"
 
 
-@pytest.mark.parametrize("lines,question", [
-    ([("Ana", "bot, how long is the nozomi from tokyo to kyoto?")], "how long is the nozomi from tokyo to kyoto?"),
-    ([("Ana", "what temp does chicken need to reach?"), ("Ben", "120F i think"), ("Caro", "assistant?")],
-     "what temp does chicken need to reach?"),
-    ([("Ana", "how many keys on a piano"), ("Ben", "around 87?")], "how many keys on a piano"),  # "?" or not
-    ([("Ana", "pizza tonight"), ("Ben", "around 87?")], "around 87?"),  # no real question before it
-    ([("Ana", "when do the perseids peak?"), ("Ben", "he'll also ask how far andromeda is, bot? he asks every time")],
-     "he'll also ask how far andromeda is, bot? he asks every time"),
-    ([("Ana", "アシスタント、富士山が見えるのはどっち側の席？")], "アシスタント、富士山が見えるのはどっち側の席？"),
-    ([("Ana", "what temperature does chicken need to reach?"), ("Ben", "120F i think"), ("Ana", "assistant, is that right?")],
-     "what temperature does chicken need to reach?"),  # a check points at the question, not at "is that right?"
-    ([("Ana", "how long do guinea pigs live?"), ("Ben", "2 years"), ("Ana", "bot are you sure?")], "how long do guinea pigs live?"),
-])
+@pytest.mark.parametrize(
+    "lines,question",
+    [
+        ([("Ana", "bot, how long is the nozomi from tokyo to kyoto?")], "how long is the nozomi from tokyo to kyoto?"),
+        (
+            [("Ana", "what temp does chicken need to reach?"), ("Ben", "120F i think"), ("Caro", "assistant?")],
+            "what temp does chicken need to reach?",
+        ),
+        ([("Ana", "how many keys on a piano"), ("Ben", "around 87?")], "how many keys on a piano"),  # "?" or not
+        ([("Ana", "pizza tonight"), ("Ben", "around 87?")], "around 87?"),  # no real question before it
+        (
+            [
+                ("Ana", "when do the perseids peak?"),
+                ("Ben", "he'll also ask how far andromeda is, bot? he asks every time"),
+            ],
+            "he'll also ask how far andromeda is, bot? he asks every time",
+        ),
+        (
+            [("Ana", "アシスタント、富士山が見えるのはどっち側の席？")],
+            "アシスタント、富士山が見えるのはどっち側の席？",
+        ),
+        (
+            [
+                ("Ana", "what temperature does chicken need to reach?"),
+                ("Ben", "120F i think"),
+                ("Ana", "assistant, is that right?"),
+            ],
+            "what temperature does chicken need to reach?",
+        ),  # a check points at the question, not at "is that right?"
+        (
+            [("Ana", "how long do guinea pigs live?"), ("Ben", "2 years"), ("Ana", "bot are you sure?")],
+            "how long do guinea pigs live?",
+        ),
+    ],
+)
 def test_the_question(lines, question):
     assert the_question(chat(*lines)) == question
 
@@ -137,8 +167,11 @@ def real_replier():
 @pytest.mark.slow
 def test_the_local_replier_answers_a_known_fact_and_streams_it(real_replier):
     answer = Answer("")
-    pieces = list(real_replier.stream(chat(("Ana", "pizza tonight?"), ("Ben", "bot, what is the capital of France?")),
-                                      answer=answer))
+    pieces = list(
+        real_replier.stream(
+            chat(("Ana", "pizza tonight?"), ("Ben", "bot, what is the capital of France?")), answer=answer
+        )
+    )
     assert len(pieces) > 1 and "".join(pieces).strip() == answer.text  # streamed, piece by piece
     assert "Paris" in answer.text and answer.confidence > 0.5
     assert all(0.0 < p <= 1.0 for _, p in answer.tokens)

@@ -33,6 +33,20 @@ def test_template_tokens_cli_json():
 def test_help_reads_well():
     result = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0
-    for option in ("--out", "--n", "--base-url", "--model", "--api-key-env", "--topics", "--names", "--min-turns",
-                   "--max-turns", "--prompt-template", "--retries", "--concurrency", "--seed", "--temperature"):
+    for option in (
+        "--out",
+        "--n",
+        "--base-url",
+        "--model",
+        "--api-key-env",
+        "--topics",
+        "--names",
+        "--min-turns",
+        "--max-turns",
+        "--prompt-template",
+        "--retries",
+        "--concurrency",
+        "--seed",
+        "--temperature",
+    ):
         assert option in result.output

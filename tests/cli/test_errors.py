@@ -13,14 +13,17 @@ def run(*args: str, stdin: str = ""):
     return result.exit_code, result.stderr, result.exception
 
 
-@pytest.mark.parametrize("command", [
-    ["chat", "--model", "no-such-model"],
-    ["decide", "--model", "no-such-model"],
-    ["eval", "EXISTING", "--model", "no-such-model", "--out", "OUT"],
-    ["eval", "EXISTING", "--model", "silent,llamacpp:no-such-model", "--out", "OUT"],
-    ["serve", "--model", "no-such-model", "--port", "0"],
-    ["export", "--model", "no-such-model", "--out", "OUT"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["chat", "--model", "no-such-model"],
+        ["decide", "--model", "no-such-model"],
+        ["eval", "EXISTING", "--model", "no-such-model", "--out", "OUT"],
+        ["eval", "EXISTING", "--model", "silent,llamacpp:no-such-model", "--out", "OUT"],
+        ["serve", "--model", "no-such-model", "--port", "0"],
+        ["export", "--model", "no-such-model", "--out", "OUT"],
+    ],
+)
 def test_a_bad_model_name_is_one_clean_error(command, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('[{"role": "user", "name": "Ana", "content": "hi"}]\n')
@@ -43,24 +46,42 @@ def test_a_missing_or_malformed_file_names_the_file_and_line(command, code, tmp_
 
 
 def test_out_of_range_or_unknown_flags_are_one_line_errors():
-    for command, flag in ((["chat", "--eagerness", "5"], "--eagerness"), (["decide", "--eagerness", "-1"], "--eagerness"),
-                          (["serve", "--no-such-flag"], "--no-such-flag"), (["no-such-command"], "no-such-command")):
+    for command, flag in (
+        (["chat", "--eagerness", "5"], "--eagerness"),
+        (["decide", "--eagerness", "-1"], "--eagerness"),
+        (["serve", "--no-such-flag"], "--no-such-flag"),
+        (["no-such-command"], "no-such-command"),
+    ):
         code, stderr, _ = run(*command)
         assert code == 2 and stderr.startswith("error: ") and flag in stderr and stderr.count("\n") == 1, stderr
     code, stdout, _ = run("chat", "--help")[0], runner.invoke(app, ["chat", "--help"]).stdout, None
     assert code == 0 and "--eagerness" in stdout
 
 
-@pytest.mark.parametrize("command", [["chat"], ["decide"], ["eval", "x.jsonl"], ["serve"],
-                                     ["matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:hs"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["chat"],
+        ["decide"],
+        ["eval", "x.jsonl"],
+        ["serve"],
+        ["matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:hs"],
+    ],
+)
 def test_every_model_command_takes_threads_and_refuses_zero(command):
     assert "--threads" in runner.invoke(app, [command[0], "--help"]).stdout
     code, stderr, _ = run(*command, "--threads", "0")
     assert code == 2 and stderr.startswith("error: ") and "--threads" in stderr and stderr.count("\n") == 1, stderr
 
 
-@pytest.mark.parametrize("args, flag", [(["--mode", "loud"], "--mode"), (["--cooldown", "often"], "--cooldown"),
-                                        (["--api-key-env", "CHIMEIN_TEST_UNSET_KEY"], "--api-key-env")])
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--mode", "loud"], "--mode"),
+        (["--cooldown", "often"], "--cooldown"),
+        (["--api-key-env", "CHIMEIN_TEST_UNSET_KEY"], "--api-key-env"),
+    ],
+)
 def test_serve_refuses_bad_room_settings_and_a_missing_key(args, flag):
     code, stderr, _ = run("serve", "--model", "mention", "--port", "0", *args)
     assert code == 2 and stderr.startswith("error: ") and flag in stderr and stderr.count("\n") == 1
@@ -73,21 +94,32 @@ def test_train_refuses_an_unknown_option():
 
 def test_eval_takes_model_like_every_command(tmp_path):
     data = tmp_path / "d.jsonl"
-    data.write_text('[{"role": "user", "name": "Ana", "content": "bot, hi?"}, {"role": "assistant", "content": "Hi!"}]\n')
-    for flags in (["--model", "silent", "--model", "mention"], ["--model", "silent,mention"], ["--compare", "silent,mention"]):
+    data.write_text(
+        '[{"role": "user", "name": "Ana", "content": "bot, hi?"}, {"role": "assistant", "content": "Hi!"}]\n'
+    )
+    for flags in (
+        ["--model", "silent", "--model", "mention"],
+        ["--model", "silent,mention"],
+        ["--compare", "silent,mention"],
+    ):
         code, stderr, exc = run("eval", str(data), *flags, "--out", str(tmp_path / "o"), "--no-similarity")
         assert code == 0, (stderr, exc)
     assert (tmp_path / "o" / "turns-mention.jsonl").exists() and (tmp_path / "o" / "turns-silent.jsonl").exists()
 
 
-@pytest.mark.parametrize("command", [
-    ["template-tokens", "--model", "no-such-model"],
-    ["train", "--preset", "no-such-preset"],
-    ["generate", "--out", "OUT", "--model", "m", "--topics", "MISSING"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["template-tokens", "--model", "no-such-model"],
+        ["train", "--preset", "no-such-preset"],
+        ["generate", "--out", "OUT", "--model", "m", "--topics", "MISSING"],
+    ],
+)
 def test_the_other_commands_refuse_bad_input_the_same_way(command, tmp_path):
-    command = [str(tmp_path / "out.jsonl") if c == "OUT" else str(tmp_path / "missing.txt") if c == "MISSING" else c
-               for c in command]
+    command = [
+        str(tmp_path / "out.jsonl") if c == "OUT" else str(tmp_path / "missing.txt") if c == "MISSING" else c
+        for c in command
+    ]
     code, stderr, exc = run(*command)
     assert code == 2, (stderr, exc)
     assert stderr.startswith("error: ") and "Traceback" not in stderr
@@ -101,17 +133,29 @@ def test_every_command_goes_through_the_error_handler():
     assert all(c.callback.__wrapped__ is command for c, (_, command) in zip(app.registered_commands, COMMANDS))
 
 
-@pytest.mark.parametrize("args, flag", [(["--log-file", "/no/such/dir/bot.jsonl"], "--log-file"),
-                                        (["--log-level", "LOUD"], "--log-level")])
+@pytest.mark.parametrize(
+    "args, flag", [(["--log-file", "/no/such/dir/bot.jsonl"], "--log-file"), (["--log-level", "LOUD"], "--log-level")]
+)
 def test_matrix_refuses_a_log_it_cannot_write(args, flag, tmp_path):
     pytest.importorskip("nio")
-    code, stderr, _ = run("matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:localhost",
-                          "--store-dir", str(tmp_path), "--model", "mention", *args)
+    code, stderr, _ = run(
+        "matrix",
+        "--homeserver",
+        "http://127.0.0.1:9",
+        "--user",
+        "@bot:localhost",
+        "--store-dir",
+        str(tmp_path),
+        "--model",
+        "mention",
+        *args,
+    )
     assert code == 2 and stderr.startswith("error: ") and flag in stderr and stderr.count("\n") == 1, stderr
 
 
-@pytest.mark.parametrize("args, flag", [([], "--base-url"),
-                                        (["--base-url", "http://127.0.0.1:9/v1", "--style", "baseline"], "--style")])
+@pytest.mark.parametrize(
+    "args, flag", [([], "--base-url"), (["--base-url", "http://127.0.0.1:9/v1", "--style", "baseline"], "--style")]
+)
 def test_a_served_model_needs_its_server_and_the_finetuned_format(args, flag):
     code, stderr, _ = run("decide", "--model", "served:default", *args)
     assert code == 2 and stderr.startswith("error: served:default: ") and flag in stderr and "Traceback" not in stderr

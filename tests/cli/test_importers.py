@@ -36,12 +36,18 @@ def test_every_format_imports_into_a_file_validate_accepts(format, tmp_path):
 
 def test_the_report_counts_what_was_skipped_by_reason(tmp_path):
     out = tmp_path / "wa.jsonl"
-    result = runner.invoke(app, ["import", "whatsapp", str(SAMPLES / "whatsapp_android_us.txt"), "-o", str(out),
-                                 "--assistant", "Chimein"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        ["import", "whatsapp", str(SAMPLES / "whatsapp_android_us.txt"), "-o", str(out), "--assistant", "Chimein"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "2 conversations, 10 user turns, 1 assistant turns from 11 messages (assistant: Chimein)" in result.stderr
-    for reason, count in [("system lines (encryption notice, joins, leaves, group changes)", 4), ("media omitted", 1),
-                          ("deleted messages", 1)]:
+    for reason, count in [
+        ("system lines (encryption notice, joins, leaves, group changes)", 4),
+        ("media omitted", 1),
+        ("deleted messages", 1),
+    ]:
         assert any(reason in line and f" {count} " in line for line in result.stderr.splitlines()), reason
 
 
@@ -54,15 +60,26 @@ def test_help_lists_the_formats():
         assert option in result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["nosuch", "FILE"], "error: unknown format 'nosuch': choose one of whatsapp, telegram, slack, discord, matrix, irc"),
-    (["whatsapp", "MISSING"], "error: MISSING: no such file"),
-    (["irc", "FILE"], "error: FILE:1: line: not an IRC log line this reader knows"),
-    (["whatsapp", "FILE", "--gap", "0"], "error: --gap must be more than 0 minutes, got 0.0"),
-    (["discord", str(SAMPLES / "discord_homelab_help.json"), "--assistant", "nobody"],
-     "error: --assistant nobody: nobody of that name wrote in the export"),
-    (["whatsapp", str(SAMPLES / "whatsapp_ios_us.txt"), "--pseudonymize", "--phone-region", "XX"], "error: --phone-region XX"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["nosuch", "FILE"],
+            "error: unknown format 'nosuch': choose one of whatsapp, telegram, slack, discord, matrix, irc",
+        ),
+        (["whatsapp", "MISSING"], "error: MISSING: no such file"),
+        (["irc", "FILE"], "error: FILE:1: line: not an IRC log line this reader knows"),
+        (["whatsapp", "FILE", "--gap", "0"], "error: --gap must be more than 0 minutes, got 0.0"),
+        (
+            ["discord", str(SAMPLES / "discord_homelab_help.json"), "--assistant", "nobody"],
+            "error: --assistant nobody: nobody of that name wrote in the export",
+        ),
+        (
+            ["whatsapp", str(SAMPLES / "whatsapp_ios_us.txt"), "--pseudonymize", "--phone-region", "XX"],
+            "error: --phone-region XX",
+        ),
+    ],
+)
 def test_bad_input_is_one_error_line_and_exit_2(args, message, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("just some notes\n")

@@ -8,9 +8,14 @@ from chimein.cli import app
 from chimein.data import read_conversations
 from tests.helpers import write_jsonl
 
-CHAT = {"id": "c1", "messages": [{"role": "user", "name": "Ana", "content": "pizza tonight?"},
-                                 {"role": "user", "name": "Ben", "content": "bot, what's 2+2?"},
-                                 {"role": "user", "name": "Ana", "content": "thx"}]}
+CHAT = {
+    "id": "c1",
+    "messages": [
+        {"role": "user", "name": "Ana", "content": "pizza tonight?"},
+        {"role": "user", "name": "Ben", "content": "bot, what's 2+2?"},
+        {"role": "user", "name": "Ana", "content": "thx"},
+    ],
+}
 
 
 def test_label_in_the_terminal_quit_and_resume(tmp_path):
@@ -24,7 +29,11 @@ def test_label_in_the_terminal_quit_and_resume(tmp_path):
     convs, problems = read_conversations(out)
     assert problems == []
     assert [(m.role, m.content) for m in convs[0].messages] == [
-        ("user", "pizza tonight?"), ("user", "bot, what's 2+2?"), ("assistant", "Four."), ("user", "thx")]
+        ("user", "pizza tonight?"),
+        ("user", "bot, what's 2+2?"),
+        ("assistant", "Four."),
+        ("user", "thx"),
+    ]
     assert "1 silences accepted" in first.output.replace("\n", " ")
 
     second = CliRunner().invoke(app, command, input="n" + "You're welcome!\n")
@@ -39,7 +48,9 @@ def test_label_in_the_terminal_quit_and_resume(tmp_path):
 
 def test_label_refuses_bad_input_with_one_error_line(tmp_path):
     runner = CliRunner()
-    missing = runner.invoke(app, ["label", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", "mention"])
+    missing = runner.invoke(
+        app, ["label", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", "mention"]
+    )
     assert missing.exit_code == 2 and missing.output.startswith("error: ") and "nope.jsonl" in missing.output
     data = write_jsonl(tmp_path / "mine.jsonl", [CHAT])
     out = tmp_path / "o.jsonl"

@@ -29,13 +29,16 @@ def test_bad_port_database_host_and_log_file_are_one_error_line(tmp_path: Path) 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        cases = [(["--port", "99999"], "--port"), (["--port", "-1"], "--port"),
-                 (["--port", str(taken.getsockname()[1])], "--port"),
-                 (["--host", "192.0.2.1", "--port", "0"], "--host"),  # an address of no interface here
-                 (["--db", "/no/such/dir/x.db", "--port", "0"], "--db"),
-                 (["--db", str(tmp_path), "--port", "0"], "--db"),  # a directory
-                 (["--db", str(not_a_db), "--port", "0"], "--db"),
-                 (["--log-file", "/no/such/dir/log.jsonl", "--port", "0"], "--log-file")]
+        cases = [
+            (["--port", "99999"], "--port"),
+            (["--port", "-1"], "--port"),
+            (["--port", str(taken.getsockname()[1])], "--port"),
+            (["--host", "192.0.2.1", "--port", "0"], "--host"),  # an address of no interface here
+            (["--db", "/no/such/dir/x.db", "--port", "0"], "--db"),
+            (["--db", str(tmp_path), "--port", "0"], "--db"),  # a directory
+            (["--db", str(not_a_db), "--port", "0"], "--db"),
+            (["--log-file", "/no/such/dir/log.jsonl", "--port", "0"], "--log-file"),
+        ]
         for args, flag in cases:
             code, stderr = serve(*args)
             assert code == 2 and stderr.startswith("error: ") and flag in stderr, (args, stderr)
@@ -55,8 +58,11 @@ def room_conversation(server: ServerProcess) -> None:
             frame = json.loads(ws.recv(30))
             if frame["type"] == "message" and frame["message"]["role"] == "assistant":
                 break
-    answer = httpx.post(server.url + "/v1/chat/completions", timeout=30,
-                        json={"messages": [{"role": "user", "name": "Ben", "content": "quiet day"}]})
+    answer = httpx.post(
+        server.url + "/v1/chat/completions",
+        timeout=30,
+        json={"messages": [{"role": "user", "name": "Ben", "content": "quiet day"}]},
+    )
     assert answer.status_code == 200
 
 
@@ -67,8 +73,9 @@ def decisions(lines: list[str]) -> list[dict]:
 @pytest.mark.server
 def test_every_decision_is_one_json_object_in_the_log_file(tmp_path: Path) -> None:
     log_file = tmp_path / "decisions.jsonl"
-    server = ServerProcess(tmp_path / "rooms.db", tmp_path / "out.txt", "mention", None, "--settle", "0",
-                           "--log-file", str(log_file))
+    server = ServerProcess(
+        tmp_path / "rooms.db", tmp_path / "out.txt", "mention", None, "--settle", "0", "--log-file", str(log_file)
+    )
     with server:
         room_conversation(server)
     lines = log_file.read_text().splitlines()

@@ -99,13 +99,18 @@ class SynapseServer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         server = cls(directory, free_port())
-        (directory / "homeserver.yaml").write_text(CONFIG.replace("PORT", str(server.port)).replace("DIR", str(directory)))
+        (directory / "homeserver.yaml").write_text(
+            CONFIG.replace("PORT", str(server.port)).replace("DIR", str(directory))
+        )
         (directory / "log.yaml").write_text(LOG_CONFIG.replace("DIR", str(directory)))
         out = open(directory / "stdout.log", "wb")
         try:
             server.process = subprocess.Popen(
                 [sys.executable, "-m", "synapse.app.homeserver", "-c", str(directory / "homeserver.yaml")],
-                cwd=directory, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=directory,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
             )
         finally:
@@ -167,10 +172,22 @@ class SynapseServer:
         username = f"{name}{next(self._names)}"
         password = password or f"{username}-pw"
         nonce = self._post("/_synapse/admin/v1/register")["nonce"]
-        mac = hmac.new(SHARED_SECRET.encode(), b"\0".join(x.encode() for x in (nonce, username, password, "notadmin")),
-                       hashlib.sha1).hexdigest()
-        reply = self._post("/_synapse/admin/v1/register", {"nonce": nonce, "username": username, "password": password,
-                                                           "displayname": display_name, "admin": False, "mac": mac})
+        mac = hmac.new(
+            SHARED_SECRET.encode(),
+            b"\0".join(x.encode() for x in (nonce, username, password, "notadmin")),
+            hashlib.sha1,
+        ).hexdigest()
+        reply = self._post(
+            "/_synapse/admin/v1/register",
+            {
+                "nonce": nonce,
+                "username": username,
+                "password": password,
+                "displayname": display_name,
+                "admin": False,
+                "mac": mac,
+            },
+        )
         return User(reply["user_id"], password, display_name)
 
 

@@ -31,7 +31,12 @@ from chimein.assistant.backends.rules import CANNED_REPLY  # noqa: E402
 from chimein.data import Message  # noqa: E402
 from chimein.assistant.policy import BURST_REASON, RoomPolicy  # noqa: E402
 from chimein.connectors.matrix import (  # noqa: E402
-    MatrixBot, MatrixSettings, invite_allowed, is_edit, reply_target, strip_reply_fallback,
+    MatrixBot,
+    MatrixSettings,
+    invite_allowed,
+    is_edit,
+    reply_target,
+    strip_reply_fallback,
 )
 
 EACH = RoomPolicy(settle_s=0)  # decide on every message as it arrives (the settle time has its own test)
@@ -53,6 +58,7 @@ WAIT_S = 30  # upper bound for anything to happen (it takes well under a second 
 
 # -- helpers -------------------------------------------------------------------------------------------------
 
+
 async def login(hs, user) -> nio.AsyncClient:
     client = nio.AsyncClient(hs.url, user.user_id)
     assert isinstance(await client.login(user.password), nio.LoginResponse)
@@ -66,10 +72,15 @@ async def send(client: nio.AsyncClient, room_id: str, text: str, **extra) -> str
 
 
 async def edit(client: nio.AsyncClient, room_id: str, event_id: str, text: str) -> str:
-    return await send(client, room_id, f"* {text}", **{
-        "m.new_content": {"msgtype": "m.text", "body": text},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
-    })
+    return await send(
+        client,
+        room_id,
+        f"* {text}",
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": text},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+        },
+    )
 
 
 async def texts_from(client: nio.AsyncClient, room_id: str, sender: str) -> list[str]:
@@ -83,8 +94,11 @@ async def replies_from(client: nio.AsyncClient, room_id: str, sender: str) -> li
     """``sender``'s text messages in the room as (body, the event it replies to), oldest first."""
     response = await client.room_messages(room_id, limit=100, message_filter={"types": ["m.room.message"]})
     assert isinstance(response, nio.RoomMessagesResponse), response
-    return [(ev.body, reply_target(ev)) for ev in reversed(response.chunk)
-            if isinstance(ev, nio.RoomMessageText) and ev.sender == sender]
+    return [
+        (ev.body, reply_target(ev))
+        for ev in reversed(response.chunk)
+        if isinstance(ev, nio.RoomMessageText) and ev.sender == sender
+    ]
 
 
 async def wait_until(condition, task: asyncio.Task | None = None, what: str = "condition") -> None:
@@ -108,7 +122,12 @@ class ThreadRecordingMention:
 
     def __init__(self):
         self.rule, self.threads = get_backend("mention"), set()
-        self.supports_probability, self.threshold, self.answer_direct_questions, self.decide_only = False, None, False, False
+        self.supports_probability, self.threshold, self.answer_direct_questions, self.decide_only = (
+            False,
+            None,
+            False,
+            False,
+        )
 
     def new_state(self):
         return self.rule.new_state()
@@ -132,6 +151,7 @@ async def stop(bot: MatrixBot, task: asyncio.Task) -> None:
 
 # -- against a real homeserver -------------------------------------------------------------------------------
 
+
 @pytest.mark.server
 @pytest.mark.timeout(180)
 def test_silent_in_chit_chat_replies_when_addressed_and_never_twice_across_a_restart(synapse_server, tmp_path):
@@ -139,7 +159,11 @@ def test_silent_in_chit_chat_replies_when_addressed_and_never_twice_across_a_res
 
 
 async def _conversation_and_restart(hs, store: Path) -> None:
-    alice_u, bob_u, bot_u = hs.register("alice", "Alice A."), hs.register("bob", "Bob B."), hs.register("bot", "chimein")
+    alice_u, bob_u, bot_u = (
+        hs.register("alice", "Alice A."),
+        hs.register("bob", "Bob B."),
+        hs.register("bot", "chimein"),
+    )
     alice, bob = await login(hs, alice_u), await login(hs, bob_u)
     try:
         room = (await alice.room_create(name="lunch", invite=[bob_u.user_id, bot_u.user_id])).room_id
@@ -147,7 +171,9 @@ async def _conversation_and_restart(hs, store: Path) -> None:
         await send(alice, room, "hey bot, are you there?")  # before the bot joins: history, never answered
 
         # 1. The bot accepts the invite, sits through chit-chat and an edit, and answers when addressed.
-        settings = MatrixSettings(hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=5000, policy=EACH)
+        settings = MatrixSettings(
+            hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=5000, policy=EACH
+        )
         heard: list = []
         bot = mention_bot(settings, heard)
         task = asyncio.create_task(bot.run())
@@ -215,13 +241,21 @@ async def _conversation_and_restart(hs, store: Path) -> None:
 @pytest.mark.timeout(120)
 def test_invites_only_from_allowed_users(synapse_server, tmp_path):
     async def scenario() -> None:
-        carol_u, dave_u, bot_u = (synapse_server.register(n, d) for n, d in (("carol", "Carol"), ("dave", "Dave"), ("gate", "bot")))
+        carol_u, dave_u, bot_u = (
+            synapse_server.register(n, d) for n, d in (("carol", "Carol"), ("dave", "Dave"), ("gate", "bot"))
+        )
         carol, dave = await login(synapse_server, carol_u), await login(synapse_server, dave_u)
         try:
             denied = (await dave.room_create(invite=[bot_u.user_id])).room_id
             allowed = (await carol.room_create(invite=[bot_u.user_id])).room_id
-            settings = MatrixSettings(synapse_server.url, bot_u.user_id, tmp_path, password=bot_u.password,
-                                      allow_from=(carol_u.user_id,), poll_timeout_ms=5000)
+            settings = MatrixSettings(
+                synapse_server.url,
+                bot_u.user_id,
+                tmp_path,
+                password=bot_u.password,
+                allow_from=(carol_u.user_id,),
+                poll_timeout_ms=5000,
+            )
             bot = MatrixBot(settings, lambda: Assistant(get_backend("mention")))
             task = asyncio.create_task(bot.run())
             await wait_until(lambda: allowed in bot.client.rooms, task, "the allowed invite is accepted")
@@ -250,15 +284,35 @@ def test_command_joins_configured_room_answers_and_stops_on_sigterm(synapse_serv
         erin = await login(synapse_server, erin_u)
         try:
             room = (await erin.room_create(invite=[bot_u.user_id])).room_id
-            cmd = [sys.executable, "-c", "from chimein.cli import app; app()", "matrix",
-                   "--homeserver", synapse_server.url, "--user", bot_u.user_id, "--password-env", "BOT_PW",
-                   "--rooms", room, "--model", "mention", "--store-dir", str(tmp_path / "store")]
+            cmd = [
+                sys.executable,
+                "-c",
+                "from chimein.cli import app; app()",
+                "matrix",
+                "--homeserver",
+                synapse_server.url,
+                "--user",
+                bot_u.user_id,
+                "--password-env",
+                "BOT_PW",
+                "--rooms",
+                room,
+                "--model",
+                "mention",
+                "--store-dir",
+                str(tmp_path / "store"),
+            ]
             log = open(tmp_path / "bot.log", "wb")
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "BOT_PW": bot_u.password})
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "BOT_PW": bot_u.password}
+            )
             try:
+
                 async def joined() -> bool:
                     members = await erin.joined_members(room)
-                    return isinstance(members, nio.JoinedMembersResponse) and bot_u.user_id in {m.user_id for m in members.members}
+                    return isinstance(members, nio.JoinedMembersResponse) and bot_u.user_id in {
+                        m.user_id for m in members.members
+                    }
 
                 await wait_until(joined, what="the bot joins the configured room")
                 await send(erin, room, "is the bot online?")
@@ -285,6 +339,7 @@ def test_command_joins_configured_room_answers_and_stops_on_sigterm(synapse_serv
 
 # -- room controls against the real homeserver --------------------------------------------------------------
 
+
 class ThresholdBackend:
     """p_speak 0.9 when the message says "bot", else 0.3; speaks when p >= the threshold (0.5 by default).
     Counts its calls: the model must never see a command."""
@@ -306,15 +361,18 @@ class ThresholdBackend:
 
 async def _policy_bot(hs, store: Path, bot_u, policy: RoomPolicy, **settings_extra):
     backend, heard = ThresholdBackend(), []
-    settings = MatrixSettings(hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=2000,
-                              policy=policy, **settings_extra)
+    settings = MatrixSettings(
+        hs.url, bot_u.user_id, store, password=bot_u.password, poll_timeout_ms=2000, policy=policy, **settings_extra
+    )
     bot = MatrixBot(settings, lambda: Assistant(backend), on_decision=heard.append)
     return bot, backend, heard, asyncio.create_task(bot.run())
 
 
 async def notices_from(client: nio.AsyncClient, room_id: str, sender: str) -> list[str]:
     response = await client.room_messages(room_id, limit=100, message_filter={"types": ["m.room.message"]})
-    return [ev.body for ev in reversed(response.chunk) if isinstance(ev, nio.RoomMessageNotice) and ev.sender == sender]
+    return [
+        ev.body for ev in reversed(response.chunk) if isinstance(ev, nio.RoomMessageNotice) and ev.sender == sender
+    ]
 
 
 @pytest.mark.server
@@ -325,12 +383,19 @@ def test_a_reply_to_the_bot_addresses_it_under_mention_only(synapse_server, tmp_
         ana = await login(synapse_server, ana_u)
         try:
             room = (await ana.room_create(invite=[bot_u.user_id])).room_id
-            bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(mode="mention-only", settle_s=0))
+            bot, backend, heard, task = await _policy_bot(
+                synapse_server, tmp_path, bot_u, RoomPolicy(mode="mention-only", settle_s=0)
+            )
             await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
             await send(ana, room, "bot, what is 2+2?")
             await wait_until(lambda: len(heard) >= 1, task, "the first answer")
             answer_id = next(iter(bot._own_events))
-            await send(ana, room, "> <@bot2> reply\n\nand times three?", **{"m.relates_to": {"m.in_reply_to": {"event_id": answer_id}}})
+            await send(
+                ana,
+                room,
+                "> <@bot2> reply\n\nand times three?",
+                **{"m.relates_to": {"m.in_reply_to": {"event_id": answer_id}}},
+            )
             await send(ana, room, "and what do you all think?")  # not addressed: mention-only holds it back
             await wait_until(lambda: len(heard) >= 3, task, "three decisions")
             assert [(h.text, h.decision.speak, h.decision.reason) for h in heard] == [
@@ -338,7 +403,10 @@ def test_a_reply_to_the_bot_addresses_it_under_mention_only(synapse_server, tmp_
                 ("and times three?", True, "reply to assistant"),
                 ("and what do you all think?", False, "mode mention-only: not addressed"),
             ]
-            assert await texts_from(ana, room, bot_u.user_id) == ["reply to bot, what is 2+2?", "reply to and times three?"]
+            assert await texts_from(ana, room, bot_u.user_id) == [
+                "reply to bot, what is 2+2?",
+                "reply to and times three?",
+            ]
             await stop(bot, task)
         finally:
             await ana.close()
@@ -350,10 +418,14 @@ def test_a_reply_to_the_bot_addresses_it_under_mention_only(synapse_server, tmp_
 @pytest.mark.timeout(180)
 def test_only_moderators_change_settings_and_they_survive_a_restart(synapse_server, tmp_path):
     async def scenario() -> None:
-        mod_u, guest_u, bot_u = (synapse_server.register(n, d) for n, d in (("mod3", "Mo"), ("guest3", "Gus"), ("bot3", "chimein")))
+        mod_u, guest_u, bot_u = (
+            synapse_server.register(n, d) for n, d in (("mod3", "Mo"), ("guest3", "Gus"), ("bot3", "chimein"))
+        )
         mod, guest = await login(synapse_server, mod_u), await login(synapse_server, guest_u)
         try:
-            room = (await mod.room_create(invite=[guest_u.user_id, bot_u.user_id])).room_id  # the creator has power 100
+            room = (
+                await mod.room_create(invite=[guest_u.user_id, bot_u.user_id])
+            ).room_id  # the creator has power 100
             assert isinstance(await guest.join(room), nio.JoinResponse)
             bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=0))
             await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
@@ -368,7 +440,11 @@ def test_only_moderators_change_settings_and_they_survive_a_restart(synapse_serv
             await send(guest, room, "!chimein status")
             await wait_until(lambda: _count(notices_from(mod, room, bot_u.user_id), 3), task, "the status")
             notices = await notices_from(mod, room, bot_u.user_id)
-            assert notices[1].startswith("chimein: mode quiet") and "mode quiet" in notices[2] and "last changed by Mo" in notices[2]
+            assert (
+                notices[1].startswith("chimein: mode quiet")
+                and "mode quiet" in notices[2]
+                and "last changed by Mo" in notices[2]
+            )
             await send(guest, room, "bot, are you there?")  # quiet: heard, not answered
             await wait_until(lambda: len(heard) >= 1, task, "the decision")
             assert heard[0].decision.speak is False and heard[0].decision.reason == "quiet"
@@ -391,13 +467,16 @@ async def _count(notices, n: int) -> bool:
 @pytest.mark.timeout(180)
 def test_another_bot_cannot_keep_it_talking_forever(synapse_server, tmp_path):
     async def scenario() -> None:
-        ana_u, other_u, bot_u = (synapse_server.register(n, d) for n, d in (("ana4", "Ana"), ("other4", "OtherBot"), ("bot4", "chimein")))
+        ana_u, other_u, bot_u = (
+            synapse_server.register(n, d) for n, d in (("ana4", "Ana"), ("other4", "OtherBot"), ("bot4", "chimein"))
+        )
         ana, other = await login(synapse_server, ana_u), await login(synapse_server, other_u)
         try:
             room = (await ana.room_create(invite=[other_u.user_id, bot_u.user_id])).room_id
             assert isinstance(await other.join(room), nio.JoinResponse)
-            bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=0, bot_turns=3),
-                                                          bot_users=(other_u.user_id,))
+            bot, backend, heard, task = await _policy_bot(
+                synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=0, bot_turns=3), bot_users=(other_u.user_id,)
+            )
             await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
             await send(other, room, "lots of bot chatter")  # unprompted: another bot is never a reason to interject
             for i in range(6):  # the other bot answers every reply with another question
@@ -427,7 +506,9 @@ def test_a_burst_is_decided_once_and_the_reply_answers_the_question_in_it(synaps
             room = (await ana.room_create(invite=[bot_u.user_id])).room_id
             bot, backend, heard, task = await _policy_bot(synapse_server, tmp_path, bot_u, RoomPolicy(settle_s=1.5))
             await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
-            ids = [await send(ana, room, text) for text in ("so", "about", "the trip", "bot, when do we leave?", "brb")]
+            ids = [
+                await send(ana, room, text) for text in ("so", "about", "the trip", "bot, when do we leave?", "brb")
+            ]
             await wait_until(lambda: len(heard) >= 5, task, "five messages heard")
             assert backend.calls == ["bot, when do we leave?"]  # one decision, on the question
             assert [h.decision.reason for h in heard if not h.decision.speak] == [BURST_REASON] * 4
@@ -442,6 +523,7 @@ def test_a_burst_is_decided_once_and_the_reply_answers_the_question_in_it(synaps
 
 
 # -- without a server ----------------------------------------------------------------------------------------
+
 
 def test_invite_rules():
     assert invite_allowed("!r:hs", "@anyone:else")  # nothing configured: accept all
@@ -467,8 +549,21 @@ def test_message_helpers():
     assert strip_reply_fallback("> <@ana:hs> pizza?\n> more\n\nsushi") == "sushi"
     assert strip_reply_fallback("plain > text") == "plain > text"
     assert reply_target(Ev({"body": "hi", "m.relates_to": {"m.in_reply_to": {"event_id": "$e"}}})) == "$e"
-    assert reply_target(Ev({"body": "hi", "m.relates_to": {"rel_type": "m.thread", "event_id": "$root",
-                                                          "m.in_reply_to": {"event_id": "$last"}}})) == "$root"
+    assert (
+        reply_target(
+            Ev(
+                {
+                    "body": "hi",
+                    "m.relates_to": {
+                        "rel_type": "m.thread",
+                        "event_id": "$root",
+                        "m.in_reply_to": {"event_id": "$last"},
+                    },
+                }
+            )
+        )
+        == "$root"
+    )
     assert reply_target(Ev({"body": "hi"})) is None
 
 
@@ -476,8 +571,19 @@ def test_command_errors(monkeypatch, tmp_path):
     from chimein.cli import app
 
     runner = CliRunner()
-    args = ["matrix", "--homeserver", "http://127.0.0.1:9", "--user", "@bot:hs", "--model", "mention",
-            "--password-env", "NO_SUCH_VAR_FOR_CHIMEIN", "--store-dir", str(tmp_path)]
+    args = [
+        "matrix",
+        "--homeserver",
+        "http://127.0.0.1:9",
+        "--user",
+        "@bot:hs",
+        "--model",
+        "mention",
+        "--password-env",
+        "NO_SUCH_VAR_FOR_CHIMEIN",
+        "--store-dir",
+        str(tmp_path),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "NO_SUCH_VAR_FOR_CHIMEIN" in result.output
     monkeypatch.delitem(sys.modules, "chimein.connectors.matrix")

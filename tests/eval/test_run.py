@@ -37,7 +37,9 @@ class Scored:
 
 
 def test_probability_backends_get_a_threshold_sweep_and_a_plot(tmp_path, sample_conversations):
-    report = evaluate_models(["scored"], sample_conversations, tmp_path, ["x.jsonl"], lambda _: Scored(), with_similarity=False)["scored"]
+    report = evaluate_models(
+        ["scored"], sample_conversations, tmp_path, ["x.jsonl"], lambda _: Scored(), with_similarity=False
+    )["scored"]
     assert report["best_threshold_f1"] > 0 and report["pr_curve"]
     assert (tmp_path / "pr_curve-scored.png").stat().st_size > 1000
     data = json.loads((tmp_path / "report.json").read_text())
@@ -63,7 +65,9 @@ def test_an_interrupted_eval_resumes_after_the_last_whole_conversation(tmp_path,
     full = evaluate_models(["scored"], convs, tmp_path / "full", ["x"], lambda _: Counting(), with_similarity=False)
     first = convs[0].user_turns
     try:
-        evaluate_models(["scored"], convs, tmp_path / "cut", ["x"], lambda _: Counting(fail_after=first + 2), with_similarity=False)
+        evaluate_models(
+            ["scored"], convs, tmp_path / "cut", ["x"], lambda _: Counting(fail_after=first + 2), with_similarity=False
+        )
     except KeyboardInterrupt:
         pass
     # the first conversation was written whole; the half-done second one is dropped and redone
@@ -90,6 +94,7 @@ def test_decisions_only_takes_the_decision_from_p_speak_without_replies(sample_c
 
 class Unsure(Scored):
     """p_speak 0.1 everywhere; the direct-question rule is the only reason to speak (the stuck rule is off)."""
+
     answer_direct_questions = True
     stuck_threshold = None
 
@@ -102,7 +107,9 @@ class Unsure(Scored):
 
 def test_eval_applies_the_direct_question_rule_with_and_without_replies(sample_conversations):
     spoken = lambda records: [r.text for r in records if r.speak]  # noqa: E731
-    assert spoken(evaluate(Unsure(), sample_conversations, decisions_only=True)) == ["bot, how many syllables does a haiku have?"]
+    assert spoken(evaluate(Unsure(), sample_conversations, decisions_only=True)) == [
+        "bot, how many syllables does a haiku have?"
+    ]
     assert spoken(evaluate(Unsure(), sample_conversations)) == ["bot, how many syllables does a haiku have?"]
 
 
@@ -110,8 +117,10 @@ def test_reply_similarity_uses_the_packaged_embedding_model():
     from chimein.eval.run import embedding_similarity
 
     sim = embedding_similarity()
-    close, far = sim(["The Challenger Deep, about 11 km down."] * 2,
-                     ["It's the Challenger Deep in the Mariana Trench.", "Let's get pizza tonight."])
+    close, far = sim(
+        ["The Challenger Deep, about 11 km down."] * 2,
+        ["It's the Challenger Deep in the Mariana Trench.", "Let's get pizza tonight."],
+    )
     assert close > 0.5 > far
 
 
@@ -122,12 +131,12 @@ def test_summary_splits_named_turns_from_volunteering():
         return TurnRecord("c", "", 0, "Ana", text, gold, "", speak, "", None, 0.0, 0, "")
 
     records = [
-        rec("bot, capital of Peru?", True, True),       # named: tp
-        rec("the bot was slow lol", False, True),       # named: fp
-        rec("no clue tbh", True, True),                 # volunteer: tp
-        rec("idk either", True, False),                 # volunteer: fn
-        rec("sushi obviously", False, True),            # volunteer: fp (an interjection)
-        rec("pizza?", False, False),                    # volunteer: tn
+        rec("bot, capital of Peru?", True, True),  # named: tp
+        rec("the bot was slow lol", False, True),  # named: fp
+        rec("no clue tbh", True, True),  # volunteer: tp
+        rec("idk either", True, False),  # volunteer: fn
+        rec("sushi obviously", False, True),  # volunteer: fp (an interjection)
+        rec("pizza?", False, False),  # volunteer: tn
     ]
     report = summarize(records)
     assert report["named_f1"] == round(2 * 0.5 * 1.0 / 1.5, 4)

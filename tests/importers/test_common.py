@@ -34,18 +34,32 @@ def test_a_long_stretch_is_cut_at_max_messages():
 
 
 def test_the_assistants_turns_silences_joined_replies_and_a_window_opened_by_the_bot():
-    export = chat((0, "bot", "morning digest"), (1, "Ana", "bot, weather?"), (1.1, "bot", "Sunny,"),
-                  (1.2, "bot", "22 degrees."), (2, "Ben", "nice"), bot="bot")
+    export = chat(
+        (0, "bot", "morning digest"),
+        (1, "Ana", "bot, weather?"),
+        (1.1, "bot", "Sunny,"),
+        (1.2, "bot", "22 degrees."),
+        (2, "Ben", "nice"),
+        bot="bot",
+    )
     got, left_out = shapes(export)
     # a conversation starts with a user; two bot messages in a row are one turn; Ben's message: a silence
     assert got == [[("Ana", "bot, weather?"), ("assistant", "Sunny,\n22 degrees."), ("Ben", "nice")]]
-    assert left_out == {"assistant messages opening a window (a conversation starts with a user)": 1,
-                        "assistant messages joined to the one before (kept, as one turn)": 1}
+    assert left_out == {
+        "assistant messages opening a window (a conversation starts with a user)": 1,
+        "assistant messages joined to the one before (kept, as one turn)": 1,
+    }
 
 
 def test_ids_are_digests_of_what_a_conversation_says_and_never_repeat():
-    export = chat((0, "Ana", "hi"), (1, "Ben", "hi"), (200, "Ana", "hi"), (201, "Ben", "hi"), (400, "Ana", "other"),
-                  (401, "Ben", "text"))
+    export = chat(
+        (0, "Ana", "hi"),
+        (1, "Ben", "hi"),
+        (200, "Ana", "hi"),
+        (201, "Ben", "hi"),
+        (400, "Ana", "other"),
+        (401, "Ben", "text"),
+    )
     ids = [c.meta["id"] for c in to_conversations(export, WindowOptions(), None, id_prefix="irc")[0]]
     assert ids[1] == ids[0] + "-2" and ids[2] != ids[0] and all(i.startswith("irc-") for i in ids)
     assert ids == [c.meta["id"] for c in to_conversations(export, WindowOptions(), None, id_prefix="irc")[0]]
@@ -59,12 +73,16 @@ def test_short_windows_are_counted_not_silently_dropped():
 
 
 def test_the_assistant_must_be_someone_in_the_export():
-    with pytest.raises(ValueError, match=r"--assistant Zed: nobody of that name wrote in the export \(authors: Ana, Ben\)"):
+    with pytest.raises(
+        ValueError, match=r"--assistant Zed: nobody of that name wrote in the export \(authors: Ana, Ben\)"
+    ):
         shapes(chat((0, "Ana", "a"), (1, "Ben", "b")), assistant="Zed")
 
 
-@pytest.mark.parametrize("options, flag", [({"gap_minutes": 0}, "--gap"), ({"max_messages": 1}, "--max-messages"),
-                                           ({"min_messages": 50}, "--min-messages")])
+@pytest.mark.parametrize(
+    "options, flag",
+    [({"gap_minutes": 0}, "--gap"), ({"max_messages": 1}, "--max-messages"), ({"min_messages": 50}, "--min-messages")],
+)
 def test_bad_window_options_name_the_flag(options, flag):
     with pytest.raises(ValueError, match=flag):
         WindowOptions(**options)

@@ -16,23 +16,41 @@ def test_irssi_dates_from_log_lines_actions_events_and_the_assistant():
     # nadia became nadia_away; her "night" after midnight (Day changed) is still nadia's
     assert second == [("kira", "night all"), ("nadia", "night")]
     assert [c.meta["start"] for c in result.conversations] == ["2024-01-08T21:58", "2024-01-08T23:58"]
-    assert result.skipped == {"joins, parts and quits": 2, "other events (modes, topics, netsplits)": 1,
-                              "nick changes (the person keeps their first nick)": 1, "notices": 1}
+    assert result.skipped == {
+        "joins, parts and quits": 2,
+        "other events (modes, topics, netsplits)": 1,
+        "nick changes (the person keeps their first nick)": 1,
+        "notices": 1,
+    }
 
 
 def test_weechat_tab_separated_lines():
     result = imported("irc", "irc_weechat.log")
-    assert turns(result) == [[("nadia", "does anyone know if the libera webchat supports SASL?"),
-                              ("kira", "no idea honestly"), ("nadia", "/me shrugs")]]
+    assert turns(result) == [
+        [
+            ("nadia", "does anyone know if the libera webchat supports SASL?"),
+            ("kira", "no idea honestly"),
+            ("nadia", "/me shrugs"),
+        ]
+    ]
     assert result.conversations[0].meta["start"] == "2024-01-10T18:01"
-    assert result.skipped == {"joins, parts and quits": 2, "other events (modes, topics, netsplits)": 1,
-                              "nick changes (the person keeps their first nick)": 1}
+    assert result.skipped == {
+        "joins, parts and quits": 2,
+        "other events (modes, topics, netsplits)": 1,
+        "nick changes (the person keeps their first nick)": 1,
+    }
 
 
 def test_znc_takes_the_date_from_the_file_name():
     result = imported("irc", "irc_znc_2024-01-11.log")
-    assert turns(result) == [[("kira", "morning"), ("nadia", "morning kira, coffee?"), ("kira", "/me raises a mug"),
-                              ("nadia", "standup in 5")]]
+    assert turns(result) == [
+        [
+            ("kira", "morning"),
+            ("nadia", "morning kira, coffee?"),
+            ("kira", "/me raises a mug"),
+            ("nadia", "standup in 5"),
+        ]
+    ]
     assert result.conversations[0].meta["start"] == "2024-01-11T09:00"
 
 

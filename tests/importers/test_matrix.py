@@ -16,9 +16,13 @@ def test_display_names_reply_fallbacks_edits_emotes_and_the_notice_bot():
         ("Omar H.", "use iter_mut instead"),  # the edit's text
         ("Lena", "thanks Omar, that fixed it"),
     ]
-    assert result.skipped == {"state events, reactions and stickers": 4, "images, files, audio and video": 1,
-                              "edits (applied to the message they edit)": 1, "redacted (deleted) messages": 1,
-                              "undecryptable events": 1}
+    assert result.skipped == {
+        "state events, reactions and stickers": 4,
+        "images, files, audio and video": 1,
+        "edits (applied to the message they edit)": 1,
+        "redacted (deleted) messages": 1,
+        "undecryptable events": 1,
+    }
 
 
 def test_the_assistant_by_matrix_id(tmp_path):
@@ -28,6 +32,10 @@ def test_the_assistant_by_matrix_id(tmp_path):
 
 
 def test_a_message_without_a_sender_names_its_line(tmp_path):
-    bad, line = broken_json(SAMPLES / "matrix_element_export.json", tmp_path / "export.json",
-                            lambda data: data["messages"][3].pop("sender"), '"event_id": "$e1"')
+    bad, line = broken_json(
+        SAMPLES / "matrix_element_export.json",
+        tmp_path / "export.json",
+        lambda data: data["messages"][3].pop("sender"),
+        '"event_id": "$e1"',
+    )
     assert import_error("matrix", bad) == f"{bad}:{line}: messages[3].sender: must be a string, got null"

@@ -11,8 +11,12 @@ def test_one_fake_name_per_person_everywhere_they_are_named():
     ana, ben = names.name("Ana Lima"), names.name("Ben")
     assert ana != ben and {ana, ben} <= set(FAKE_NAMES) and names.name("Ana Lima") == ana
     assert names.text("@ana.l ask Ben, or ANA LIMA, or just Ana") == f"@{ana} ask {ben}, or {ana}, or just {ana}"
-    assert names.text("ben: ok? Benjamin and Bento are someone else") == f"{ben}: ok? Benjamin and Bento are someone else"
-    assert names.text("chimein, what time is it? @chimein") == "chimein, what time is it? @chimein"  # the assistant stays
+    assert (
+        names.text("ben: ok? Benjamin and Bento are someone else") == f"{ben}: ok? Benjamin and Bento are someone else"
+    )
+    assert (
+        names.text("chimein, what time is it? @chimein") == "chimein, what time is it? @chimein"
+    )  # the assistant stays
 
 
 def test_unknown_handles_get_fakes_of_their_own_and_group_mentions_stay():
@@ -25,8 +29,10 @@ def test_unknown_handles_get_fakes_of_their_own_and_group_mentions_stay():
 
 def test_phone_numbers_and_email_addresses_are_masked():
     names = Pseudonymizer({"Ana": set()})
-    assert names.text("mail ana.lima+trip@mail.example.co.uk or call +49 170 1234567 / (415) 555-2671") == \
-        "mail <email> or call <phone> / <phone>"
+    assert (
+        names.text("mail ana.lima+trip@mail.example.co.uk or call +49 170 1234567 / (415) 555-2671")
+        == "mail <email> or call <phone> / <phone>"
+    )
     # not phone numbers: times, years, prices, a version
     assert names.text("at 10:40 on 2024-01-14, 1500 EUR, v2.3.1") == "at 10:40 on 2024-01-14, 1500 EUR, v2.3.1"
     german = Pseudonymizer({"Ana": set()}, region="DE")
@@ -39,9 +45,12 @@ def test_fake_names_never_reuse_a_real_name_of_the_chat():
 
 
 def test_the_telegram_exporters_own_handle_names_them(tmp_path):
-    export, _ = broken_json(SAMPLES / "telegram_full_export.json", tmp_path / "result.json",
-                            lambda data: data["chats"]["list"][1]["messages"][1].update(text="@marta_n wall is open"),
-                            '"id": 78')
+    export, _ = broken_json(
+        SAMPLES / "telegram_full_export.json",
+        tmp_path / "result.json",
+        lambda data: data["chats"]["list"][1]["messages"][1].update(text="@marta_n wall is open"),
+        '"id": 78',
+    )
     (conversation,) = turns(imported("telegram", export, chats=["Climbing crew"], pseudonymize=True))
     marta = conversation[1][0]  # who wrote "see you at 7"
     assert conversation[0][1] == f"@{marta} wall is open" and "Marta" not in repr(conversation)

@@ -19,8 +19,11 @@ def test_one_chat_text_as_string_or_entity_list_service_and_media_skipped():
     assert re.fullmatch(r"telegram-[0-9a-f]{10}", meta.pop("id"))
     assert meta == {"chat": "Board games night", "start": "2024-02-09T19:01+00:00"}
     # the next day's lone message is a window of one: counted, not written
-    assert result.skipped == {"service messages (joins, pins, title changes, calls)": 2, "media without a caption": 2,
-                              "messages in windows shorter than --min-messages 2": 1}
+    assert result.skipped == {
+        "service messages (joins, pins, title changes, calls)": 2,
+        "media without a caption": 2,
+        "messages in windows shorter than --min-messages 2": 1,
+    }
 
 
 def test_the_assistant_can_be_named_by_its_from_id():
@@ -37,8 +40,12 @@ def test_a_full_export_gives_every_chat_and_can_be_narrowed_to_some():
 
 
 def test_a_message_of_the_wrong_shape_names_its_line_and_field(tmp_path):
-    bad, line = broken_json(SAMPLES / "telegram_chat.json", tmp_path / "result.json",
-                            lambda data: data["messages"][2].update(text=42), '"id": 3,')
+    bad, line = broken_json(
+        SAMPLES / "telegram_chat.json",
+        tmp_path / "result.json",
+        lambda data: data["messages"][2].update(text=42),
+        '"id": 3,',
+    )
     assert import_error("telegram", bad) == f"{bad}:{line}: chat.messages[2].text: must be a string or a list, got int"
 
 

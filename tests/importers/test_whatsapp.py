@@ -14,7 +14,10 @@ def test_android_us_dates_12_hour_times_multi_line_messages_and_the_assistant():
     result = imported("whatsapp", "whatsapp_android_us.txt", assistant="Chimein")
     first, second = turns(result)
     assert first[0] == ("Ana Lima", "ok so flights are booked for the 14th")
-    assert ("+1 415 555 2671", "that's the hotel, check-in from 3pm\nit has a rooftop pool\nand breakfast is included") in first
+    assert (
+        "+1 415 555 2671",
+        "that's the hotel, check-in from 3pm\nit has a rooftop pool\nand breakfast is included",
+    ) in first
     ask = first.index(("Ben", "Chimein, how much is a metro ticket in Lisbon?"))
     assert first[ask + 1][0] == "assistant" and first[ask + 1][1].startswith("A single Carris/Metro ticket")
     assert first[-1] == ("Ana Lima", "Ben, can you mail the booking to ana.lima@example.com")  # the edit note is gone
@@ -39,8 +42,13 @@ def test_ios_european_dates_invisible_marks_and_media():
 
 def test_android_german_dotted_dates_and_german_system_lines():
     result = imported("whatsapp", "whatsapp_android_de.txt")
-    assert turns(result) == [[("Jonas", "wer bringt morgen den Beamer mit?"), ("Lea", "ich, aber das HDMI-Kabel fehlt"),
-                              ("Jonas", "ok ich kauf eins")]]
+    assert turns(result) == [
+        [
+            ("Jonas", "wer bringt morgen den Beamer mit?"),
+            ("Lea", "ich, aber das HDMI-Kabel fehlt"),
+            ("Jonas", "ok ich kauf eins"),
+        ]
+    ]
     assert result.conversations[0].meta["start"] == "2024-01-03T18:21"
     assert result.skipped == {SYSTEM: 2, "media omitted": 1, "deleted messages": 1}
 
@@ -52,15 +60,18 @@ def test_ios_us_narrow_space_before_pm_and_midnight():
     assert turns(result)[1] == [("Kira", "btw the gym closes at 8 on weekends"), ("Sam", "good to know")]
 
 
-@pytest.mark.parametrize("dates, twelve_hour, order", [
-    ([("31", "/", "12", "23")], False, "dmy"),
-    ([("12", "/", "31", "23")], True, "mdy"),
-    ([("1", "/", "5", "24")], True, "mdy"),  # all ambiguous, US style: month first
-    ([("1", "/", "5", "24")], False, "dmy"),  # all ambiguous, 24-hour clock: day first
-    ([("1", ".", "5", "24")], True, "dmy"),
-    ([("2024", "-", "01", "05")], False, "ymd"),
-    ([("3", "/", "4", "24"), ("13", "/", "4", "24")], True, "dmy"),  # one date settles the whole file
-])
+@pytest.mark.parametrize(
+    "dates, twelve_hour, order",
+    [
+        ([("31", "/", "12", "23")], False, "dmy"),
+        ([("12", "/", "31", "23")], True, "mdy"),
+        ([("1", "/", "5", "24")], True, "mdy"),  # all ambiguous, US style: month first
+        ([("1", "/", "5", "24")], False, "dmy"),  # all ambiguous, 24-hour clock: day first
+        ([("1", ".", "5", "24")], True, "dmy"),
+        ([("2024", "-", "01", "05")], False, "ymd"),
+        ([("3", "/", "4", "24"), ("13", "/", "4", "24")], True, "dmy"),  # one date settles the whole file
+    ],
+)
 def test_the_day_month_order_comes_from_the_whole_file(dates, twelve_hour, order):
     assert date_order(dates, twelve_hour) == order
 

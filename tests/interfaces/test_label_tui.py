@@ -37,7 +37,9 @@ def test_keys_label_the_least_sure_turns_first(tmp_path):
     assert not s.labels[(0, 0)].speak
     assert drafts == ["", "Six."] and saves == 3
     assert "unknown key 'x'" in out and "every turn is labelled" in out
-    assert out.index("model: silent (p=0.40)") < out.index("model: speak (p=0.80)") < out.index("model: silent (p=0.10)")
+    assert (
+        out.index("model: silent (p=0.40)") < out.index("model: speak (p=0.80)") < out.index("model: silent (p=0.10)")
+    )
     assert "model: speak (p=0.80): Six." in out
 
 

@@ -7,19 +7,28 @@ from tests.helpers import ScriptedBackend, conv
 
 
 def chats():
-    return [conv(("Ana", "pizza tonight?"), ("Ben", "bot, 2+2?"), ("assistant", "Four."), ("Ana", "thx"), id="a"),
-            conv(("Cleo", "hi all"), ("Dan", "hey bot"), id="b")]
+    return [
+        conv(("Ana", "pizza tonight?"), ("Ben", "bot, 2+2?"), ("assistant", "Four."), ("Ana", "thx"), id="a"),
+        conv(("Cleo", "hi all"), ("Dan", "hey bot"), id="b"),
+    ]
 
 
 def test_every_user_turn_gets_a_proposal_with_the_models_p_speak_and_draft(tmp_path):
     backend = ScriptedBackend()
-    session = LabelSession.open(chats(), tmp_path / "p.jsonl", fingerprint(chats(), "scripted", 0.5), backend.threshold)
+    session = LabelSession.open(
+        chats(), tmp_path / "p.jsonl", fingerprint(chats(), "scripted", 0.5), backend.threshold
+    )
     ticks = []
     assert propose(backend, session, on_turn=lambda: ticks.append(1)) == 5
     assert len(ticks) == 5
     got = {k: (p.speak, p.p_speak, p.draft) for k, p in session.proposals.items()}
-    assert got == {(0, 0): (False, 0.1, ""), (0, 1): (True, 0.9, "reply to bot, 2+2?"),
-                   (0, 3): (False, 0.1, ""), (1, 0): (False, 0.1, ""), (1, 1): (True, 0.9, "reply to hey bot")}
+    assert got == {
+        (0, 0): (False, 0.1, ""),
+        (0, 1): (True, 0.9, "reply to bot, 2+2?"),
+        (0, 3): (False, 0.1, ""),
+        (1, 0): (False, 0.1, ""),
+        (1, 1): (True, 0.9, "reply to hey bot"),
+    }
     # teacher forcing: the turn after the input's assistant reply saw that reply in its history
     assert backend.calls[2][0] == ["pizza tonight?", "bot, 2+2?", "Four.", "thx"]
 
@@ -47,4 +56,6 @@ def test_a_resumed_session_asks_the_model_only_for_conversations_without_proposa
 def test_the_fingerprint_changes_with_input_model_and_threshold():
     base = fingerprint(chats(), "m", 0.5)
     assert base == fingerprint(chats(), "m", 0.5)
-    assert base != fingerprint(chats()[:1], "m", 0.5) and base != fingerprint(chats(), "n", 0.5) != fingerprint(chats(), "m", 0.6)
+    assert base != fingerprint(chats()[:1], "m", 0.5) and base != fingerprint(chats(), "n", 0.5) != fingerprint(
+        chats(), "m", 0.6
+    )

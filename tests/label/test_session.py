@@ -19,8 +19,13 @@ def chats():
 
 
 def proposals():
-    return [Proposal(0, 0, False, 0.05), Proposal(0, 1, True, 0.95, "Eight."), Proposal(0, 2, False, 0.02),
-            Proposal(1, 0, False, 0.45), Proposal(1, 1, True, 0.62, "Lower: about 90 C at 3,000 m.")]
+    return [
+        Proposal(0, 0, False, 0.05),
+        Proposal(0, 1, True, 0.95, "Eight."),
+        Proposal(0, 2, False, 0.02),
+        Proposal(1, 0, False, 0.45),
+        Proposal(1, 1, True, 0.62, "Lower: about 90 C at 3,000 m."),
+    ]
 
 
 def new_session(tmp_path, conversations=None):
@@ -84,7 +89,9 @@ def test_a_killed_session_resumes_from_its_progress_file(tmp_path):
 
 def test_progress_of_other_input_or_a_damaged_file_is_refused(tmp_path):
     s = new_session(tmp_path)
-    with pytest.raises(ValueError, match=r"progress.jsonl:1: header: .*other input or another model.*model: scripted here"):
+    with pytest.raises(
+        ValueError, match=r"progress.jsonl:1: header: .*other input or another model.*model: scripted here"
+    ):
         LabelSession.open(chats(), s.progress_file, {**FINGERPRINT, "model": "other"}, threshold=0.5)
     lines = s.progress_file.read_text().splitlines()
     s.progress_file.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
@@ -105,8 +112,10 @@ def test_the_dataset_holds_labels_accepted_silences_and_cuts_at_an_unconfirmed_s
     assert [m.content for m in convs[0].messages] == ["pizza tonight?"]
     assert convs[0].meta["id"] == "a"
     assert [(m.role, m.content) for m in convs[1].messages] == [
-        ("user", "anyone know the boiling point of water at altitude?"), ("user", "no idea"),
-        ("assistant", "About 90 C at 3,000 m.")]
+        ("user", "anyone know the boiling point of water at altitude?"),
+        ("user", "no idea"),
+        ("assistant", "About 90 C at 3,000 m."),
+    ]
     assert (written.labelled, written.accepted_silences, written.cut_turns, written.conversations) == (2, 1, 2, 2)
     strict = s.dataset(accept_silences=False)[1]
     assert strict.omitted_conversations == 1 and strict.cut_turns == 3

@@ -44,61 +44,116 @@ def msg(name: str, text: str, **incoming: Any) -> tuple[str, str, dict[str, Any]
 PERU, BRB = "assistant, what is the capital of Peru?", "brb"
 SCENARIOS = {
     "chit-chat is heard, not answered": Scenario(
-        [[msg("Ana", "pizza tonight?")]], [], {"pizza tonight?": "p_speak 0.10 < 0.50"}, calls=1),
+        [[msg("Ana", "pizza tonight?")]], [], {"pizza tonight?": "p_speak 0.10 < 0.50"}, calls=1
+    ),
     "a direct question is answered": Scenario(
-        [[msg("Ana", "bot, what time is it?")]], ["bot, what time is it?"], {"bot, what time is it?": "addressed"}),
+        [[msg("Ana", "bot, what time is it?")]], ["bot, what time is it?"], {"bot, what time is it?": "addressed"}
+    ),
     "a question then brb: one decision, the reply answers the question": Scenario(
-        [[msg("Ana", PERU), msg("Ana", BRB)]], [PERU], {PERU: "addressed", BRB: BURST_REASON}, calls=1,
-        history=[PERU, f"reply to {PERU}", BRB]),
+        [[msg("Ana", PERU), msg("Ana", BRB)]],
+        [PERU],
+        {PERU: "addressed", BRB: BURST_REASON},
+        calls=1,
+        history=[PERU, f"reply to {PERU}", BRB],
+    ),
     "chatter then a question: decided once, on the question": Scenario(
-        [[msg("Ben", "so"), msg("Ben", "the trip"), msg("Ana", "bot, when do we leave?")]], ["bot, when do we leave?"],
-        {"so": BURST_REASON, "the trip": BURST_REASON}, calls=1),
+        [[msg("Ben", "so"), msg("Ben", "the trip"), msg("Ana", "bot, when do we leave?")]],
+        ["bot, when do we leave?"],
+        {"so": BURST_REASON, "the trip": BURST_REASON},
+        calls=1,
+    ),
     "two direct questions in one burst: both answered": Scenario(
-        [[msg("Ana", PERU), msg("Ben", "lol"), msg("Ben", "bot, and of Chile?")]], [PERU, "bot, and of Chile?"],
-        {"lol": BURST_REASON}, calls=2, history=[PERU, f"reply to {PERU}", "lol", "bot, and of Chile?",
-                                                 "reply to bot, and of Chile?"]),
+        [[msg("Ana", PERU), msg("Ben", "lol"), msg("Ben", "bot, and of Chile?")]],
+        [PERU, "bot, and of Chile?"],
+        {"lol": BURST_REASON},
+        calls=2,
+        history=[PERU, f"reply to {PERU}", "lol", "bot, and of Chile?", "reply to bot, and of Chile?"],
+    ),
     "mention-only: unaddressed talk never reaches the model": Scenario(
-        [[msg("Ben", "my robot vacuum broke")]], [], {"my robot vacuum broke": "mode mention-only: not addressed"},
-        calls=0, policy=RoomPolicy(settle_s=0.05, mode="mention-only")),
+        [[msg("Ben", "my robot vacuum broke")]],
+        [],
+        {"my robot vacuum broke": "mode mention-only: not addressed"},
+        calls=0,
+        policy=RoomPolicy(settle_s=0.05, mode="mention-only"),
+    ),
     "mention-only: a question early in a burst is still answered": Scenario(
-        [[msg("Ana", "bot, where is the meeting?"), msg("Ana", "also hi all")]], ["bot, where is the meeting?"],
-        calls=1, policy=RoomPolicy(settle_s=0.05, mode="mention-only")),
+        [[msg("Ana", "bot, where is the meeting?"), msg("Ana", "also hi all")]],
+        ["bot, where is the meeting?"],
+        calls=1,
+        policy=RoomPolicy(settle_s=0.05, mode="mention-only"),
+    ),
     "mention-only: a reply to the assistant addresses it": Scenario(
-        [[msg("Ana", "and times three?", reply_to_assistant=True)]], ["and times three?"],
-        {"and times three?": "reply to assistant"}, policy=RoomPolicy(settle_s=0.05, mode="mention-only")),
+        [[msg("Ana", "and times three?", reply_to_assistant=True)]],
+        ["and times three?"],
+        {"and times three?": "reply to assistant"},
+        policy=RoomPolicy(settle_s=0.05, mode="mention-only"),
+    ),
     "quiet: heard, never answered": Scenario(
-        [[msg("Ana", "bot, are you there?")]], [], {"bot, are you there?": "quiet"}, calls=0,
-        policy=RoomPolicy(settle_s=0.05, mode="quiet")),
+        [[msg("Ana", "bot, are you there?")]],
+        [],
+        {"bot, are you there?": "quiet"},
+        calls=0,
+        policy=RoomPolicy(settle_s=0.05, mode="quiet"),
+    ),
     "another bot is never a reason to interject": Scenario(
-        [[msg("OtherBot", "my robot vacuum broke", from_bot=True)]], [],
-        {"my robot vacuum broke": "another bot, not addressed"}, calls=0),
+        [[msg("OtherBot", "my robot vacuum broke", from_bot=True)]],
+        [],
+        {"my robot vacuum broke": "another bot, not addressed"},
+        calls=0,
+    ),
     "a stale message is heard, never answered": Scenario(
-        [[msg("Ana", "bot, still there?", at=time.time() - 700)]], [], {"bot, still there?": "stale"}, calls=0),
+        [[msg("Ana", "bot, still there?", at=time.time() - 700)]], [], {"bot, still there?": "stale"}, calls=0
+    ),
     "cooldown holds back an unprompted second interjection": Scenario(
-        [[msg("Ana", "my robot vacuum broke")], [msg("Ben", "the robot ate a sock")]], ["my robot vacuum broke"],
-        {"the robot ate a sock": "cooldown: 1 messages"}, policy=RoomPolicy(settle_s=0.05, cooldown=(1, 10.0))),
+        [[msg("Ana", "my robot vacuum broke")], [msg("Ben", "the robot ate a sock")]],
+        ["my robot vacuum broke"],
+        {"the robot ate a sock": "cooldown: 1 messages"},
+        policy=RoomPolicy(settle_s=0.05, cooldown=(1, 10.0)),
+    ),
     "a command changes the settings; status tells the last decision": Scenario(
-        [[("Ana", "!chimein mode quiet")], [msg("Ana", "bot, are you there?")], [("Ben", "!chimein status")]], [],
-        {"bot, are you there?": "quiet"}, calls=0,
-        answers=["chimein: mode quiet", "last decision: silent on Ana's message: quiet"]),
+        [[("Ana", "!chimein mode quiet")], [msg("Ana", "bot, are you there?")], [("Ben", "!chimein status")]],
+        [],
+        {"bot, are you there?": "quiet"},
+        calls=0,
+        answers=["chimein: mode quiet", "last decision: silent on Ana's message: quiet"],
+    ),
     "a member who may not change settings is refused": Scenario(
-        [[("Gus", "!chimein mode quiet", False)], [msg("Gus", "bot, are you there?")]], ["bot, are you there?"],
-        answers=["Gus may not change my settings"]),
+        [[("Gus", "!chimein mode quiet", False)], [msg("Gus", "bot, are you there?")]],
+        ["bot, are you there?"],
+        answers=["Gus may not change my settings"],
+    ),
     "a bad command is answered with what is allowed": Scenario(
-        [[("Ana", "!chimein cooldown three")], [("Ana", "!chimein dance")]], [], calls=0,
-        answers=["cooldown looks like 3/10m", "unknown command 'dance'"]),
+        [[("Ana", "!chimein cooldown three")], [("Ana", "!chimein dance")]],
+        [],
+        calls=0,
+        answers=["cooldown looks like 3/10m", "unknown command 'dance'"],
+    ),
     "behind: chit-chat is skipped, a question is not": Scenario(
-        [[msg("Ana", "my robot vacuum broke")], [msg("Ana", PERU)]], [PERU],
-        {"my robot vacuum broke": "skipped: waited"}, calls=1, room={"behind_s": 0.0}),
+        [[msg("Ana", "my robot vacuum broke")], [msg("Ana", PERU)]],
+        [PERU],
+        {"my robot vacuum broke": "skipped: waited"},
+        calls=1,
+        room={"behind_s": 0.0},
+    ),
     "the history is bounded": Scenario(
-        [[msg("Ana", t)] for t in ("a", "b", "c", "d", "bot, one more?")], ["bot, one more?"],
-        room={"max_history": 4, "keep_history": 2}, history=["c", "d", "bot, one more?", "reply to bot, one more?"]),
+        [[msg("Ana", t)] for t in ("a", "b", "c", "d", "bot, one more?")],
+        ["bot, one more?"],
+        room={"max_history": 4, "keep_history": 2},
+        history=["c", "d", "bot, one more?", "reply to bot, one more?"],
+    ),
     "a seed keeps the latest keep_history messages": Scenario(
-        [[msg("Ana", "bot, hi?")]], ["bot, hi?"], seed=lisbon_chat(9), room={"keep_history": 2},
-        history=[m.content for m in lisbon_chat(9)[-2:]] + ["bot, hi?", "reply to bot, hi?"]),
+        [[msg("Ana", "bot, hi?")]],
+        ["bot, hi?"],
+        seed=lisbon_chat(9),
+        room={"keep_history": 2},
+        history=[m.content for m in lisbon_chat(9)[-2:]] + ["bot, hi?", "reply to bot, hi?"],
+    ),
     "a seed starting with the assistant is cut to start with a person": Scenario(
-        [[msg("Ana", "bot, hi?")]], ["bot, hi?"], seed=[Message("assistant", "earlier reply"), Message("user", "yo", "Ben")],
-        history=["yo", "bot, hi?", "reply to bot, hi?"]),
+        [[msg("Ana", "bot, hi?")]],
+        ["bot, hi?"],
+        seed=[Message("assistant", "earlier reply"), Message("user", "yo", "Ben")],
+        history=["yo", "bot, hi?", "reply to bot, hi?"],
+    ),
 }
 
 
@@ -109,7 +164,9 @@ async def run(scenario: Scenario) -> tuple[list[Outcome], list[str], ScriptedBac
     async def collect(batch: list[Outcome]) -> None:
         outcomes.extend(batch)
 
-    room = Room("room:test", Assistant(backend), RoomGate(scenario.policy), model, on_outcomes=collect, **scenario.room)
+    room = Room(
+        "room:test", Assistant(backend), RoomGate(scenario.policy), model, on_outcomes=collect, **scenario.room
+    )
     room.seed(scenario.seed)
     try:
         for n, burst in enumerate(scenario.bursts):
@@ -156,10 +213,20 @@ def test_a_policy_change_is_handed_to_the_transport_once() -> None:
         async def ignore(_: list[Outcome]) -> None:
             pass
 
-        room = Room("room:p", Assistant(ScriptedBackend()), RoomGate(SETTLE), model, on_outcomes=ignore, on_policy=stored.append)
+        room = Room(
+            "room:p",
+            Assistant(ScriptedBackend()),
+            RoomGate(SETTLE),
+            model,
+            on_outcomes=ignore,
+            on_policy=stored.append,
+        )
         try:
-            return [await room.command("!chimein min-gap 4", "Ana"), await room.command("!chimein status", "Ben"),
-                    await room.command("!chimein quiet 30m", "Ben", may_change=lambda: _refuse("level 0"))]
+            return [
+                await room.command("!chimein min-gap 4", "Ana"),
+                await room.command("!chimein status", "Ben"),
+                await room.command("!chimein quiet 30m", "Ben", may_change=lambda: _refuse("level 0")),
+            ]
         finally:
             model.shutdown()
 
@@ -202,8 +269,15 @@ def test_a_reply_is_shown_as_drafts_while_the_replier_writes_it() -> None:
         async def collect(batch: list[Outcome]) -> None:
             outcomes.extend(batch)
 
-        room = Room("room:d", Assistant(backend), RoomGate(SETTLE), model, on_outcomes=collect,
-                    two_stage=TwoStage(backend, StreamingReplier()), on_draft=lambda m, text: drafts.append((m.id, text)))
+        room = Room(
+            "room:d",
+            Assistant(backend),
+            RoomGate(SETTLE),
+            model,
+            on_outcomes=collect,
+            two_stage=TwoStage(backend, StreamingReplier()),
+            on_draft=lambda m, text: drafts.append((m.id, text)),
+        )
         try:
             room.hear(Incoming("q", "Ana", "bot, capital of peru?"))
             while not room.idle:
@@ -217,4 +291,7 @@ def test_a_reply_is_shown_as_drafts_while_the_replier_writes_it() -> None:
 
     asyncio.run(scenario())
     assert drafts == [("q", "Li"), ("q", "Lima"), ("q", "Lima.")]  # on the message that asked, in order
-    assert [(o.message.id, o.decision.speak, o.decision.text) for o in outcomes] == [("q", True, "Lima."), ("v", False, "")]
+    assert [(o.message.id, o.decision.speak, o.decision.text) for o in outcomes] == [
+        ("q", True, "Lima."),
+        ("v", False, ""),
+    ]

@@ -38,14 +38,29 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 120) -> "ServerProcess":
-        cmd = [sys.executable, "-c", "from chimein.cli import app; app()", "serve", "--model", self.model,
-               "--db", str(self.db), "--port", str(self.port), *self.extra]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from chimein.cli import app; app()",
+            "serve",
+            "--model",
+            self.model,
+            "--db",
+            str(self.db),
+            "--port",
+            str(self.port),
+            *self.extra,
+        ]
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"chimein serve exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"chimein serve exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200 and self.proc.poll() is None:
                     return self
@@ -76,6 +91,7 @@ class ServerProcess:
 
 
 # -- in-process rooms (FastAPI's TestClient) ----------------------------------------------------------------------------------------------
+
 
 def make_client(db: Path, backend: Any = None, **kwargs: Any) -> TestClient:
     """A server whose rooms decide on every message at once (no settle time: tests/server/test_policy.py has it)."""

@@ -41,13 +41,19 @@ def client(db: Path):
 
 # -- rooms and history ------------------------------------------------------------------------------------
 
+
 def test_two_people_see_each_other_and_joining_shows_history(client: TestClient) -> None:
     room, token = new_room(client)
     with client.websocket_connect("/ws") as ana:
         joined = join(ana, room, token, "Ana")
         assert joined["history"] == [] and joined["assistant"]["supports_eagerness"] is False
         first = say(ana, "hello, anyone here?")
-        assert (first["seq"], first["name"], first["role"], first["content"]) == (1, "Ana", "user", "hello, anyone here?")
+        assert (first["seq"], first["name"], first["role"], first["content"]) == (
+            1,
+            "Ana",
+            "user",
+            "hello, anyone here?",
+        )
         with client.websocket_connect("/ws") as ben:
             assert [m["content"] for m in join(ben, room, token, "Ben")["history"]] == ["hello, anyone here?"]
             say(ben, "hi Ana")
@@ -74,7 +80,11 @@ def test_a_room_needs_its_token(client: TestClient) -> None:
     for bad_room, bad_token in ((room, wrong), (room, ""), ("nope", token), (room, None), (room, token + "x")):
         with client.websocket_connect("/ws") as ws:
             ws.send_json({"type": "join", "room": bad_room, "token": bad_token, "name": "Eve"})
-            assert ws.receive_json() == {"type": "error", "code": "unauthorized", "message": "unknown room or wrong token"}
+            assert ws.receive_json() == {
+                "type": "error",
+                "code": "unauthorized",
+                "message": "unknown room or wrong token",
+            }
             assert closed_with(ws) == 4401
     url = f"/api/rooms/{room}/messages"
     for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": token}):
@@ -98,9 +108,28 @@ def test_the_join_must_come_in_time(db: Path) -> None:
             assert closed_with(ws) == 4408
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 33, "a\x00b", "tab\there", "line\u2028break", "rtl\u202eoverride",
-                                  "Assistant", "bot", "AI", "chimein", "the assistant", "assistant.", "assistant (real)",
-                                  "[Bot]", 42, None])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "   ",
+        "x" * 33,
+        "a\x00b",
+        "tab\there",
+        "line\u2028break",
+        "rtl\u202eoverride",
+        "Assistant",
+        "bot",
+        "AI",
+        "chimein",
+        "the assistant",
+        "assistant.",
+        "assistant (real)",
+        "[Bot]",
+        42,
+        None,
+    ],
+)
 def test_bad_names_are_refused(client: TestClient, name: Any) -> None:
     room, token = new_room(client)
     with client.websocket_connect("/ws") as ws:
@@ -111,7 +140,11 @@ def test_bad_names_are_refused(client: TestClient, name: Any) -> None:
 
 def test_good_names_are_trimmed() -> None:
     assert validate_name("  Ana Maria  ") == "Ana Maria"
-    assert [validate_name(n) for n in ("Robot Ron", "Ai Weiwei", "Sam (bot fan)")] == ["Robot Ron", "Ai Weiwei", "Sam (bot fan)"]
+    assert [validate_name(n) for n in ("Robot Ron", "Ai Weiwei", "Sam (bot fan)")] == [
+        "Robot Ron",
+        "Ai Weiwei",
+        "Sam (bot fan)",
+    ]
     assert validate_name("x" * 32) == "x" * 32
     assert validate_name("Zoë 👩‍💻") == "Zoë 👩‍💻"
 
@@ -121,15 +154,17 @@ def test_bad_messages_get_clear_errors_and_the_connection_stays(db: Path) -> Non
         room, token = new_room(client)
         with client.websocket_connect("/ws") as ws:
             join(ws, room, token, "Ana")
-            cases = [({"type": "say", "text": "x" * 51, "client_id": "c1"}, "too_long"),
-                     ({"type": "say", "text": "  \n "}, "empty"),
-                     ({"type": "say", "text": "bell\x07"}, "bad_text"),
-                     *(({"type": "say", "text": f"see gnp{c}.exe"}, "bad_text") for c in "\u202a\u202e\u2066\u2069"),
-                     ({"type": "say", "text": ["not", "text"]}, "bad_request"),
-                     ({"type": "say", "text": "ok", "client_id": "has space"}, "bad_request"),
-                     ({"type": "dance"}, "unknown_type"),
-                     ({"type": "eagerness", "value": 0.5}, "not_supported"),
-                     ({"type": "say", "text": "y" * 2000}, "too_large")]
+            cases = [
+                ({"type": "say", "text": "x" * 51, "client_id": "c1"}, "too_long"),
+                ({"type": "say", "text": "  \n "}, "empty"),
+                ({"type": "say", "text": "bell\x07"}, "bad_text"),
+                *(({"type": "say", "text": f"see gnp{c}.exe"}, "bad_text") for c in "\u202a\u202e\u2066\u2069"),
+                ({"type": "say", "text": ["not", "text"]}, "bad_request"),
+                ({"type": "say", "text": "ok", "client_id": "has space"}, "bad_request"),
+                ({"type": "dance"}, "unknown_type"),
+                ({"type": "eagerness", "value": 0.5}, "not_supported"),
+                ({"type": "say", "text": "y" * 2000}, "too_large"),
+            ]
             for frame, code in cases:
                 ws.send_json(frame)
                 error = receive(ws, "error")
@@ -163,7 +198,11 @@ def test_rate_limit_per_connection(db: Path) -> None:
             assert receive(ws, "error")["code"] == "rate_limited"
             assert closed_with(ws) == 4429  # kept flooding
         assert [r[0] for r in rows(db, "SELECT content FROM messages ORDER BY seq")] == [
-            "message 0", "message 1", "message 2", "I can still talk"]
+            "message 0",
+            "message 1",
+            "message 2",
+            "I can still talk",
+        ]
 
 
 def test_token_bucket_refills() -> None:
@@ -208,6 +247,7 @@ def test_room_creation_is_rate_limited(db: Path) -> None:
 
 # -- the assistant in a room ------------------------------------------------------------------------------
 
+
 def test_the_assistant_is_silent_in_chitchat_and_answers_when_named(client: TestClient, db: Path) -> None:
     room, token = new_room(client)
     with client.websocket_connect("/ws") as ws:
@@ -216,10 +256,22 @@ def test_the_assistant_is_silent_in_chitchat_and_answers_when_named(client: Test
         say(ws, "sushi obviously")
         asked = say(ws, "bot, are you there?")
         reply = receive(ws, "message")["message"]  # had it answered the chit-chat, that reply would come first
-        assert (reply["role"], reply["name"], reply["reply_to"], reply["seq"]) == ("assistant", "assistant", asked["id"], 4)
+        assert (reply["role"], reply["name"], reply["reply_to"], reply["seq"]) == (
+            "assistant",
+            "assistant",
+            asked["id"],
+            4,
+        )
         assert reply["content"]
-    decided = rows(db, "SELECT m.content, d.speak, d.reply_id FROM decisions d JOIN messages m ON m.id = d.message_id ORDER BY m.seq")
-    assert decided == [("pizza or sushi tonight?", 0, None), ("sushi obviously", 0, None), ("bot, are you there?", 1, reply["id"])]
+    decided = rows(
+        db,
+        "SELECT m.content, d.speak, d.reply_id FROM decisions d JOIN messages m ON m.id = d.message_id ORDER BY m.seq",
+    )
+    assert decided == [
+        ("pizza or sushi tonight?", 0, None),
+        ("sushi obviously", 0, None),
+        ("bot, are you there?", 1, reply["id"]),
+    ]
 
 
 def test_decisions_run_on_one_model_thread_and_a_message_during_a_reply_is_heard(db: Path) -> None:
@@ -265,7 +317,12 @@ def test_eagerness_is_per_room_shared_live_and_kept(db: Path) -> None:
         with client.websocket_connect("/ws") as ana, client.websocket_connect("/ws") as ben:
             info = join(ana, room, token, "Ana")["assistant"]
             assert {k: info[k] for k in ("name", "model", "supports_eagerness", "eagerness", "default_eagerness")} == {
-                "name": "assistant", "model": "scripted", "supports_eagerness": True, "eagerness": 0.5, "default_eagerness": 0.5}
+                "name": "assistant",
+                "model": "scripted",
+                "supports_eagerness": True,
+                "eagerness": 0.5,
+                "default_eagerness": 0.5,
+            }
             assert info["policy"]["mode"] == "auto" and info["settings"].startswith("mode auto")
             join(ben, room, token, "Ben")
             for bad in (1.5, -0.1, "high", True):
@@ -299,7 +356,10 @@ def test_history_survives_a_restart(db: Path) -> None:
         with client.websocket_connect("/ws") as ws:
             history = join(ws, room, token, "Ben")["history"]
             assert [(m["seq"], m["name"], m["content"]) for m in history] == [
-                (1, "Ana", "remember me"), (2, "Ana", "hey bot, still there?"), (3, "assistant", history[2]["content"])]
+                (1, "Ana", "remember me"),
+                (2, "Ana", "hey bot, still there?"),
+                (3, "assistant", history[2]["content"]),
+            ]
             assert say(ws, "and after the restart")["seq"] == 4
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
 
@@ -324,7 +384,9 @@ def test_a_restart_never_answers_twice_and_decides_what_it_missed(db: Path, tmp_
     assert [c[0][-1] for c in backend.calls] == ["bot, did you hear this one?"]  # decided once, over two restarts
     replies = rows(db, "SELECT reply_to, content FROM messages WHERE role = 'assistant' ORDER BY seq")
     assert replies == [(answered.id, "yes"), (missed.id, "reply to bot, did you hear this one?")]
-    assert rows(db, "SELECT note FROM decisions WHERE message_id = ?", old.id) == [("skipped: too old when the room woke up",)]
+    assert rows(db, "SELECT note FROM decisions WHERE message_id = ?", old.id) == [
+        ("skipped: too old when the room woke up",)
+    ]
 
 
 def test_record_decision_is_at_most_once(db: Path) -> None:
@@ -347,38 +409,65 @@ def test_seed_order_puts_each_reply_after_its_message(db: Path) -> None:
 
 # -- the OpenAI-compatible API ----------------------------------------------------------------------------
 
+
 def test_chat_messages_names_and_roles() -> None:
-    msgs = chat_messages(parse_request({"messages": [
-        {"role": "system", "content": "be nice"},
-        {"role": "assistant", "content": "a leading assistant turn is dropped"},
-        {"role": "user", "name": "Ana", "content": "pizza?"},
-        {"role": "user", "content": "Ben Li: sushi!"},
-        {"role": "assistant", "content": "Sushi it is."},
-        {"role": "user", "content": [{"type": "text", "text": "see http://x.y: no name here"}]},
-        {"role": "assistant", "content": "trailing turns after the last user message are dropped"},
-    ]}))
-    assert msgs == [Message("user", "pizza?", "Ana"), Message("user", "sushi!", "Ben Li"),
-                    Message("assistant", "Sushi it is."), Message("user", "see http://x.y: no name here", "user")]
-    for bad in (None, [], [{"role": "assistant", "content": "hi"}], ["x"], [{"role": "robot", "content": "hi"}],
-                [{"role": "user", "content": 5}], [{"role": "user", "name": 7, "content": "hi"}],
-                [{"role": "user", "name": "x" * 200, "content": "hi"}], [{"role": "user", "content": "x" * 2001}]):
+    msgs = chat_messages(
+        parse_request(
+            {
+                "messages": [
+                    {"role": "system", "content": "be nice"},
+                    {"role": "assistant", "content": "a leading assistant turn is dropped"},
+                    {"role": "user", "name": "Ana", "content": "pizza?"},
+                    {"role": "user", "content": "Ben Li: sushi!"},
+                    {"role": "assistant", "content": "Sushi it is."},
+                    {"role": "user", "content": [{"type": "text", "text": "see http://x.y: no name here"}]},
+                    {"role": "assistant", "content": "trailing turns after the last user message are dropped"},
+                ]
+            }
+        )
+    )
+    assert msgs == [
+        Message("user", "pizza?", "Ana"),
+        Message("user", "sushi!", "Ben Li"),
+        Message("assistant", "Sushi it is."),
+        Message("user", "see http://x.y: no name here", "user"),
+    ]
+    for bad in (
+        None,
+        [],
+        [{"role": "assistant", "content": "hi"}],
+        ["x"],
+        [{"role": "robot", "content": "hi"}],
+        [{"role": "user", "content": 5}],
+        [{"role": "user", "name": 7, "content": "hi"}],
+        [{"role": "user", "name": "x" * 200, "content": "hi"}],
+        [{"role": "user", "content": "x" * 2001}],
+    ):
         with pytest.raises(ValueError):
             chat_messages(parse_request({"messages": bad}))
 
 
 def test_chat_completions_in_process(client: TestClient) -> None:
-    silent = client.post("/v1/chat/completions", json={"model": "mention", "messages": [
-        {"role": "user", "name": "Ana", "content": "pizza or sushi?"}]}).json()
+    silent = client.post(
+        "/v1/chat/completions",
+        json={"model": "mention", "messages": [{"role": "user", "name": "Ana", "content": "pizza or sushi?"}]},
+    ).json()
     assert silent["object"] == "chat.completion" and silent["id"].startswith("chatcmpl-")
-    assert silent["choices"] == [{"index": 0, "message": {"role": "assistant", "content": ""}, "logprobs": None,
-                                  "finish_reason": "stop"}]
+    assert silent["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": "stop"}
+    ]
     assert silent["chimein"] == {"speak": False, "p_speak": None}
-    spoken = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Ana: bot, hi"}]}).json()
+    spoken = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Ana: bot, hi"}]}
+    ).json()
     assert spoken["choices"][0]["message"]["content"] and spoken["chimein"]["speak"] is True
-    for body, code in (({"messages": []}, "invalid_request"), ([1, 2], "invalid_request"),
-                       ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "invalid_request"),
-                       ({"messages": [{"role": "user", "name": 7, "content": "hi"}]}, "invalid_request"),
-                       ({"messages": [{"role": "system", "content": "hi"}]}, "invalid_messages")):
+    for body, code in (
+        ({"messages": []}, "invalid_request"),
+        ([1, 2], "invalid_request"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "invalid_request"),
+        ({"messages": [{"role": "user", "name": 7, "content": "hi"}]}, "invalid_request"),
+        ({"messages": [{"role": "system", "content": "hi"}]}, "invalid_messages"),
+    ):
         r = client.post("/v1/chat/completions", json=body)
         assert r.status_code == 400 and r.json()["error"]["code"] == code
     r = client.post("/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
@@ -398,12 +487,16 @@ def test_openai_client_against_a_running_server(server: ServerProcess) -> None:
 
     client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=30)
     assert [m.id for m in client.models.list()] == ["mention"]
-    chat = [{"role": "user", "name": "Ana", "content": "pizza or sushi tonight?"},
-            {"role": "user", "name": "Ben", "content": "sushi obviously"}]
+    chat = [
+        {"role": "user", "name": "Ana", "content": "pizza or sushi tonight?"},
+        {"role": "user", "name": "Ben", "content": "sushi obviously"},
+    ]
     silent = client.chat.completions.create(model="mention", messages=chat)
     assert silent.choices[0].message.content == "" and silent.choices[0].finish_reason == "stop"
     assert silent.model_extra["chimein"] == {"speak": False, "p_speak": None}
-    spoken = client.chat.completions.create(model="mention", messages=chat + [{"role": "user", "content": "Ana: bot, settle it"}])
+    spoken = client.chat.completions.create(
+        model="mention", messages=chat + [{"role": "user", "content": "Ana: bot, settle it"}]
+    )
     assert spoken.choices[0].message.content and spoken.model_extra["chimein"]["speak"] is True
 
 
@@ -412,17 +505,28 @@ def test_openai_client_streaming(server: ServerProcess) -> None:
     from openai import OpenAI
 
     client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=30)
-    chunks = list(client.chat.completions.create(model="mention", stream=True, messages=[
-        {"role": "user", "name": "Ana", "content": "hey bot, tell me something"}]))
+    chunks = list(
+        client.chat.completions.create(
+            model="mention",
+            stream=True,
+            messages=[{"role": "user", "name": "Ana", "content": "hey bot, tell me something"}],
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text and chunks[-1].choices[0].finish_reason == "stop"
     assert {c.id for c in chunks} == {chunks[0].id} and chunks[-1].model_extra["chimein"]["speak"] is True
-    silent = list(client.chat.completions.create(model="mention", stream=True, messages=[
-        {"role": "user", "name": "Ana", "content": "nice weather"}]))
+    silent = list(
+        client.chat.completions.create(
+            model="mention", stream=True, messages=[{"role": "user", "name": "Ana", "content": "nice weather"}]
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in silent) == ""
     assert silent[-1].choices[0].finish_reason == "stop" and silent[-1].model_extra["chimein"]["speak"] is False
-    raw = httpx.post(server.url + "/v1/chat/completions", timeout=30, json={"stream": True, "messages": [
-        {"role": "user", "name": "Ana", "content": "quiet"}]})
+    raw = httpx.post(
+        server.url + "/v1/chat/completions",
+        timeout=30,
+        json={"stream": True, "messages": [{"role": "user", "name": "Ana", "content": "quiet"}]},
+    )
     assert raw.headers["content-type"].startswith("text/event-stream") and raw.text.endswith("data: [DONE]\n\n")
 
 

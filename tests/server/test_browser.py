@@ -62,16 +62,20 @@ def send(page, text: str) -> None:
 
 
 def wait_for_text(page, text: str) -> None:
-    page.wait_for_function("t => [...document.querySelectorAll('#messages .text')].some(e => e.textContent === t)",
-                           arg=text, timeout=WAIT_MS)
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('#messages .text')].some(e => e.textContent === t)",
+        arg=text,
+        timeout=WAIT_MS,
+    )
 
 
 def enter(page, name: str) -> None:
     page.wait_for_selector("#name", state="visible", timeout=WAIT_MS)
     page.fill("#name", name)
     page.click("#join")
-    page.wait_for_function("n => document.getElementById('status').textContent === 'connected as ' + n",
-                           arg=name, timeout=WAIT_MS)
+    page.wait_for_function(
+        "n => document.getElementById('status').textContent === 'connected as ' + n", arg=name, timeout=WAIT_MS
+    )
 
 
 def test_two_people_and_the_assistant_in_a_browser(server: ServerProcess, tmp_path: Path) -> None:
@@ -140,7 +144,9 @@ def test_a_setting_changed_in_the_room_is_shown_and_kept_across_a_restart(tmp_pa
                 enter(page, "Ana")
                 assert "mode auto" in page.text_content("#settings")
                 send(page, "!chimein mode mention-only")
-                page.wait_for_function("() => document.getElementById('settings').textContent.includes('mode mention-only')")
+                page.wait_for_function(
+                    "() => document.getElementById('settings').textContent.includes('mode mention-only')"
+                )
                 assert "last changed by Ana" in page.text_content("#settings")
                 answer = page.locator("#messages .msg.assistant .text").last.text_content()
                 assert answer.startswith("chimein: mode mention-only")

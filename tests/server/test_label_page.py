@@ -19,7 +19,9 @@ HOSTILE = '<img src=x onerror="window.pwned=1">'
 
 
 def session(tmp_path):
-    chats = [conv(("Ana", "pizza tonight?"), ("Ben", "bot, how many legs does a spider have?"), ("Cleo", HOSTILE), id="c1")]
+    chats = [
+        conv(("Ana", "pizza tonight?"), ("Ben", "bot, how many legs does a spider have?"), ("Cleo", HOSTILE), id="c1")
+    ]
     s = LabelSession.open(chats, tmp_path / "out.jsonl.progress.jsonl", {}, threshold=0.5)
     s.add_proposals([Proposal(0, 0, False, 0.05), Proposal(0, 1, True, 0.7, "Six."), Proposal(0, 2, False, 0.45)])
     return s
@@ -37,7 +39,10 @@ def test_the_api_labels_the_current_turn_and_writes_the_dataset(tmp_path):
     state = client.post("/api/label", json={"conversation": 0, "turn": 1, "action": "speak", "text": "Eight."}).json()
     assert state["turn"]["turn"] == 0 and state["written"]["labelled"] == 2
     convs, problems = read_conversations(out)
-    assert problems == [] and [m.content for m in convs[0].messages][1:3] == ["bot, how many legs does a spider have?", "Eight."]
+    assert problems == [] and [m.content for m in convs[0].messages][1:3] == [
+        "bot, how many legs does a spider have?",
+        "Eight.",
+    ]
     state = client.post("/api/undo").json()
     assert state["turn"]["turn"] == 1 and "Eight." not in out.read_text()
     bad = client.post("/api/label", json={"conversation": 0, "turn": 1, "action": "speak", "text": " "})
@@ -108,10 +113,14 @@ def test_the_keys_label_turns_in_a_browser(page_server):
             page.keyboard.press("u")  # undo it
             page.wait_for_function("() => document.getElementById('progress').textContent.startsWith('1 labelled')")
             page.keyboard.press("s")  # skip it: Ana's turn comes first now
-            page.wait_for_function("() => document.querySelector('#messages .msg.current .text').textContent === 'pizza tonight?'")
+            page.wait_for_function(
+                "() => document.querySelector('#messages .msg.current .text').textContent === 'pizza tonight?'"
+            )
             page.keyboard.press("y")
-            page.wait_for_function("() => document.querySelector('#messages .msg.current .text') && "
-                                   "document.querySelector('#messages .msg.current .text').textContent.startsWith('bot,')")
+            page.wait_for_function(
+                "() => document.querySelector('#messages .msg.current .text') && "
+                "document.querySelector('#messages .msg.current .text').textContent.startsWith('bot,')"
+            )
             page.keyboard.press("n")  # speak proposal -> silence
             page.wait_for_selector("#done", state="visible")
             assert "3 turns labelled" in page.locator("#done-summary").text_content()
@@ -119,6 +128,9 @@ def test_the_keys_label_turns_in_a_browser(page_server):
         finally:
             browser.close()
     assert {k: (l.speak, l.text) for k, l in s.labels.items()} == {
-        (0, 2): (True, "That's an image tag, nothing to worry about."), (0, 0): (False, ""), (0, 1): (False, "")}
+        (0, 2): (True, "That's an image tag, nothing to worry about."),
+        (0, 0): (False, ""),
+        (0, 1): (False, ""),
+    }
     convs, problems = read_conversations(out)
     assert problems == [] and convs[0].messages[-1].content == "That's an image tag, nothing to worry about."

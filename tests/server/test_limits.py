@@ -26,7 +26,9 @@ KEY_A, KEY_B = "a" * 32, "b" * 32
 
 
 def app_client(tmp_path: Path, **kwargs: Any) -> TestClient:
-    return TestClient(create_app(get_backend("mention"), db_path=tmp_path / "rooms.db", model_name="mention", **kwargs))
+    return TestClient(
+        create_app(get_backend("mention"), db_path=tmp_path / "rooms.db", model_name="mention", **kwargs)
+    )
 
 
 def join_frame(ws: Any, room: str, token: str, name: str, key: str | None) -> dict:
@@ -35,6 +37,7 @@ def join_frame(ws: Any, room: str, token: str, name: str, key: str | None) -> di
 
 
 # -- names ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("a, b", [("аssistant", "assistant"), ("ＡＮＡ", "ana"), ("Ana", "ana"), ("Carο", "Caro")])
 def test_look_alike_names(a: str, b: str) -> None:
@@ -54,7 +57,11 @@ def test_nobody_can_pass_for_the_assistant_or_for_someone_in_the_room(tmp_path: 
             assert frame["code"] == "bad_name" and "assistant" in frame["message"]
         with client.websocket_connect("/ws") as ana:
             assert join_frame(ana, room, token, "Ana", KEY_A)["type"] == "joined"
-            for name, key in (("Ana", KEY_B), ("ana", None), ("\u0410na", KEY_B)):  # another browser, no key, Cyrillic А
+            for name, key in (
+                ("Ana", KEY_B),
+                ("ana", None),
+                ("\u0410na", KEY_B),
+            ):  # another browser, no key, Cyrillic А
                 with client.websocket_connect("/ws") as impostor:
                     frame = join_frame(impostor, room, token, name, key)
                     assert frame["type"] == "error" and frame["code"] == "bad_name", (name, frame)
@@ -69,6 +76,7 @@ def test_nobody_can_pass_for_the_assistant_or_for_someone_in_the_room(tmp_path: 
 
 # -- the API ----------------------------------------------------------------------------------------------
 
+
 def ask(client: TestClient, body: Any, **headers: str) -> httpx.Response:
     return client.post("/v1/chat/completions", json=body, headers=headers)
 
@@ -76,13 +84,16 @@ def ask(client: TestClient, body: Any, **headers: str) -> httpx.Response:
 HELLO = {"messages": [{"role": "user", "name": "Ana", "content": "bot, hello?"}]}
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"messages": [{"role": "user", "name": 7, "content": "hi"}]}, "messages.0.name"),
-    ({"messages": [{"role": "user", "name": "x" * 200, "content": "hi"}]}, "messages.0.name"),
-    ({**HELLO, "stream": "yes"}, "stream"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
-    ({"messages": "hi"}, "messages"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"messages": [{"role": "user", "name": 7, "content": "hi"}]}, "messages.0.name"),
+        ({"messages": [{"role": "user", "name": "x" * 200, "content": "hi"}]}, "messages.0.name"),
+        ({**HELLO, "stream": "yes"}, "stream"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+        ({"messages": "hi"}, "messages"),
+    ],
+)
 def test_wrong_types_are_a_400_naming_the_field(tmp_path: Path, body: Any, field: str) -> None:
     with app_client(tmp_path) as client:
         r = ask(client, body)
@@ -135,7 +146,9 @@ def retry_after(response: httpx.Response) -> int:
 
 def test_every_429_says_when_to_retry_in_its_header_and_body(tmp_path: Path) -> None:
     # 10 requests a minute: one every 6 s (the old body rounded 0.4 s down to "retry in 0 s" against a header of 1)
-    with app_client(tmp_path, limits=Limits(api_burst=1, api_per_minute=10, rooms_burst=1, rooms_per_second=0.01)) as client:
+    with app_client(
+        tmp_path, limits=Limits(api_burst=1, api_per_minute=10, rooms_burst=1, rooms_per_second=0.01)
+    ) as client:
         assert ask(client, HELLO).status_code == 200
         assert retry_after(ask(client, HELLO)) in (6, 7)
         assert client.post("/api/rooms").status_code == 201
@@ -146,6 +159,7 @@ def test_every_429_says_when_to_retry_in_its_header_and_body(tmp_path: Path) -> 
 
 
 # -- the model thread -------------------------------------------------------------------------------------
+
 
 class CostlyBackend:
     """Each decision costs time in proportion to the messages it is given (like reading a prompt)."""

@@ -52,8 +52,11 @@ class Client:
             try:
                 self.ws = await connect(self.url, open_timeout=5, close_timeout=1)
                 since = max(self.seen, default=0)  # one connection delivers in order: seen is a prefix
-                await self.ws.send(json.dumps({"type": "join", "room": self.room, "token": self.token,
-                                               "name": self.name, "since": since}))
+                await self.ws.send(
+                    json.dumps(
+                        {"type": "join", "room": self.room, "token": self.token, "name": self.name, "since": since}
+                    )
+                )
                 joined = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
                 assert joined["type"] == "joined", joined
                 for m in joined["history"]:
@@ -109,16 +112,22 @@ async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 async def room_messages(http: httpx.AsyncClient, room: dict[str, str]) -> list[dict[str, Any]]:
-    r = await http.get(f"/api/rooms/{room['room']}/messages", params={"limit": 5000},
-                       headers={"authorization": f"Bearer {room['token']}"})
+    r = await http.get(
+        f"/api/rooms/{room['room']}/messages",
+        params={"limit": 5000},
+        headers={"authorization": f"Bearer {room['token']}"},
+    )
     return r.json()["messages"]
 
 
 async def scenario(server: ServerProcess) -> tuple[list[Client], list[dict[str, str]], dict[str, float]]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         rooms = [(await http.post("/api/rooms")).json() for _ in range(ROOMS)]
-    clients = [Client(server.ws_url, r["room"], r["token"], f"P{j}", f"r{i}p{j}")
-               for i, r in enumerate(rooms) for j in range(PEOPLE)]
+    clients = [
+        Client(server.ws_url, r["room"], r["token"], f"P{j}", f"r{i}p{j}")
+        for i, r in enumerate(rooms)
+        for j in range(PEOPLE)
+    ]
     await asyncio.gather(*(c.connect() for c in clients))
     timings: dict[str, float] = {}
 
@@ -133,8 +142,10 @@ async def scenario(server: ServerProcess) -> tuple[list[Client], list[dict[str, 
     in_flight = {cid for c in clients for cid, _ in c.sent[BEFORE:]}
     timings["acked"] = len(in_flight & {cid for c in clients for cid in c.acked})
     with sqlite3.connect(server.db) as conn:
-        timings["stored"] = sum(conn.execute("SELECT 1 FROM messages WHERE client_id = ?", (cid,)).fetchone() is not None
-                                for cid in in_flight)
+        timings["stored"] = sum(
+            conn.execute("SELECT 1 FROM messages WHERE client_id = ?", (cid,)).fetchone() is not None
+            for cid in in_flight
+        )
     start = time.monotonic()
     await asyncio.to_thread(server.start)
     await asyncio.gather(*(c.connect() for c in clients))
@@ -164,19 +175,23 @@ def check_db(db: Path, clients: list[Client], rooms: list[dict[str, str]]) -> in
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         total = 0
         for i, room in enumerate(rooms):
-            rows = conn.execute("SELECT id, seq, name, role, content, client_id, reply_to FROM messages "
-                                "WHERE room = ? ORDER BY seq", (room["room"],)).fetchall()
+            rows = conn.execute(
+                "SELECT id, seq, name, role, content, client_id, reply_to FROM messages WHERE room = ? ORDER BY seq",
+                (room["room"],),
+            ).fetchall()
             assert [r[1] for r in rows] == list(range(1, len(rows) + 1))  # no gaps, no duplicates
             users = [r for r in rows if r[3] == "user"]
             assert len(users) == PEOPLE * PER_PERSON
-            members = clients[i * PEOPLE:(i + 1) * PEOPLE]
+            members = clients[i * PEOPLE : (i + 1) * PEOPLE]
             for c in members:  # each message exactly once, in the order its sender sent it
                 assert [(r[5], r[4]) for r in users if r[2] == c.name] == c.sent
             bot_ids = {r[0] for r in users if "bot" in r[4]}
             replied = [r[6] for r in rows if r[3] == "assistant"]
             assert sorted(replied) == sorted(bot_ids)  # every "bot" message answered exactly once
-            decided = conn.execute("SELECT COUNT(*) FROM decisions d JOIN messages m ON m.id = d.message_id "
-                                   "WHERE m.room = ?", (room["room"],)).fetchone()[0]
+            decided = conn.execute(
+                "SELECT COUNT(*) FROM decisions d JOIN messages m ON m.id = d.message_id WHERE m.room = ?",
+                (room["room"],),
+            ).fetchone()[0]
             assert decided == len(users)
             for c in members:  # every client saw every message of its room
                 assert {s: (m["name"], m["content"]) for s, m in c.seen.items()} == {r[1]: (r[2], r[4]) for r in rows}
@@ -195,10 +210,16 @@ def test_fifty_clients_ten_rooms_and_a_crash(tmp_path: Path, capsys: pytest.Capt
     total = check_db(tmp_path / "rooms.db", clients, rooms)
     n1, n2 = len(clients) * BEFORE, len(clients) * AFTER
     with capsys.disabled():
-        print(f"\nload: {len(clients)} clients in {ROOMS} rooms, {len(clients) * PER_PERSON} user messages, {total} stored "
-              f"with the replies; each message fanned out to {PEOPLE} clients")
-        print(f"load: before the crash {n1} messages in {timings['phase1']:.2f} s = {n1 / timings['phase1']:.0f} msg/s "
-              f"({n1 * PEOPLE / timings['phase1']:.0f} deliveries/s); after it {n2} in {timings['phase2']:.2f} s = "
-              f"{n2 / timings['phase2']:.0f} msg/s; restart + all clients back: {timings['restart']:.2f} s")
-        print(f"load: at the crash {len(clients) * DURING} messages were in flight: {timings['stored']:.0f} stored, "
-              f"{timings['acked']:.0f} of those acknowledged; the rest were resent after the restart")
+        print(
+            f"\nload: {len(clients)} clients in {ROOMS} rooms, {len(clients) * PER_PERSON} user messages, {total} stored "
+            f"with the replies; each message fanned out to {PEOPLE} clients"
+        )
+        print(
+            f"load: before the crash {n1} messages in {timings['phase1']:.2f} s = {n1 / timings['phase1']:.0f} msg/s "
+            f"({n1 * PEOPLE / timings['phase1']:.0f} deliveries/s); after it {n2} in {timings['phase2']:.2f} s = "
+            f"{n2 / timings['phase2']:.0f} msg/s; restart + all clients back: {timings['restart']:.2f} s"
+        )
+        print(
+            f"load: at the crash {len(clients) * DURING} messages were in flight: {timings['stored']:.0f} stored, "
+            f"{timings['acked']:.0f} of those acknowledged; the rest were resent after the restart"
+        )

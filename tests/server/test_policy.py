@@ -43,11 +43,18 @@ def test_commands_are_answered_by_the_room_stored_and_never_reach_the_model(tmp_
             say(ben, "!chimein dance")  # an unknown command: answered, and the connection stays
             assert "unknown command 'dance'" in assistant_message(ben)["content"]
             say(ben, "anything with bot in it")  # p = 0.9 but not addressed: mention-only holds it back
-            wait_until(lambda: rows(db, "SELECT note FROM decisions d JOIN messages m ON m.id = d.message_id "
-                                        "WHERE m.content = 'anything with bot in it'"))
+            wait_until(
+                lambda: rows(
+                    db,
+                    "SELECT note FROM decisions d JOIN messages m ON m.id = d.message_id "
+                    "WHERE m.content = 'anything with bot in it'",
+                )
+            )
             say(ben, "!chimein status")
             status = assistant_message(ben)["content"]
-            assert "mode mention-only" in status and "last decision: silent on Ben's message: mode mention-only" in status
+            assert (
+                "mode mention-only" in status and "last decision: silent on Ben's message: mode mention-only" in status
+            )
     assert not any("chimein" in " ".join(contents) for contents, _, _ in backend.calls)  # never shown to the model
     with make_client(db, backend, model_name="scripted") as client:  # kept across a restart
         with client.websocket_connect("/ws") as ws:

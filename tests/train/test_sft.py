@@ -18,9 +18,15 @@ def test_seed_7b_presets_build_the_seed_recipe(preset, tmp_path):
     assert lora.layers_to_transform is None
     args = sft_config(cfg, has_eval=False)
     assert args.learning_rate == 2e-4 and args.lr_scheduler_type == "constant"
-    assert args.max_grad_norm == 0.3 and args.per_device_train_batch_size == 4 and args.gradient_accumulation_steps == 2
+    assert (
+        args.max_grad_norm == 0.3 and args.per_device_train_batch_size == 4 and args.gradient_accumulation_steps == 2
+    )
     assert args.gradient_checkpointing and args.max_length == 1024 and args.warmup_steps == 0.03
-    assert cfg.load_in_4bit and cfg.template == {"llama-2-7b-chat": "llama-2", "zephyr-7b-beta": "zephyr", "openchat-3.5-0106": "openchat"}[preset]
+    assert (
+        cfg.load_in_4bit
+        and cfg.template
+        == {"llama-2-7b-chat": "llama-2", "zephyr-7b-beta": "zephyr", "openchat-3.5-0106": "openchat"}[preset]
+    )
 
 
 def test_four_bit_is_refused_clearly_without_cuda():
@@ -52,7 +58,9 @@ def test_packed_sequences_do_not_attend_across_conversations(tiny_model, smollm2
     collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
     batch = collator([{"input_ids": e.input_ids, "labels": e.labels, "seq_lengths": [len(e.input_ids)]} for e in encs])
     with torch.no_grad():
-        packed = tiny_model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        packed = tiny_model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[
+            0
+        ]
         second = tiny_model(input_ids=torch.tensor([encs[1].input_ids])).logits[0]
     n0 = len(encs[0].input_ids)
     assert torch.allclose(packed[n0:], second, atol=1e-4)
@@ -64,19 +72,44 @@ def test_short_real_training_lowers_the_loss_on_assistant_tokens_only(tmp_path):
     from chimein.train.sft import run
 
     data = REPO / "data" / "train.jsonl"
-    cfg = build_config("smollm2-135m", overrides={"output_dir": str(tmp_path / "run"), "train_file": str(data),
-                       "valid_file": None, "limit": 2, "max_steps": 6},
-                       # every step sees the same two conversations, so the loss is comparable from step to step
-                       sets=["gradient_accumulation_steps=2", "learning_rate=1e-3", "logging_steps=1", "save_steps=1000",
-                             "lora_top_layers=4", "warmup_ratio=0.0", "lr_scheduler_type=constant"])
+    cfg = build_config(
+        "smollm2-135m",
+        overrides={
+            "output_dir": str(tmp_path / "run"),
+            "train_file": str(data),
+            "valid_file": None,
+            "limit": 2,
+            "max_steps": 6,
+        },
+        # every step sees the same two conversations, so the loss is comparable from step to step
+        sets=[
+            "gradient_accumulation_steps=2",
+            "learning_rate=1e-3",
+            "logging_steps=1",
+            "save_steps=1000",
+            "lora_top_layers=4",
+            "warmup_ratio=0.0",
+            "lr_scheduler_type=constant",
+        ],
+    )
     result = run(cfg, progress=False)
     log = [json.loads(l) for l in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == 6
     assert losses[-1] < losses[0]  # the same two conversations every step: the loss on them must fall
-    for f in ("adapter_config.json", "adapter_model.safetensors", "config.yaml", "chimein.json", "report.md", "tokenizer.json"):
+    for f in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "config.yaml",
+        "chimein.json",
+        "report.md",
+        "tokenizer.json",
+    ):
         assert (tmp_path / "run" / f).exists(), f
-    assert json.loads((tmp_path / "run" / "adapter_config.json").read_text())["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (
+        json.loads((tmp_path / "run" / "adapter_config.json").read_text())["base_model_name_or_path"]
+        == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
     # Only assistant tokens carried loss: the labels the trainer saw are -100 everywhere else.
     from chimein.models import load_tokenizer, resolve_model
 

@@ -18,13 +18,15 @@ def test_decision_positions_are_the_marker_tokens_of_every_assistant_turn(smollm
         mask = decision_positions(torch.tensor([enc.labels]), len(split.shared) + 1)[0]
         picked = [t for t, m in zip(enc.input_ids, mask.tolist()) if m]
         k = len(split.shared) + 1
-        per_turn = [picked[i:i + k] for i in range(0, len(picked), k)]
+        per_turn = [picked[i : i + k] for i in range(0, len(picked), k)]
         gold = [gold is not None for _, gold in conv.decisions()]
         assert len(per_turn) == conv.user_turns == len(gold)
         assert per_turn == [split.shared + [split.response if speak else split.silence] for speak in gold]
 
 
-def test_decision_weight_multiplies_exactly_the_decision_token_loss(tiny_model, smollm2_tokenizer, sample_conversations, tmp_path):
+def test_decision_weight_multiplies_exactly_the_decision_token_loss(
+    tiny_model, smollm2_tokenizer, sample_conversations, tmp_path
+):
     """Weight 1 is trl's own loss; weight w adds (w - 1) x the decision tokens' loss, same normalisation."""
     import copy
 
@@ -39,8 +41,13 @@ def test_decision_weight_multiplies_exactly_the_decision_token_loss(tiny_model, 
     ds = Dataset.from_list(unpacked([fmt.encode_conversation(c) for c in sample_conversations]))
     cfg = build_config(None, overrides={"output_dir": str(tmp_path)}, sets=["save_steps=1000"])
     model = copy.deepcopy(tiny_model)  # the trainer patches the model's forward
-    trainer = DecisionWeightedSFTTrainer(model=model, args=sft_config(cfg, has_eval=False), train_dataset=ds,
-                                         processing_class=smollm2_tokenizer, decision_tokens=k)
+    trainer = DecisionWeightedSFTTrainer(
+        model=model,
+        args=sft_config(cfg, has_eval=False),
+        train_dataset=ds,
+        processing_class=smollm2_tokenizer,
+        decision_tokens=k,
+    )
     batch = trainer.data_collator([ds[0]])
     labels = batch["labels"]
     with torch.no_grad():

@@ -9,6 +9,7 @@ commit is pinned below and the seeds are fixed, so the output is reproducible. N
 This is the only script that writes gitter_livechat.jsonl (the other real sources: ``irc_and_meetings.py``).
 How the windows are cut: gitter.md beside this file.
 """
+
 import argparse
 import collections
 import hashlib
@@ -30,7 +31,8 @@ MAX_CHARS = 600
 
 def git_show(mirrors, path):
     return subprocess.check_output(
-        ["git", "--git-dir", str(mirrors / LIVECHAT_REPO / "repo"), "show", f"{LIVECHAT_COMMIT}:{path}"])
+        ["git", "--git-dir", str(mirrors / LIVECHAT_REPO / "repo"), "show", f"{LIVECHAT_COMMIT}:{path}"]
+    )
 
 
 # ---------------------------------------------------------------- cleaning
@@ -52,19 +54,21 @@ def scrub(text):
 def cut_len(text):
     text = text.strip()
     if len(text) > MAX_CHARS:
-        text = text[:MAX_CHARS - 1].rstrip() + "…"
+        text = text[: MAX_CHARS - 1].rstrip() + "…"
     return text
 
 
 # Lines that address a bot/assistant (window is excluded if any line matches).
 BOT_ADDRESS_RES = [
-    re.compile(r"^\s*@?[\w.-]*bot\b\s*[:,]", re.I),          # "bot: ...", "@xbot, ..."
-    re.compile(r"@[\w.-]*bot\b", re.I),                      # "@somebot"
+    re.compile(r"^\s*@?[\w.-]*bot\b\s*[:,]", re.I),  # "bot: ...", "@xbot, ..."
+    re.compile(r"@[\w.-]*bot\b", re.I),  # "@somebot"
     re.compile(r"\b(hey|hi|hello|ok|okay|yo)\s*,?\s+bot\b", re.I),
     re.compile(r"^\s*(hey\s+|ok\s+|okay\s+)?assistant\s*[,:!]", re.I),
     re.compile(r"\bchime\s*-?\s*in\b.*\b(bot|assistant)\b|\bchimein\b", re.I),
-    re.compile(r"\b(are|r) (you|u) (a |an )?(bot|robot|ai|human)\b|\bI(?:'m| am) a bot\b", re.I),  # bot-or-not exchanges
-    re.compile(r"^\s*!\w+"),                                 # "!cmd" channel-bot commands
+    re.compile(
+        r"\b(are|r) (you|u) (a |an )?(bot|robot|ai|human)\b|\bI(?:'m| am) a bot\b", re.I
+    ),  # bot-or-not exchanges
+    re.compile(r"^\s*!\w+"),  # "!cmd" channel-bot commands
     re.compile(r"^\s*(hey\s+|ok\s+|okay\s+)?(alexa|siri|cortana|google|chatgpt|gpt|claude|copilot)\s*[,:]", re.I),
 ]
 
@@ -79,9 +83,9 @@ def cut_windows(seg, rng):
     out, i, n = [], 0, len(seg)
     while n - i >= MIN_MSGS:
         k = rng.randint(TARGET_LO, TARGET_HI)
-        if n - i - k < MIN_MSGS:          # don't leave a stub: take the rest if it fits
+        if n - i - k < MIN_MSGS:  # don't leave a stub: take the rest if it fits
             k = min(n - i, MAX_MSGS) if n - i <= MAX_MSGS else k
-        out.append((i, seg[i:i + k]))
+        out.append((i, seg[i : i + k]))
         i += k
     return out
 
@@ -92,7 +96,7 @@ def good_window(msgs, min_speakers=2):
         return False
     if spk.most_common(1)[0][1] > 0.8 * len(msgs):
         return False
-    if sum(1 for c in spk.values() if c >= 2) < 2:   # at least two people really talking
+    if sum(1 for c in spk.values() if c >= 2) < 2:  # at least two people really talking
         return False
     if any(addresses_bot(m["content"]) for m in msgs):
         return False
@@ -129,8 +133,7 @@ def select(cands, cap, rng):
         return cands
     order = list(range(len(cands)))
     rng.shuffle(order)
-    order.sort(key=lambda j: (-min(3, len({m["name"] for m in cands[j]["msgs"]})),
-                              len(cands[j]["msgs"]) < TARGET_LO))
+    order.sort(key=lambda j: (-min(3, len({m["name"] for m in cands[j]["msgs"]})), len(cands[j]["msgs"]) < TARGET_LO))
     keep = sorted(order[:cap])
     return [cands[j] for j in keep]
 
@@ -156,7 +159,7 @@ def gitter_clean(text):
     text = text.replace("[<-CODE->]", "[code]").replace("[<-LINK->]", "[link]")
     text = re.sub(r"\[<-(\w+)->\]", lambda m: "[" + m.group(1).lower() + "]", text)
     text = text.replace("\ufffd", "")
-    text = text.replace("\\'", "'").replace('\\"', '"')   # the export escaped quotes
+    text = text.replace("\\'", "'").replace('\\"', '"')  # the export escaped quotes
     text = re.sub(r"[ \t]+", " ", text)
     text = re.sub(r"\n\s*\n+", "\n", text)
     return cut_len(scrub(text))
@@ -196,18 +199,22 @@ def gitter_source(mirrors):
         for seg in segs:
             for _, w in cut_windows(seg, rng):
                 if good_window(w):
-                    cands.append({
-                        "msgs": w,
-                        "cut": f"Gitter room {room} ({path}), {w[0]['ts']} to {w[-1]['ts']} UTC, "
-                               f"raw lines {w[0]['line']}-{w[-1]['line']}, {len(w)} consecutive messages "
-                               f"(segment = no gap > 30 min, bot/bridge lines removed)",
-                        "stream": room,
-                    })
+                    cands.append(
+                        {
+                            "msgs": w,
+                            "cut": f"Gitter room {room} ({path}), {w[0]['ts']} to {w[-1]['ts']} UTC, "
+                            f"raw lines {w[0]['line']}-{w[-1]['line']}, {len(w)} consecutive messages "
+                            f"(segment = no gap > 30 min, bot/bridge lines removed)",
+                            "stream": room,
+                        }
+                    )
         dd = Deduper()
         cands = [c for c in cands if dd.keep(c["msgs"])]
         sel = select(cands, CAP_PER_ROOM, rng)
-        print(f"  gitter {room}: {len(msgs)} msgs, {len(segs)} segments, {len(cands)} candidates, {len(sel)} kept",
-              file=sys.stderr)
+        print(
+            f"  gitter {room}: {len(msgs)} msgs, {len(segs)} segments, {len(cands)} candidates, {len(sel)} kept",
+            file=sys.stderr,
+        )
         windows.extend(sel)
     return windows
 
@@ -242,7 +249,9 @@ def main():
     parser.add_argument("--out", type=Path, default=OUT, help="where gitter_livechat.jsonl goes (default: data/real)")
     args = parser.parse_args()
     repo = args.mirrors / LIVECHAT_REPO / "repo"
-    if subprocess.run(["git", "--git-dir", str(repo), "cat-file", "-e", LIVECHAT_COMMIT + "^{commit}"], capture_output=True).returncode:
+    if subprocess.run(
+        ["git", "--git-dir", str(repo), "cat-file", "-e", LIVECHAT_COMMIT + "^{commit}"], capture_output=True
+    ).returncode:
         sys.exit(f"error: {repo} has no commit {LIVECHAT_COMMIT} (a bare mirror of github.com/LiveChat2021/LiveChat)")
     write(args.out, gitter_source(args.mirrors))
 

@@ -36,19 +36,29 @@ ICSI_LICENCE = "CC-BY-4.0 (ICSI Meeting Corpus; transcripts as redistributed in 
 BOT_NICK = re.compile(r"(bot|-wm|wikibugs|serv|jenkins|travis|github|gitter)\d*$", re.IGNORECASE)
 IRC_LINE = re.compile(r"^(?:\S+ \S+ )?\[[\d:]+\] <([^>]+)>\s?(.*)$")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-NAMES = ("Amara Ben Chiara Dmitri Elif Farid Greta Hiro Ines Jonas Kavya Lars Mei Nadia Omar Priya Quinn Rosa "
-         "Sven Tomás Uma Viktor Wen Ximena Yusuf Zofia Aiko Bruno Carmen Dev Esther Felix Gabriela Hamid Ilse "
-         "Joao Kofi Leila Mateo Noor").split()
+NAMES = (
+    "Amara Ben Chiara Dmitri Elif Farid Greta Hiro Ines Jonas Kavya Lars Mei Nadia Omar Priya Quinn Rosa "
+    "Sven Tomás Uma Viktor Wen Ximena Yusuf Zofia Aiko Bruno Carmen Dev Esther Felix Gabriela Hamid Ilse "
+    "Joao Kofi Leila Mateo Noor"
+).split()
 
 
 def git_show(mirrors: Path, repo: str, commit: str, path: str) -> str:
-    return subprocess.run(["git", f"--git-dir={mirrors / repo / 'repo'}", "show", f"{commit}:{path}"],
-                          check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", f"--git-dir={mirrors / repo / 'repo'}", "show", f"{commit}:{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def git_ls(mirrors: Path, repo: str, commit: str, folder: str) -> list[str]:
-    out = subprocess.run(["git", f"--git-dir={mirrors / repo / 'repo'}", "ls-tree", "--name-only", commit, folder + "/"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["git", f"--git-dir={mirrors / repo / 'repo'}", "ls-tree", "--name-only", commit, folder + "/"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return sorted(out.split())
 
 
@@ -59,15 +69,20 @@ def clean(text: str) -> str:
     return text[:600]
 
 
-def windows(lines: list[tuple[str, str]], rng: random.Random, per_log: int, lo: int = 8, hi: int = 18) -> list[tuple[int, list]]:
+def windows(
+    lines: list[tuple[str, str]], rng: random.Random, per_log: int, lo: int = 8, hi: int = 18
+) -> list[tuple[int, list]]:
     """Up to ``per_log`` non-overlapping windows of lo-hi messages, spread over the log."""
     out, start = [], 0
     stride = max(hi, len(lines) // max(per_log, 1))
     while start + lo <= len(lines) and len(out) < per_log:
         size = rng.randint(lo, hi)
-        chunk = lines[start:start + size]
-        if len(chunk) >= lo and len({n for n, _ in chunk}) >= 2 and not any(
-                addresses_assistant(t) or t.startswith("!") for _, t in chunk):
+        chunk = lines[start : start + size]
+        if (
+            len(chunk) >= lo
+            and len({n for n, _ in chunk}) >= 2
+            and not any(addresses_assistant(t) or t.startswith("!") for _, t in chunk)
+        ):
             out.append((start, chunk))
         start += max(stride, size)
     return out
@@ -109,29 +124,64 @@ def write(out: Path, corpus: str, rows: list[dict]) -> None:
 def main(mirrors: Path, out: Path = OUT) -> None:
     for repo, commit in ((IRC_REPO, IRC_COMMIT), (QMSUM_REPO, QMSUM_COMMIT)):
         git_dir = mirrors / repo / "repo"
-        if subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode:
+        if subprocess.run(
+            ["git", f"--git-dir={git_dir}", "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True
+        ).returncode:
             sys.exit(f"error: {git_dir} has no commit {commit} (a bare mirror of github.com/{repo.replace('+', '/')})")
     rng = random.Random(11)
-    irc = {"irc-rust": ["data/new-domains/rust.0.ascii.txt", "data/new-domains/rust.1.ascii.txt", "data/new-domains/rust.2.ascii.txt"],
-           "irc-stripe": ["data/new-domains/stripe.0.ascii.txt", "data/new-domains/stripe.1.ascii.txt", "data/new-domains/stripe.2.ascii.txt"],
-           "irc-mediawiki": ["data/new-domains/mediawiki.0.ascii.txt", "data/new-domains/mediawiki.1.ascii.txt", "data/new-domains/mediawiki.2.ascii.txt"],
-           "irc-linux": ["data/channel-two/channel-two.all.ascii.txt"]}
+    irc = {
+        "irc-rust": [
+            "data/new-domains/rust.0.ascii.txt",
+            "data/new-domains/rust.1.ascii.txt",
+            "data/new-domains/rust.2.ascii.txt",
+        ],
+        "irc-stripe": [
+            "data/new-domains/stripe.0.ascii.txt",
+            "data/new-domains/stripe.1.ascii.txt",
+            "data/new-domains/stripe.2.ascii.txt",
+        ],
+        "irc-mediawiki": [
+            "data/new-domains/mediawiki.0.ascii.txt",
+            "data/new-domains/mediawiki.1.ascii.txt",
+            "data/new-domains/mediawiki.2.ascii.txt",
+        ],
+        "irc-linux": ["data/channel-two/channel-two.all.ascii.txt"],
+    }
     for corpus, paths in irc.items():
         rows = []
         for path in paths:
             log = irc_log(mirrors, path)
             for start, chunk in windows(log, rng, per_log=10_000, lo=10, hi=18):
-                rows.append({"corpus": corpus, "licence": IRC_LICENCE, "platform": "irc", "language": "en",
-                             "category": "real_chat", "cut": f"{path} (after cleaning) messages {start}-{start + len(chunk)}",
-                             "messages": [{"role": "user", "name": n, "content": t} for n, t in chunk]})
+                rows.append(
+                    {
+                        "corpus": corpus,
+                        "licence": IRC_LICENCE,
+                        "platform": "irc",
+                        "language": "en",
+                        "category": "real_chat",
+                        "cut": f"{path} (after cleaning) messages {start}-{start + len(chunk)}",
+                        "messages": [{"role": "user", "name": n, "content": t} for n, t in chunk],
+                    }
+                )
         write(out, corpus, rows)
-    for corpus, folder, licence, per_meeting in (("ami", "data/Product/all", AMI_LICENCE, 7), ("icsi", "data/Academic/all", ICSI_LICENCE, 10)):
+    for corpus, folder, licence, per_meeting in (
+        ("ami", "data/Product/all", AMI_LICENCE, 7),
+        ("icsi", "data/Academic/all", ICSI_LICENCE, 10),
+    ):
         rows = []
         for path in git_ls(mirrors, QMSUM_REPO, QMSUM_COMMIT, folder):
             for start, chunk in windows(meeting(mirrors, path, rng), rng, per_log=per_meeting):
-                rows.append({"corpus": corpus, "licence": licence, "platform": "meeting", "language": "en",
-                             "category": "real_chat", "cut": f"{path} turns {start}-{start + len(chunk)}, speakers renamed",
-                             "messages": [{"role": "user", "name": n, "content": t} for n, t in chunk]})
+                rows.append(
+                    {
+                        "corpus": corpus,
+                        "licence": licence,
+                        "platform": "meeting",
+                        "language": "en",
+                        "category": "real_chat",
+                        "cut": f"{path} turns {start}-{start + len(chunk)}, speakers renamed",
+                        "messages": [{"role": "user", "name": n, "content": t} for n, t in chunk],
+                    }
+                )
         write(out, corpus, rows)
 
 

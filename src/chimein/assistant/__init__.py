@@ -19,8 +19,18 @@ from typing import Any, Callable
 
 from chimein.assistant.core import Assistant, Backend, Decision, parse_reply
 
-__all__ = ["Assistant", "Backend", "Decision", "parse_reply", "get_backend", "check_backend", "load_assistant", "BACKENDS",
-           "RUNTIME_DEFAULT", "RUNTIME_MODEL_HELP"]
+__all__ = [
+    "Assistant",
+    "Backend",
+    "Decision",
+    "parse_reply",
+    "get_backend",
+    "check_backend",
+    "load_assistant",
+    "BACKENDS",
+    "RUNTIME_DEFAULT",
+    "RUNTIME_MODEL_HELP",
+]
 
 RUNTIME_DEFAULT = "llamacpp:default"
 BASELINE_MODEL = "smollm2-135m-instruct"  # the seed's prompted baseline runs on the untuned instruct model
@@ -99,24 +109,44 @@ def _served(name: str, options: dict[str, Any]) -> Backend:
     if not opts.get("base_url"):
         raise ValueError(f"served:{name}: a model on a serving engine needs --base-url")
     if opts.pop("style", None) not in (None, "finetuned"):
-        raise ValueError(f"served:{name}: --style: the served model is chimein's fine-tuned format; "
-                         f"for the prompted baseline use openai:{name}")
+        raise ValueError(
+            f"served:{name}: --style: the served model is chimein's fine-tuned format; "
+            f"for the prompted baseline use openai:{name}"
+        )
     return served.load(name, **opts)
 
 
 # Exact names, and prefixes ending in ":". The order is the order of the --model help.
 BACKENDS: dict[str, BackendEntry] = {
-    "llamacpp:": BackendEntry("llamacpp:NAME", "NAME on llama.cpp (GGUF); llamacpp:default is the shipped assistant, the lightest", _llamacpp),
-    "hf:": BackendEntry("[hf:]NAME", "NAME with transformers: default (the shipped adapter), a registry name, a local dir or adapter dir", _hf),
+    "llamacpp:": BackendEntry(
+        "llamacpp:NAME", "NAME on llama.cpp (GGUF); llamacpp:default is the shipped assistant, the lightest", _llamacpp
+    ),
+    "hf:": BackendEntry(
+        "[hf:]NAME",
+        "NAME with transformers: default (the shipped adapter), a registry name, a local dir or adapter dir",
+        _hf,
+    ),
     "silent": BackendEntry("silent", "never speaks (baseline)", _silent, needs_model=False),
-    "mention": BackendEntry("mention", "speaks iff the message names the assistant (baseline)", _mention, needs_model=False),
-    "baseline": BackendEntry("baseline", f"{BASELINE_MODEL} prompted with the seed's short prompt, on llama.cpp (hf:baseline: transformers)",
-                             lambda name, options: _llamacpp("baseline", options)),
-    "baseline-reminder": BackendEntry("baseline-reminder", "the same with 'addressed as assistant' + a reminder per message",
-                                      lambda name, options: _llamacpp("baseline-reminder", options)),
+    "mention": BackendEntry(
+        "mention", "speaks iff the message names the assistant (baseline)", _mention, needs_model=False
+    ),
+    "baseline": BackendEntry(
+        "baseline",
+        f"{BASELINE_MODEL} prompted with the seed's short prompt, on llama.cpp (hf:baseline: transformers)",
+        lambda name, options: _llamacpp("baseline", options),
+    ),
+    "baseline-reminder": BackendEntry(
+        "baseline-reminder",
+        "the same with 'addressed as assistant' + a reminder per message",
+        lambda name, options: _llamacpp("baseline-reminder", options),
+    ),
     "openai:": BackendEntry("openai:MODEL", "an OpenAI-compatible endpoint, with --base-url", _openai, remote=True),
-    "served:": BackendEntry("served:NAME", "NAME (default, an adapter dir) on a llama.cpp or vLLM server at --base-url, "
-                            "p_speak from its logprobs", _served, remote=True),
+    "served:": BackendEntry(
+        "served:NAME",
+        "NAME (default, an adapter dir) on a llama.cpp or vLLM server at --base-url, p_speak from its logprobs",
+        _served,
+        remote=True,
+    ),
 }
 
 RUNTIME_MODEL_HELP = "; ".join(f"{e.usage}: {e.help}" for e in BACKENDS.values())
@@ -159,5 +189,7 @@ def check_backend(spec: str, **options: Any) -> None:
         resolve_model(name)
 
 
-def load_assistant(name: str = RUNTIME_DEFAULT, *, replier: Any = None, threshold: float | None = None, **kwargs: Any) -> Assistant:
+def load_assistant(
+    name: str = RUNTIME_DEFAULT, *, replier: Any = None, threshold: float | None = None, **kwargs: Any
+) -> Assistant:
     return Assistant(get_backend(name, **kwargs), replier=replier, threshold=threshold)

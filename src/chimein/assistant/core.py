@@ -40,7 +40,11 @@ class Decision:
     reason: str = ""  # why it spoke or stayed silent, set by a room's policy (assistant/policy.py)
 
     def to_json(self) -> dict[str, Any]:
-        return {"speak": self.speak, "text": self.text, "p_speak": None if self.p_speak is None else round(self.p_speak, 4)}
+        return {
+            "speak": self.speak,
+            "text": self.text,
+            "p_speak": None if self.p_speak is None else round(self.p_speak, 4),
+        }
 
 
 # What may name a speaker before a colon: a known name (one to three words), or one capitalised word with no
@@ -49,14 +53,43 @@ _SPEAKER_WORDS = r"[ \t]*([^\W\d][\w'.-]*(?: [^\W\d][\w'.-]*){0,2})[ \t]*:"
 _PREFIX = re.compile("^" + _SPEAKER_WORDS + r"[ \t]*")
 _LATER_TURN = re.compile(r"\n" + _SPEAKER_WORDS + r"[ \t]")
 # Marker words a reply may open with (any case and spacing): the fine-tuned markers and what models write instead.
-_MARKER = re.compile(r"^[\"'`*\s]*(?:[(\[]\s*(silence|response)\s*[)\]]\s*:?|(silence|response)\s*(?::|[.!]*\s*$))", re.IGNORECASE)
+_MARKER = re.compile(
+    r"^[\"'`*\s]*(?:[(\[]\s*(silence|response)\s*[)\]]\s*:?|(silence|response)\s*(?::|[.!]*\s*$))", re.IGNORECASE
+)
 # Label words that open ordinary replies ("Note: ..."): not speaker names.
 # A marker or chat-template token *inside* a reply ("the phrase is: (silence) 10 min."): the model fell back into the
 # format; the reply ends there.
-_INNER_MARKER = re.compile(r"[(\[]\s*(?:silence|response)\s*[)\]]|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system|endoftext)\|>|"
-                           r"\[/?INST\]|</s>|<(?:start|end)_of_turn>", re.IGNORECASE)
-_LABELS = {"note", "answer", "tip", "hint", "warning", "fyi", "ps", "edit", "update", "correction", "fact", "summary",
-           "short answer", "example", "source", "sources", "result", "output", "error", "step", "yes", "no", "ok", "also"}
+_INNER_MARKER = re.compile(
+    r"[(\[]\s*(?:silence|response)\s*[)\]]|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system|endoftext)\|>|"
+    r"\[/?INST\]|</s>|<(?:start|end)_of_turn>",
+    re.IGNORECASE,
+)
+_LABELS = {
+    "note",
+    "answer",
+    "tip",
+    "hint",
+    "warning",
+    "fyi",
+    "ps",
+    "edit",
+    "update",
+    "correction",
+    "fact",
+    "summary",
+    "short answer",
+    "example",
+    "source",
+    "sources",
+    "result",
+    "output",
+    "error",
+    "step",
+    "yes",
+    "no",
+    "ok",
+    "also",
+}
 ASSISTANT_NAMES = {"assistant", "bot", "ai", "chimein"}
 
 
@@ -100,10 +133,10 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = (), speakers: Iterable[
     if opening and (opening.group(1) or opening.group(2)).lower() == "silence":
         return False, ""
     if opening:
-        text = text[opening.end():].strip()
+        text = text[opening.end() :].strip()
     prefix = _PREFIX.match(text)
     if prefix and _names_a_speaker(prefix.group(1), known):
-        text = text[prefix.end():]
+        text = text[prefix.end() :]
     for later in _LATER_TURN.finditer(text):
         if _names_a_speaker(later.group(1), known):
             text = text[: later.start()]
@@ -111,7 +144,7 @@ def parse_reply(raw: str, end_markers: tuple[str, ...] = (), speakers: Iterable[
     text = text.strip()
     again = _MARKER.match(text)
     if again:
-        text = text[again.end():].strip()
+        text = text[again.end() :].strip()
     inner = _INNER_MARKER.search(text)
     if inner:
         text = text[: inner.start()].rstrip(" \t:\"'`")
@@ -137,8 +170,13 @@ def cut_reply(text: str, max_chars: int = MAX_REPLY_CHARS) -> str:
 STUCK_THRESHOLD = 0.05
 
 
-def should_speak(p_speak: float, threshold: float, messages: list[Message], answer_direct_questions: bool = True,
-                 stuck_threshold: float | None = STUCK_THRESHOLD) -> bool:
+def should_speak(
+    p_speak: float,
+    threshold: float,
+    messages: list[Message],
+    answer_direct_questions: bool = True,
+    stuck_threshold: float | None = STUCK_THRESHOLD,
+) -> bool:
     """The decision of a backend with a speaking probability, after the last message of ``messages``:
 
     1. a message that addresses the assistant with a question is answered (``answer_direct_questions``):
@@ -160,7 +198,7 @@ def should_speak(p_speak: float, threshold: float, messages: list[Message], answ
     others = [m.name for m in messages[:-1] if m.role == "user" and m.name and m.name != messages[-1].name]
     if addressed_person(text, others):
         return False
-    if stuck_threshold is not None and looks_stuck([m.content for m in messages if m.role == "user"][-LOOKBACK - 1:]):
+    if stuck_threshold is not None and looks_stuck([m.content for m in messages if m.role == "user"][-LOOKBACK - 1 :]):
         return p_speak >= min(threshold, stuck_threshold)
     return p_speak >= threshold
 
@@ -237,14 +275,18 @@ class TwoStage:
             return decision
         return self.rewrite(decision, messages)
 
-    def rewrite(self, decision: Decision, messages: list[Message],
-                on_text: Callable[[str], None] | None = None) -> Decision:
+    def rewrite(
+        self, decision: Decision, messages: list[Message], on_text: Callable[[str], None] | None = None
+    ) -> Decision:
         """The replier's reply in place of the decider's (``messages`` end with the message it answers).
         A server calls this outside its model thread: a slow replier must not hold the other rooms.
         ``on_text`` sees the reply as it is written (see :class:`Replier`)."""
         try:
-            text = (self.replier.reply(messages, on_text) if on_text is not None and self.streams
-                    else self.replier.reply(messages)).strip()
+            text = (
+                self.replier.reply(messages, on_text)
+                if on_text is not None and self.streams
+                else self.replier.reply(messages)
+            ).strip()
         except Exception as e:  # a remote replier must never block or break the room
             if self.on_failure == "silent" or not decision.text:
                 decision.speak, decision.text = False, ""
@@ -273,19 +315,28 @@ class Assistant:
     state: Any = None
 
     def __post_init__(self) -> None:
-        self.backend: Backend = TwoStage(self.decider, self.replier, self.on_replier_failure) if self.replier else self.decider
+        self.backend: Backend = (
+            TwoStage(self.decider, self.replier, self.on_replier_failure) if self.replier else self.decider
+        )
         if self.state is None:
             self.state = self.backend.new_state()
 
-    def hear(self, name: str, text: str, threshold: float | None = None,
-             review: Callable[[Decision], Decision] | None = None) -> Decision:
+    def hear(
+        self,
+        name: str,
+        text: str,
+        threshold: float | None = None,
+        review: Callable[[Decision], Decision] | None = None,
+    ) -> Decision:
         """Add a user message to the room and decide; a spoken reply joins the history.
 
         ``threshold`` overrides the room's eagerness for this message; ``review`` sees the decision before the
         reply joins the history and may hold it back (a room's policy: cooldown, reply length)."""
         self.history.append(Message("user", text, name))
         start = time.perf_counter()
-        decision = self.backend.decide(list(self.history), self.state, self.threshold if threshold is None else threshold)
+        decision = self.backend.decide(
+            list(self.history), self.state, self.threshold if threshold is None else threshold
+        )
         decision.latency_s = time.perf_counter() - start
         if review is not None:
             decision = review(decision)

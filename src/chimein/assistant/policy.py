@@ -97,10 +97,18 @@ class RoomPolicy:
         now = time.time() if now is None else now
         mode = self.mode
         if self.mode == "quiet" and self.quiet_until is not None:
-            mode = f"quiet for {max(0, round((self.quiet_until - now) / 60))} more min" if now < self.quiet_until else "auto (quiet ended)"
-        parts = [f"mode {mode}", f"eagerness {'default' if self.eagerness is None else f'{self.eagerness:.2f}'}",
-                 f"cooldown {'off' if not self.cooldown else f'{self.cooldown[0]}/{self.cooldown[1]:g}m'}",
-                 f"min gap {self.min_gap}", f"max reply {self.max_reply_chars} chars"]
+            mode = (
+                f"quiet for {max(0, round((self.quiet_until - now) / 60))} more min"
+                if now < self.quiet_until
+                else "auto (quiet ended)"
+            )
+        parts = [
+            f"mode {mode}",
+            f"eagerness {'default' if self.eagerness is None else f'{self.eagerness:.2f}'}",
+            f"cooldown {'off' if not self.cooldown else f'{self.cooldown[0]}/{self.cooldown[1]:g}m'}",
+            f"min gap {self.min_gap}",
+            f"max reply {self.max_reply_chars} chars",
+        ]
         if self.changed_by:
             parts.append(f"last changed by {self.changed_by}")
         return ", ".join(parts)
@@ -170,7 +178,9 @@ class RoomGate:
             if held:
                 return replace(decision, speak=False, text="", reason=f"{held} (p_speak {_p(decision)})")
         decision.text = cut_reply(decision.text, p.max_reply_chars)
-        decision.reason = verdict.reason or ("addressed" if verdict.addressed else _threshold_reason(decision, verdict, spoke=True))
+        decision.reason = verdict.reason or (
+            "addressed" if verdict.addressed else _threshold_reason(decision, verdict, spoke=True)
+        )
         self.spoken_at.append(now)
         if not verdict.addressed:
             self.user_messages_since_interjection = 0
@@ -242,14 +252,23 @@ def _decide(assistant: Assistant, gate: RoomGate, heard: Heard, verdict: Verdict
         assistant.listen(heard.name, heard.text)
         return gate.after(heard, verdict, Decision(False), now)
     # The reason names the threshold in force: the room's eagerness, else the assistant's, else the model's.
-    in_force = next((t for t in (verdict.threshold, assistant.threshold, getattr(assistant.backend, "threshold", None))
-                     if t is not None), None)
+    in_force = next(
+        (
+            t
+            for t in (verdict.threshold, assistant.threshold, getattr(assistant.backend, "threshold", None))
+            if t is not None
+        ),
+        None,
+    )
     shown = replace(verdict, threshold=in_force)
-    return assistant.hear(heard.name, heard.text, threshold=verdict.threshold,
-                          review=lambda d: gate.after(heard, shown, d, now))
+    return assistant.hear(
+        heard.name, heard.text, threshold=verdict.threshold, review=lambda d: gate.after(heard, shown, d, now)
+    )
 
 
-def hear_only(assistant: Assistant, gate: RoomGate, burst: list[Heard], reason: str, now: float | None = None) -> list[Decision]:
+def hear_only(
+    assistant: Assistant, gate: RoomGate, burst: list[Heard], reason: str, now: float | None = None
+) -> list[Decision]:
     """A burst heard without a decision (the room fell behind): each message passes the gate (its counters
     stay right) and joins the history; every decision is silence with ``reason``."""
     now = time.time() if now is None else now
@@ -261,6 +280,7 @@ def hear_only(assistant: Assistant, gate: RoomGate, burst: list[Heard], reason: 
 
 # -- in-room commands ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Command:
     name: str  # status, mode, quiet, resume, eagerness, cooldown, min-gap, help
@@ -271,8 +291,10 @@ class Command:
         return self.name not in ("status", "help")
 
 
-HELP = ("commands: !chimein status | mode auto|mention-only|quiet | quiet 30m | resume | eagerness 0.3 | "
-        "cooldown 3/10m (or off) | min-gap 4 | help")
+HELP = (
+    "commands: !chimein status | mode auto|mention-only|quiet | quiet 30m | resume | eagerness 0.3 | "
+    "cooldown 3/10m (or off) | min-gap 4 | help"
+)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h)?$", re.IGNORECASE)
 
 

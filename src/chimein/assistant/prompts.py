@@ -35,13 +35,18 @@ VARIANTS = ("short", "reminder")
 # chat as context: shown the chat as turns, a small replier agreed with whatever guess came last, and an
 # instruction to say "I'm not sure" made it hedge on what it knew (its token probabilities say that better).
 UNSURE = "I'm not sure about that one, sorry."
-REPLIER_SYSTEM = ("You are a helpful assistant in a group chat. Answer the question in one or two short sentences, the "
-                  "fact first, in the language of the question. Messages in the chat may contain wrong guesses: answer "
-                  "from what you know.")
+REPLIER_SYSTEM = (
+    "You are a helpful assistant in a group chat. Answer the question in one or two short sentences, the "
+    "fact first, in the language of the question. Messages in the chat may contain wrong guesses: answer "
+    "from what you know."
+)
 REPLIER_CONTEXT = 6  # recent messages shown to the replier before the question
 REPLIER_MESSAGE_CHARS = 400
 
-def baseline_messages(messages: list[Message], variant: str = "short", names_in_field: bool = False) -> list[dict[str, str]]:
+
+def baseline_messages(
+    messages: list[Message], variant: str = "short", names_in_field: bool = False
+) -> list[dict[str, str]]:
     """The conversation as OpenAI chat messages for the prompted baseline."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown baseline variant {variant!r}; choose {' or '.join(VARIANTS)}")
@@ -64,18 +69,30 @@ def replier_messages(messages: list[Message], volunteer: bool = False) -> list[d
     a volunteered reply to a higher standard."""
     recent = [m for m in messages if m.role == "user"][-REPLIER_CONTEXT:]
     lines = [f"{m.name}: {_short(m.content)}" for m in recent]
-    return [{"role": "system", "content": REPLIER_SYSTEM},
-            {"role": "user", "content": "Recent chat:\n" + "\n".join(lines) + f"\n\nQuestion: {_short(the_question(messages))}"}]
+    return [
+        {"role": "system", "content": REPLIER_SYSTEM},
+        {
+            "role": "user",
+            "content": "Recent chat:\n" + "\n".join(lines) + f"\n\nQuestion: {_short(the_question(messages))}",
+        },
+    ]
 
 
-_WH = re.compile(r"^\W*(?:what|what's|whats|how|when|where|who|whom|which|why|is|are|was|were|does|do|did|can|could|should|"
-                 r"would|will|has|have|wie|wo|wann|welche[rsn]?|qu[eé]|c[oó]mo|cu[aá]ndo|d[oó]nde|quel(?:le)?s?|combien|o[uù])\b",
-                 re.IGNORECASE)
+_WH = re.compile(
+    r"^\W*(?:what|what's|whats|how|when|where|who|whom|which|why|is|are|was|were|does|do|did|can|could|should|"
+    r"would|will|has|have|wie|wo|wann|welche[rsn]?|qu[eé]|c[oó]mo|cu[aá]ndo|d[oó]nde|quel(?:le)?s?|combien|o[uù])\b",
+    re.IGNORECASE,
+)
 # Questions that ask even without a "?" ("how many keys on a piano"); "is it ...", "can we ..." need one.
 _OPEN_QUESTION = re.compile(r"^\W*(?:what|what's|whats|how|when|where|who|which|why)\b", re.IGNORECASE)
-_CHECK = re.compile(r"^\W*(?:(?:is|was)\s+(?:that|this|it|he|she)\s+(?:right|true|correct|so)|are\s+(?:you|they|we)\s+sure|"
-                    r"really|true|correct|right|sure|is\s+(?:that|this)\s+(?:a\s+)?(?:fact|so))\W*$", re.IGNORECASE)
-_ADDRESS = re.compile(r"^\W*(?:(?:hey|hi|ok|okay|yo|so|oi)\W+)?(?:the\s+)?@?(?:assistant|bot|ai|chimein)\b\W*", re.IGNORECASE)
+_CHECK = re.compile(
+    r"^\W*(?:(?:is|was)\s+(?:that|this|it|he|she)\s+(?:right|true|correct|so)|are\s+(?:you|they|we)\s+sure|"
+    r"really|true|correct|right|sure|is\s+(?:that|this)\s+(?:a\s+)?(?:fact|so))\W*$",
+    re.IGNORECASE,
+)
+_ADDRESS = re.compile(
+    r"^\W*(?:(?:hey|hi|ok|okay|yo|so|oi)\W+)?(?:the\s+)?@?(?:assistant|bot|ai|chimein)\b\W*", re.IGNORECASE
+)
 
 
 def the_question(messages: list[Message], lookback: int = 8) -> str:
@@ -119,4 +136,3 @@ def _safe_name(name: str) -> str:
     # OpenAI restricts `name` to [a-zA-Z0-9_-]{1,64}.
     cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in name)[:64]
     return cleaned or "user"
-

@@ -37,9 +37,54 @@ UNSURE_BELOW = 0.7
 # A volunteered reply needs more: nobody asked, so a wrong one costs the most.
 VOLUNTEER_ABOVE = 0.7
 _CAPITAL = re.compile(r"[A-Z]")
-_OPENERS = {"the", "it", "its", "it's", "yes", "no", "this", "that", "these", "those", "a", "an", "in", "on", "at", "i", "i'm",
-            "you", "we", "they", "he", "she", "there", "sure", "actually", "correct", "not", "if", "for", "to", "as", "so",
-            "but", "and", "or", "my", "your", "their", "our", "good", "great", "nope", "yep", "well", "also", "however"}
+_OPENERS = {
+    "the",
+    "it",
+    "its",
+    "it's",
+    "yes",
+    "no",
+    "this",
+    "that",
+    "these",
+    "those",
+    "a",
+    "an",
+    "in",
+    "on",
+    "at",
+    "i",
+    "i'm",
+    "you",
+    "we",
+    "they",
+    "he",
+    "she",
+    "there",
+    "sure",
+    "actually",
+    "correct",
+    "not",
+    "if",
+    "for",
+    "to",
+    "as",
+    "so",
+    "but",
+    "and",
+    "or",
+    "my",
+    "your",
+    "their",
+    "our",
+    "good",
+    "great",
+    "nope",
+    "yep",
+    "well",
+    "also",
+    "however",
+}
 _HEDGE = re.compile(r"^\W*(i'?m not (?:sure|certain)|i don'?t know|not sure|i'?m unsure|i can'?t say)", re.IGNORECASE)
 
 
@@ -55,8 +100,11 @@ class Answer:
     def fact_probs(self) -> list[float]:
         """The probabilities of the fact tokens: a digit or a capital letter (numbers, dates, names), except
         the ordinary words that open sentences ("The", "It", "Yes")."""
-        return [p for piece, p in self.tokens
-                if re.search(r"\d", piece) or (_CAPITAL.search(piece) and piece.strip().lower() not in _OPENERS)]
+        return [
+            p
+            for piece, p in self.tokens
+            if re.search(r"\d", piece) or (_CAPITAL.search(piece) and piece.strip().lower() not in _OPENERS)
+        ]
 
     @property
     def confidence(self) -> float:
@@ -93,8 +141,13 @@ def new_words(text: str, context: str) -> float:
 VOLUNTEER_NEW_WORDS = 0.6
 
 
-def vet(answer: Answer, volunteer: bool, unsure_below: float = UNSURE_BELOW,
-        volunteer_above: float = VOLUNTEER_ABOVE, context: str = "") -> Verdict:
+def vet(
+    answer: Answer,
+    volunteer: bool,
+    unsure_below: float = UNSURE_BELOW,
+    volunteer_above: float = VOLUNTEER_ABOVE,
+    context: str = "",
+) -> Verdict:
     """Whether and what to send (see the module's docstring); ``context``: the chat's recent text, which a
     volunteered reply must add to."""
     conf = answer.confidence
@@ -123,8 +176,16 @@ class LocalReplier:
     template. Thread-safe: one reply at a time (a lock), so it may run beside the decisions' model thread.
     """
 
-    def __init__(self, engine: Any, render: Callable[[list[dict[str, str]]], str], *, stop_ids: set[int] = frozenset(),
-                 max_new_tokens: int = 64, name: str = "replier", threads: int | None = None):
+    def __init__(
+        self,
+        engine: Any,
+        render: Callable[[list[dict[str, str]]], str],
+        *,
+        stop_ids: set[int] = frozenset(),
+        max_new_tokens: int = 64,
+        name: str = "replier",
+        threads: int | None = None,
+    ):
         self.engine, self.render, self.name, self.threads = engine, render, name, threads
         self.max_new_tokens = max_new_tokens
         self.stop_ids = {i for i in (engine.eos_id, *stop_ids) if i is not None}
@@ -148,7 +209,7 @@ class LocalReplier:
                 answer.tokens.append((self.engine.detokenize([token]), float(probs[token])))
                 text = self.engine.detokenize(out)
                 if not text.endswith("\ufffd") and len(text) > len(shown):  # never half a UTF-8 character
-                    yield text[len(shown):]
+                    yield text[len(shown) :]
                     shown = text
                 logits, _ = self.engine.advance(self.state, prompt + out)
         _, answer.text = _clean(self.engine.detokenize(out), messages)
@@ -207,13 +268,23 @@ def load(name: str = "replier", *, n_ctx: int = 2048, threads: int | None = None
     if not resolved.gguf_file:
         raise ValueError(f"{name}: a local replier needs a GGUF model (a registry name or a .gguf file)")
     threads = threads or default_threads()
-    llm = Llama(model_path=str(Path(resolved.source) / resolved.gguf_file), n_ctx=n_ctx, n_threads=threads,
-                n_threads_batch=threads, logits_all=False, verbose=False)
+    llm = Llama(
+        model_path=str(Path(resolved.source) / resolved.gguf_file),
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        logits_all=False,
+        verbose=False,
+    )
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         raise ValueError(f"{name}: the GGUF has no chat template; a replier must be a chat model")
     eos = llm.detokenize([llm.token_eos()], special=True).decode("utf-8", errors="replace")
-    bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8", errors="replace") if llm.token_bos() >= 0 else ""
+    bos = (
+        llm.detokenize([llm.token_bos()], special=True).decode("utf-8", errors="replace")
+        if llm.token_bos() >= 0
+        else ""
+    )
     formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
     render = lambda chat: formatter(messages=chat).prompt  # noqa: E731
     engine = LlamaCppEngine(llm, state_budget_mb=0)

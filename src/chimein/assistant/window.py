@@ -21,8 +21,9 @@ MIN_TOKENS_PER_MESSAGE = 2  # every chat template adds at least a role marker an
 MAX_CHARS_PER_TOKEN = 16
 
 
-def fit_window(messages: list[Message], start: int, prompt_ids: Callable[[list[Message]], list[int]],
-               budget: int) -> tuple[int, list[int]]:
+def fit_window(
+    messages: list[Message], start: int, prompt_ids: Callable[[list[Message]], list[int]], budget: int
+) -> tuple[int, list[int]]:
     """Return the first message kept and the prompt's token ids for ``messages[start:]``."""
     if start >= len(messages):
         start = 0
@@ -36,7 +37,7 @@ def fit_window(messages: list[Message], start: int, prompt_ids: Callable[[list[M
     lo, hi = 0, len(turns)
     while lo < hi:
         mid = (lo + hi) // 2
-        candidate = prompt_ids(messages[turns[mid]:])
+        candidate = prompt_ids(messages[turns[mid] :])
         if len(candidate) <= budget * 3 // 4:
             fits, hi = (turns[mid], candidate), mid
         else:

@@ -55,8 +55,14 @@ class Commands(TyperGroup):
     """The command group. A usage error (an unknown flag, a value out of range) ends like every other error:
     one ``error: ...`` line on stderr and exit code 2, not click's usage text and a boxed message."""
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -77,7 +83,11 @@ class Commands(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(cls=Commands, help="chimein: a group-chat assistant that knows when to stay silent.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    cls=Commands,
+    help="chimein: a group-chat assistant that knows when to stay silent.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 for _name, _command in COMMANDS:
     app.command(_name)(user_errors(_command))

@@ -14,17 +14,25 @@ from chimein.cli.options import ModelOptions, backend_from_options, console, mod
 def eval_(
     options: ModelOptions,
     files: List[Path] = typer.Argument(..., help="JSONL conversations with gold assistant turns"),
-    compare: List[str] = typer.Option(["default"], "--model", "-m", "--compare",
-                                      help="models to compare, repeatable or comma-separated: e.g. silent,mention,baseline,default; "
-                                           "DECIDER+REPLIER has a replier write the replies (llamacpp:default+replier)"),
+    compare: List[str] = typer.Option(
+        ["default"],
+        "--model",
+        "-m",
+        "--compare",
+        help="models to compare, repeatable or comma-separated: e.g. silent,mention,baseline,default; "
+        "DECIDER+REPLIER has a replier write the replies (llamacpp:default+replier)",
+    ),
     out: Path = typer.Option(Path("runs/eval"), help="directory for report.json, report.md, turns-*.jsonl, plots"),
     limit: Optional[int] = typer.Option(None, help="only the first N conversations"),
     similarity: bool = typer.Option(True, help="score replies against gold with all-MiniLM-L6-v2"),
     decisions_only: bool = typer.Option(False, help="models with p_speak: decide only, write no replies (fast)"),
     group_by: str = typer.Option("category", help="conversation field for the per-category table (e.g. attack)"),
-    judge_base_url: Optional[str] = typer.Option(None, help="grade replies with a judge model at this OpenAI-compatible "
-                                                            "endpoint (rubric: chimein/resources/judge_rubric.md); "
-                                                            "default: the facts check against the gold reply"),
+    judge_base_url: Optional[str] = typer.Option(
+        None,
+        help="grade replies with a judge model at this OpenAI-compatible "
+        "endpoint (rubric: chimein/resources/judge_rubric.md); "
+        "default: the facts check against the gold reply",
+    ),
     judge_model: str = typer.Option("default", help="the judge's model name at --judge-base-url"),
     judge_api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the judge's API key"),
 ) -> None:
@@ -53,9 +61,17 @@ def eval_(
         judge = Judge(judge_base_url, judge_model, api_key_env=judge_api_key_env)
         grade = lambda r: judge.grade(f"{r.speaker}: {r.text}", r.reply, r.gold_reply)  # noqa: E731
     reports = evaluate_models(
-        names, conversations, out, [str(f) for f in files],
-        lambda m: with_replier(m, options), options.eagerness,
-        replier_from_options(options, local_by_default=False), similarity, decisions_only, group_by, grade,
+        names,
+        conversations,
+        out,
+        [str(f) for f in files],
+        lambda m: with_replier(m, options),
+        options.eagerness,
+        replier_from_options(options, local_by_default=False),
+        similarity,
+        decisions_only,
+        group_by,
+        grade,
     )
     console.print(markdown_table(reports), markup=False, highlight=False)
     console.print(f"report written to {out}/report.md")

@@ -10,9 +10,13 @@ from chimein.cli.options import fail
 
 
 def export(
-    model: str = typer.Option("default", "--model", "-m", help="a chimein adapter: default, or a training run directory"),
+    model: str = typer.Option(
+        "default", "--model", "-m", help="a chimein adapter: default, or a training run directory"
+    ),
     out: Path = typer.Option(Path("exported"), help="output directory"),
-    copy_base: bool = typer.Option(True, help="copy the base GGUF into OUT (else the Modelfile points at the installed one)"),
+    copy_base: bool = typer.Option(
+        True, help="copy the base GGUF into OUT (else the Modelfile points at the installed one)"
+    ),
 ) -> None:
     """Write the base GGUF, a LoRA adapter GGUF and an Ollama Modelfile."""
     from chimein.export import ExportError

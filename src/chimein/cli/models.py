@@ -11,7 +11,9 @@ def models() -> None:
     from chimein.models import describe_models
 
     console.print("backends (--model of chat, decide, eval, serve, matrix):", highlight=False)
-    console.print(f"  [bold]{RUNTIME_DEFAULT}[/bold]  the shipped assistant on llama.cpp; the runtime's default", highlight=False)
+    console.print(
+        f"  [bold]{RUNTIME_DEFAULT}[/bold]  the shipped assistant on llama.cpp; the runtime's default", highlight=False
+    )
     for entry in BACKENDS.values():
         console.print(f"  [bold]{entry.usage}[/bold]  {entry.help}", highlight=False)
     console.print("models (a NAME above; --model of template-tokens, train, export):", highlight=False)

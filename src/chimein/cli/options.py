@@ -31,6 +31,7 @@ BASE_MODEL_HELP = "default, smollm2-135m-instruct, gemma3-270m, a local dir, an 
 
 # -- option groups: declared once, each a dataclass whose fields carry their typer.Option ---------------------
 
+
 def option_group(group: type, argument: str, skip: tuple[str, ...] = (), **renamed: tuple[str, Any]) -> Callable:
     """Give a command the options declared once as the fields of the dataclass ``group`` (each field's
     ``metadata["option"]``), received as ONE argument, ``argument``, a ``group`` instance (llm's ``tool_options``).
@@ -47,7 +48,9 @@ def option_group(group: type, argument: str, skip: tuple[str, ...] = (), **renam
                 continue
             name, option = renamed.get(f.name, (f.name, f.metadata["option"]))
             field_of[name] = f.name
-            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=types[f.name]))
+            added.append(
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=types[f.name])
+            )
 
         @functools.wraps(command)
         def with_group(**kwargs: Any) -> Any:
@@ -79,20 +82,41 @@ class ModelOptions:
     """The model options as one command received them (``@model_options`` declares them on the command)."""
 
     model: str = _option(RUNTIME_DEFAULT, "--model", "-m", help=RUNTIME_MODEL_HELP)
-    base_url: Optional[str] = _option(None, help="OpenAI-compatible endpoint for openai:NAME models (e.g. http://127.0.0.1:8080/v1)")
+    base_url: Optional[str] = _option(
+        None, help="OpenAI-compatible endpoint for openai:NAME models (e.g. http://127.0.0.1:8080/v1)"
+    )
     api_key_env: str = _option(KEY_ENV_DEFAULT, help=KEY_ENV_HELP)
-    style: str = _option("finetuned", help="for openai: models: finetuned (chimein's format) or baseline (the seed's prompt)")
-    eagerness: Optional[float] = _option(None, "--eagerness", min=0.0, max=1.0,
-                                         help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the "
-                                              "model's own (the shipped adapter's is F1-optimal)")
-    reply_base_url: Optional[str] = _option(None, help="two-stage: an OpenAI-compatible endpoint that writes the replies")
-    reply_model: Optional[str] = _option(None, envvar="CHIMEIN_REPLY_MODEL",
-                                         help="who writes the replies: replier (the local Qwen2.5-Coder-1.5B; the default "
-                                              "when chimein[replier] is installed), a .gguf chat model, none (the deciding "
-                                              "model writes them), or with --reply-base-url the model name there")
-    reply_api_key_env: str = _option(KEY_ENV_DEFAULT, help="two-stage: environment variable holding the replier's API key")
-    threads: int = _option(1, "--threads", min=1, help="llama.cpp: CPU threads per model context (1 is fastest when "
-                                                       "other processes share the cores; see bench/many_rooms.py)")
+    style: str = _option(
+        "finetuned", help="for openai: models: finetuned (chimein's format) or baseline (the seed's prompt)"
+    )
+    eagerness: Optional[float] = _option(
+        None,
+        "--eagerness",
+        min=0.0,
+        max=1.0,
+        help="speaking threshold on p_speak, 0-1 (lower speaks more); default: the "
+        "model's own (the shipped adapter's is F1-optimal)",
+    )
+    reply_base_url: Optional[str] = _option(
+        None, help="two-stage: an OpenAI-compatible endpoint that writes the replies"
+    )
+    reply_model: Optional[str] = _option(
+        None,
+        envvar="CHIMEIN_REPLY_MODEL",
+        help="who writes the replies: replier (the local Qwen2.5-Coder-1.5B; the default "
+        "when chimein[replier] is installed), a .gguf chat model, none (the deciding "
+        "model writes them), or with --reply-base-url the model name there",
+    )
+    reply_api_key_env: str = _option(
+        KEY_ENV_DEFAULT, help="two-stage: environment variable holding the replier's API key"
+    )
+    threads: int = _option(
+        1,
+        "--threads",
+        min=1,
+        help="llama.cpp: CPU threads per model context (1 is fastest when "
+        "other processes share the cores; see bench/many_rooms.py)",
+    )
 
     def with_model(self, model: str) -> "ModelOptions":
         return replace(self, model=model)
@@ -106,6 +130,7 @@ def model_options(command: Callable = None, **settings: Any) -> Callable:  # typ
 
 
 # -- a new room's settings (serve and matrix; each room then changes its own with !chimein commands) --------
+
 
 @dataclass(frozen=True)
 class RoomOptions:
@@ -123,9 +148,14 @@ class RoomOptions:
         from chimein.assistant.policy import PolicyError, RoomPolicy, parse_cooldown
 
         try:
-            return RoomPolicy(mode=self.mode, cooldown=parse_cooldown(self.cooldown) if self.cooldown else None,  # type: ignore[arg-type]
-                              min_gap=self.min_gap, max_reply_chars=self.max_reply_chars, settle_s=self.settle,
-                              bot_turns=self.bot_turns)
+            return RoomPolicy(
+                mode=self.mode,
+                cooldown=parse_cooldown(self.cooldown) if self.cooldown else None,  # type: ignore[arg-type]
+                min_gap=self.min_gap,
+                max_reply_chars=self.max_reply_chars,
+                settle_s=self.settle,
+                bot_turns=self.bot_turns,
+            )
         except PolicyError as e:
             raise ValueError(f"--mode / --cooldown: {e}") from None
 
@@ -138,8 +168,15 @@ def backend_from_options(options: ModelOptions, **extra: Any) -> Any:
     from chimein.assistant import get_backend
 
     style = {"style": options.style} if options.model.startswith("openai:") or options.base_url else {}
-    return get_backend(options.model, base_url=options.base_url, api_key_env=options.api_key_env,
-                        threshold=options.eagerness, threads=options.threads, **style, **extra)
+    return get_backend(
+        options.model,
+        base_url=options.base_url,
+        api_key_env=options.api_key_env,
+        threshold=options.eagerness,
+        threads=options.threads,
+        **style,
+        **extra,
+    )
 
 
 def replier_from_options(options: ModelOptions, local_by_default: bool = True) -> Any:
@@ -150,7 +187,9 @@ def replier_from_options(options: ModelOptions, local_by_default: bool = True) -
     if options.reply_base_url:
         from chimein.assistant.backends.openai_http import OpenAIReplier
 
-        return OpenAIReplier(options.reply_base_url, options.reply_model or "default", api_key_env=options.reply_api_key_env)
+        return OpenAIReplier(
+            options.reply_base_url, options.reply_model or "default", api_key_env=options.reply_api_key_env
+        )
     name = options.reply_model
     if name == "none":
         return None
@@ -175,9 +214,12 @@ def assistant_from_options(options: ModelOptions, backend: Any = None) -> Any:
 
 # -- the log of a long-running command (serve, matrix): one JSON object per line ---------------------------
 
-LOG_FILE = typer.Option(None, "--log-file", dir_okay=False,
-                        help="append the log (one JSON object per line: every decision with its reason) to this file "
-                             "instead of stderr")
+LOG_FILE = typer.Option(
+    None,
+    "--log-file",
+    dir_okay=False,
+    help="append the log (one JSON object per line: every decision with its reason) to this file instead of stderr",
+)
 
 
 class JsonLines(logging.Formatter):
@@ -186,8 +228,11 @@ class JsonLines(logging.Formatter):
     ``event`` with the fields themselves, so a reader parses one object per decision, not JSON inside a string."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-                                 "level": record.levelname.lower(), "logger": record.name}
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
         fields = _json_fields(record)
         if fields is not None:
             entry.update(event=record.msg[:-3], **fields)
@@ -199,8 +244,14 @@ class JsonLines(logging.Formatter):
 
 
 def _json_fields(record: logging.LogRecord) -> Optional[dict[str, Any]]:
-    if not (isinstance(record.msg, str) and record.msg.endswith(" %s") and isinstance(record.args, tuple)
-            and len(record.args) == 1 and isinstance(record.args[0], str) and record.args[0].startswith("{")):
+    if not (
+        isinstance(record.msg, str)
+        and record.msg.endswith(" %s")
+        and isinstance(record.args, tuple)
+        and len(record.args) == 1
+        and isinstance(record.args[0], str)
+        and record.args[0].startswith("{")
+    ):
         return None
     try:
         fields = json.loads(record.args[0])
@@ -251,6 +302,10 @@ def user_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except (ModelNotFound, ExportError, ValueError, OSError) as e:  # ExportError: an adapter llama.cpp cannot take
             # A DataError's own file:line: field: problem lines say it all.
-            fail([str(p) for p in e.problems] if isinstance(e, DataError) else (str(e).strip() or type(e).__name__).splitlines())
+            fail(
+                [str(p) for p in e.problems]
+                if isinstance(e, DataError)
+                else (str(e).strip() or type(e).__name__).splitlines()
+            )
 
     return wrapper

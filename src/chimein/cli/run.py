@@ -6,8 +6,14 @@ import sys
 
 import typer
 
-from chimein.cli.options import (ModelOptions, assistant_from_options, backend_from_options, console, model_options,
-                                 replier_from_options)
+from chimein.cli.options import (
+    ModelOptions,
+    assistant_from_options,
+    backend_from_options,
+    console,
+    model_options,
+    replier_from_options,
+)
 
 
 @model_options

@@ -21,8 +21,19 @@ from typing import Optional
 
 import typer
 
-from chimein.cli.options import (LOG_FILE, MODEL_API_KEY_ENV, ModelOptions, RoomOptions, backend_from_options, err,
-                                 json_log_handler, log_json_lines, model_options, replier_from_options, room_options)
+from chimein.cli.options import (
+    LOG_FILE,
+    MODEL_API_KEY_ENV,
+    ModelOptions,
+    RoomOptions,
+    backend_from_options,
+    err,
+    json_log_handler,
+    log_json_lines,
+    model_options,
+    replier_from_options,
+    room_options,
+)
 
 
 @model_options(api_key_env=MODEL_API_KEY_ENV)  # --api-key-env is this server's own key
@@ -32,9 +43,17 @@ def serve(
     room: RoomOptions,
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to accept other machines)"),
     port: int = typer.Option(8000, min=0, max=65535, help="port to listen on (0: any free port)"),
-    db: Path = typer.Option(Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"),
-    api_key_env: Optional[str] = typer.Option(None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"),
-    room_cache_mb: float = typer.Option(256.0, min=0.0, help="llama.cpp: memory for idle rooms' caches; past it the least recently used room is re-read from its messages when it speaks again"),
+    db: Path = typer.Option(
+        Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"
+    ),
+    api_key_env: Optional[str] = typer.Option(
+        None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"
+    ),
+    room_cache_mb: float = typer.Option(
+        256.0,
+        min=0.0,
+        help="llama.cpp: memory for idle rooms' caches; past it the least recently used room is re-read from its messages when it speaks again",
+    ),
     log_file: Optional[Path] = LOG_FILE,
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
@@ -58,12 +77,25 @@ def serve(
     with err.status(f"loading {model}...", spinner="dots"):
         extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
         backend = backend_from_options(options, **extra)
-    app = create_app(backend, db_path=db, model_name=model, eagerness=options.eagerness, api_key=api_key, policy=policy,
-                     replier=replier_from_options(options))
+    app = create_app(
+        backend,
+        db_path=db,
+        model_name=model,
+        eagerness=options.eagerness,
+        api_key=api_key,
+        policy=policy,
+        replier=replier_from_options(options),
+    )
     if api_key is None and not is_loopback(host):
-        err.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key-env: anyone who can reach this "
-                  "address can use /v1/chat/completions (and create rooms)", soft_wrap=True)
-    err.print(f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})", soft_wrap=True)
+        err.print(
+            f"[yellow]warning:[/yellow] listening on {host} without --api-key-env: anyone who can reach this "
+            "address can use /v1/chat/completions (and create rooms)",
+            soft_wrap=True,
+        )
+    err.print(
+        f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})",
+        soft_wrap=True,
+    )
     log_json_lines(log_handler)  # log_config=None: uvicorn's own records are JSON lines too
     uvicorn.run(app, host=host, port=port, ws_max_size=websocket_max_size(Limits()), log_config=None)
 

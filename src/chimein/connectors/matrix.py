@@ -132,7 +132,10 @@ class Heard:
 
 # -- pure helpers (unit-tested without a server) -------------------------------------------------------------
 
-def invite_allowed(room_id: str, inviter: str | None, rooms: Iterable[str] = (), allow_from: Iterable[str] = ()) -> bool:
+
+def invite_allowed(
+    room_id: str, inviter: str | None, rooms: Iterable[str] = (), allow_from: Iterable[str] = ()
+) -> bool:
     """Accept every invite when neither ``rooms`` nor ``allow_from`` is set; else the room or inviter must match."""
     rooms, allow_from = tuple(rooms), tuple(allow_from)
     if not rooms and not allow_from:
@@ -182,18 +185,26 @@ def is_command_answer(event: Any) -> bool:
 
 # -- the bot ----------------------------------------------------------------------------------------------
 
+
 class MatrixBot:
     """A Matrix client over the room engine: one :class:`~chimein.rooms.Room` per Matrix room.
     ``make_assistant()`` builds a fresh, unseeded assistant; ``model``: the model thread to share (default:
     one of the bot's own)."""
 
-    def __init__(self, settings: MatrixSettings, make_assistant: Callable[[], Assistant],
-                 on_decision: Callable[[Heard], None] | None = None, model: ModelThread | None = None):
+    def __init__(
+        self,
+        settings: MatrixSettings,
+        make_assistant: Callable[[], Assistant],
+        on_decision: Callable[[Heard], None] | None = None,
+        model: ModelThread | None = None,
+    ):
         self.settings = settings
         self.make_assistant = make_assistant
         self.on_decision = on_decision
         self.rooms: dict[str, Room] = {}
-        config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False, max_timeout_retry_wait_time=30)
+        config = nio.AsyncClientConfig(
+            encryption_enabled=False, store_sync_tokens=False, max_timeout_retry_wait_time=30
+        )
         self.client = nio.AsyncClient(settings.homeserver, settings.user_id, config=config)
         self.ready = asyncio.Event()  # set once logged in and the first sync is handled
         self._stop = asyncio.Event()
@@ -224,8 +235,9 @@ class MatrixBot:
                 if response is not None:
                     await self._handle_sync(response, initial=False)
             # Messages waiting out their settle time were heard after the saved sync token: decide on them.
-            await asyncio.gather(*(room.worker for room in self.rooms.values() if room.worker is not None),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(room.worker for room in self.rooms.values() if room.worker is not None), return_exceptions=True
+            )
         finally:
             await self.close()
 
@@ -237,7 +249,8 @@ class MatrixBot:
         self.settings.store_dir.mkdir(parents=True, exist_ok=True)
         self._session = load_session(self.settings.store_dir, self.settings.user_id) or {}
         self._sync = _read_json(self.settings.store_dir / SYNC_FILE) or {
-            k: self._session[k] for k in ("next_batch", "answered") if k in self._session}  # an older session.json held them
+            k: self._session[k] for k in ("next_batch", "answered") if k in self._session
+        }  # an older session.json held them
         self._policies = _read_json(self.settings.store_dir / ROOMS_FILE) or {}
         if not self._policies and self._session.get("policies"):  # an older session.json held them
             self._policies = self._session["policies"]
@@ -270,8 +283,12 @@ class MatrixBot:
         response = await self.client.login(self.settings.password, device_name=self.settings.device_name)
         if not isinstance(response, nio.LoginResponse):
             raise MatrixBotError(f"login as {self.settings.user_id} failed: {response}")
-        self._session = {"user_id": self.settings.user_id, "homeserver": self.settings.homeserver,
-                         "device_id": response.device_id, "access_token": response.access_token}
+        self._session = {
+            "user_id": self.settings.user_id,
+            "homeserver": self.settings.homeserver,
+            "device_id": response.device_id,
+            "access_token": response.access_token,
+        }
         save_session(self.settings.store_dir, self._session)
         log.info("logged in as %s (device %s)", self.settings.user_id, response.device_id)
 
@@ -366,8 +383,12 @@ class MatrixBot:
         """Index after the bot's own join in this timeline (0 if absent): earlier events are history."""
         cut = 0
         for i, ev in enumerate(events):
-            if (isinstance(ev, nio.RoomMemberEvent) and ev.state_key == self.settings.user_id
-                    and ev.membership == "join" and ev.prev_membership != "join"):
+            if (
+                isinstance(ev, nio.RoomMemberEvent)
+                and ev.state_key == self.settings.user_id
+                and ev.membership == "join"
+                and ev.prev_membership != "join"
+            ):
                 cut = i + 1
         return cut
 
@@ -406,9 +427,16 @@ class MatrixBot:
             if is_command(event.body):
                 await self._command(room_id, room, engine, event)
             else:
-                engine.hear(Incoming(event.event_id, speaker_name(room, event.sender), strip_reply_fallback(event.body),
-                                     at=event.server_timestamp / 1000, from_bot=self._is_bot(room, event.sender),
-                                     reply_to_assistant=await self._replies_to_me(room_id, event)))
+                engine.hear(
+                    Incoming(
+                        event.event_id,
+                        speaker_name(room, event.sender),
+                        strip_reply_fallback(event.body),
+                        at=event.server_timestamp / 1000,
+                        from_bot=self._is_bot(room, event.sender),
+                        reply_to_assistant=await self._replies_to_me(room_id, event),
+                    )
+                )
                 self._senders[event.event_id] = event.sender
 
     def _policy(self, room_id: str) -> RoomPolicy:
@@ -430,7 +458,10 @@ class MatrixBot:
         levels: dict[str, Any] = {}
         for event in response.events:
             content = event.get("content", {})
-            if event.get("type") == "m.room.create" and str(content.get("room_version", "1")) not in LISTED_CREATOR_VERSIONS:
+            if (
+                event.get("type") == "m.room.create"
+                and str(content.get("room_version", "1")) not in LISTED_CREATOR_VERSIONS
+            ):
                 if user_id == event.get("sender") or user_id in content.get("additional_creators", []):
                     return CREATOR_LEVEL
             elif event.get("type") == "m.room.power_levels" and event.get("state_key") == "":
@@ -440,7 +471,8 @@ class MatrixBot:
 
     def _is_bot(self, room: Any, user_id: str) -> bool:
         return user_id in self.settings.bot_users or bool(
-            self._bot_names and self._bot_names.search(speaker_name(room, user_id)))
+            self._bot_names and self._bot_names.search(speaker_name(room, user_id))
+        )
 
     async def _replies_to_me(self, room_id: str, event: Any) -> bool:
         target = reply_target(event)
@@ -462,12 +494,15 @@ class MatrixBot:
             level = await self._power_level(room_id, event.sender)
             if level >= self.settings.command_power_level:
                 return None
-            return (f"chimein: only members with power level {self.settings.command_power_level} or more can "
-                    f"change my settings ({name} has {level})")
+            return (
+                f"chimein: only members with power level {self.settings.command_power_level} or more can "
+                f"change my settings ({name} has {level})"
+            )
 
         answer = await engine.command(event.body, name, may_change=refusal)
-        response = await self.client.room_send(room_id, "m.room.message", {"msgtype": "m.notice", "body": answer,
-                                                                            COMMAND_ANSWER: True})
+        response = await self.client.room_send(
+            room_id, "m.room.message", {"msgtype": "m.notice", "body": answer, COMMAND_ANSWER: True}
+        )
         if not isinstance(response, nio.RoomSendResponse):
             log.warning("%s: answering a command failed: %s", room_id, response)
 
@@ -487,7 +522,9 @@ class MatrixBot:
         # backends may build state when an assistant is made: the model thread does it, and the seeding
         assistant = await asyncio.wrap_future(self.model.submit_as(f"matrix:{room_id}", self.make_assistant))
         localpart = self.settings.user_id[1:].split(":", 1)[0]
-        gate = RoomGate(self._policy(room_id), names=tuple(dict.fromkeys((*DEFAULT_ASSISTANT_NAMES, localpart.lower()))))
+        gate = RoomGate(
+            self._policy(room_id), names=tuple(dict.fromkeys((*DEFAULT_ASSISTANT_NAMES, localpart.lower())))
+        )
 
         async def deliver(outcomes: list[Outcome]) -> None:
             await self._deliver(room_id, outcomes)
@@ -495,9 +532,17 @@ class MatrixBot:
         two_stage = assistant.backend if isinstance(assistant.backend, TwoStage) else None
         if two_stage is not None:  # the replier writes outside the model thread (a slow one holds only its room)
             assistant = Assistant(two_stage.decider, threshold=assistant.threshold, state=assistant.state)
-        engine = Room(f"matrix:{room_id}", assistant, gate, self.model, on_outcomes=deliver, two_stage=two_stage,
-                      on_policy=lambda policy: self._store_policy(room_id, policy),
-                      max_history=self.settings.max_history, keep_history=self.settings.history_limit)
+        engine = Room(
+            f"matrix:{room_id}",
+            assistant,
+            gate,
+            self.model,
+            on_outcomes=deliver,
+            two_stage=two_stage,
+            on_policy=lambda policy: self._store_policy(room_id, policy),
+            max_history=self.settings.max_history,
+            keep_history=self.settings.history_limit,
+        )
         await asyncio.wrap_future(self.model.submit_as(engine.key, engine.seed, history + earlier))
         self.rooms[room_id] = engine
         log.info("%s: assistant seeded with %d message(s) of history", room_id, len(assistant.history))
@@ -506,8 +551,9 @@ class MatrixBot:
     async def _room_history(self, room_id: str, before: str) -> list[Message]:
         if not self.settings.history_limit:
             return []
-        response = await self.client.room_messages(room_id, start=before, limit=self.settings.history_limit,
-                                                   message_filter={"types": ["m.room.message"]})
+        response = await self.client.room_messages(
+            room_id, start=before, limit=self.settings.history_limit, message_filter={"types": ["m.room.message"]}
+        )
         if not isinstance(response, nio.RoomMessagesResponse):
             log.warning("%s: no history (%s)", room_id, response)
             return []
@@ -519,7 +565,11 @@ class MatrixBot:
         for outcome in outcomes:
             decision, event_id = outcome.decision, outcome.message.id
             if decision.speak:
-                content = {"msgtype": "m.text", "body": decision.text, "m.relates_to": {"m.in_reply_to": {"event_id": event_id}}}
+                content = {
+                    "msgtype": "m.text",
+                    "body": decision.text,
+                    "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
+                }
                 response = await self.client.room_send(room_id, "m.room.message", content)
                 if isinstance(response, nio.RoomSendResponse):
                     self._own_events.add(response.event_id)
@@ -536,8 +586,15 @@ class MatrixBot:
         """Log the decision with its reason and tell ``on_decision``."""
         message, decision = outcome.message, outcome.decision
         p = "" if decision.p_speak is None else f" p={decision.p_speak:.2f}"
-        log.info("%s: %s -> %s%s (%.2f s): %s", room_id, message.name, "speak" if decision.speak else "silent", p,
-                 decision.latency_s, outcome.why or "-")
+        log.info(
+            "%s: %s -> %s%s (%.2f s): %s",
+            room_id,
+            message.name,
+            "speak" if decision.speak else "silent",
+            p,
+            decision.latency_s,
+            outcome.why or "-",
+        )
         log.debug("%s: %s: %r -> %r", room_id, message.name, message.text, decision.text)
         sender = self._senders.pop(message.id, "")
         if self.on_decision is not None:
@@ -548,6 +605,7 @@ class MatrixBot:
 
 
 # -- the session file -------------------------------------------------------------------------------------
+
 
 def load_session(store_dir: Path, user_id: str) -> dict[str, Any] | None:
     """The saved session for ``user_id``, or None; raises if the store dir belongs to another user."""

@@ -25,30 +25,98 @@ from typing import Any, Iterable
 
 GRADES = ("correct", "incomplete", "wrong", "harmful", "unsure")
 
-_HEDGE = re.compile(r"\b(i'?m not (?:sure|certain)|i don'?t know|not sure|i can'?t (?:say|tell)|no idea)\b", re.IGNORECASE)
+_HEDGE = re.compile(
+    r"\b(i'?m not (?:sure|certain)|i don'?t know|not sure|i can'?t (?:say|tell)|no idea)\b", re.IGNORECASE
+)
 _NUMBER_WORDS = {
-    "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
+    "zero": 0,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
 }
 _SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
 # A number: digits with thousands separators or a decimal part, an optional scale word, an optional unit.
 _NUMBER = re.compile(
     r"(?<![\w.])(\d{1,3}(?:[,.\u202f ]\d{3})+(?![\d])|\d+(?:[.,]\d+)?)\s*"
     r"(thousand|million|billion|trillion|bn|k(?![a-z]))?\s*"
-    r"(°\s?[cf]|%|[a-zµ°]{1,12})?", re.IGNORECASE)
+    r"(°\s?[cf]|%|[a-zµ°]{1,12})?",
+    re.IGNORECASE,
+)
 _WORD_NUMBER = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _YES = re.compile(r"^\W*(yes|yep|yeah|sure|correct|right|ja|sí|si|oui|sim)\b", re.IGNORECASE)
 _NO = re.compile(r"^\W*(no|nope|not quite|not necessarily|not really|nein|non|não|nao|actually,? no)\b", re.IGNORECASE)
 # Structure that must never reach a chat: chimein's markers and chat-template tokens.
-_MARKERS = re.compile(r"\((?:silence|response)\)|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system|end_of_turn|eot_id)\|>|"
-                      r"\[/?INST\]|</?s>|<(?:start|end)_of_turn>|<<SYS>>", re.IGNORECASE)
-_UNITS = {"°c": "c", "°f": "f", "degrees": "deg", "miles": "mi", "mile": "mi", "kilometers": "km", "kilometres": "km",
-          "km": "km", "grams": "g", "gram": "g", "g": "g", "mg": "mg", "kg": "kg", "percent": "%", "%": "%",
-          "minutes": "min", "minute": "min", "min": "min", "hours": "h", "hour": "h", "h": "h", "days": "d",
-          "day": "d", "years": "y", "year": "y", "meters": "m", "metres": "m", "meter": "m", "metre": "m", "m": "m", "feet": "ft", "ft": "ft",
-          "seconds": "s", "second": "s", "s": "s", "keys": "keys", "points": "pt", "light-years": "ly", "v": "v", "volts": "v"}
+_MARKERS = re.compile(
+    r"\((?:silence|response)\)|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system|end_of_turn|eot_id)\|>|"
+    r"\[/?INST\]|</?s>|<(?:start|end)_of_turn>|<<SYS>>",
+    re.IGNORECASE,
+)
+_UNITS = {
+    "°c": "c",
+    "°f": "f",
+    "degrees": "deg",
+    "miles": "mi",
+    "mile": "mi",
+    "kilometers": "km",
+    "kilometres": "km",
+    "km": "km",
+    "grams": "g",
+    "gram": "g",
+    "g": "g",
+    "mg": "mg",
+    "kg": "kg",
+    "percent": "%",
+    "%": "%",
+    "minutes": "min",
+    "minute": "min",
+    "min": "min",
+    "hours": "h",
+    "hour": "h",
+    "h": "h",
+    "days": "d",
+    "day": "d",
+    "years": "y",
+    "year": "y",
+    "meters": "m",
+    "metres": "m",
+    "meter": "m",
+    "metre": "m",
+    "m": "m",
+    "feet": "ft",
+    "ft": "ft",
+    "seconds": "s",
+    "second": "s",
+    "s": "s",
+    "keys": "keys",
+    "points": "pt",
+    "light-years": "ly",
+    "v": "v",
+    "volts": "v",
+}
 
 
 @dataclass(frozen=True)
@@ -105,8 +173,13 @@ def facts_check(reply: str, gold: str) -> Grade:
     if want:
         matched = [g for g in want if any(_same(g, r) for r in got)]
         # A number the gold contradicts: the same unit as the gold's numbers, none of their values.
-        clash = [r for r in got if r.unit and any(g.unit == r.unit for g in want)
-                 and not any(g.unit == r.unit and _same(r, g) for g in want)]
+        clash = [
+            r
+            for r in got
+            if r.unit
+            and any(g.unit == r.unit for g in want)
+            and not any(g.unit == r.unit and _same(r, g) for g in want)
+        ]
         if clash:
             return Grade("wrong", f"states {clash[0].value:g} {clash[0].unit} where the gold says otherwise")
         if matched:
@@ -154,14 +227,19 @@ class Judge:
 
         from openai import OpenAI
 
-        self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "not-needed", timeout=timeout, max_retries=1)
+        self.client = OpenAI(
+            base_url=base_url, api_key=os.environ.get(api_key_env) or "not-needed", timeout=timeout, max_retries=1
+        )
         self.model, self.rubric = model, rubric()
 
     def grade(self, context: str, reply: str, gold: str) -> Grade:
-        prompt = (f"{self.rubric}\n\n## The chat\n{context}\n\n## The reference reply\n{gold}\n\n## The reply to grade\n{reply}\n\n"
-                  'Answer with one JSON object: {"grade": "correct|incomplete|wrong|harmful|unsure", "reason": "..."}')
-        response = self.client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": prompt}],
-                                                       temperature=0.0, max_tokens=200)
+        prompt = (
+            f"{self.rubric}\n\n## The chat\n{context}\n\n## The reference reply\n{gold}\n\n## The reply to grade\n{reply}\n\n"
+            'Answer with one JSON object: {"grade": "correct|incomplete|wrong|harmful|unsure", "reason": "..."}'
+        )
+        response = self.client.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": prompt}], temperature=0.0, max_tokens=200
+        )
         return parse_judgement(response.choices[0].message.content or "")
 
 

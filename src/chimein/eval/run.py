@@ -41,9 +41,15 @@ class TurnRecord:
     category: str  # per-turn category (see metrics.turn_category)
 
 
-def evaluate(backend: Any, conversations: list[Conversation], *, threshold: float | None = None,
-             decisions_only: bool = False, on_turn: Callable[[], None] | None = None,
-             on_conversation: Callable[[list[TurnRecord]], None] | None = None) -> list[TurnRecord]:
+def evaluate(
+    backend: Any,
+    conversations: list[Conversation],
+    *,
+    threshold: float | None = None,
+    decisions_only: bool = False,
+    on_turn: Callable[[], None] | None = None,
+    on_conversation: Callable[[list[TurnRecord]], None] | None = None,
+) -> list[TurnRecord]:
     """Teacher-forced replay: one decision per user message, the gold history before it.
 
     ``decisions_only``: with a backend that gives ``p_speak``, ask it for the decision alone (its
@@ -59,8 +65,13 @@ def evaluate(backend: Any, conversations: list[Conversation], *, threshold: floa
         backend.decide_only = was
 
 
-def _replay(backend: Any, conversations: list[Conversation], threshold: float | None,
-            on_turn: Callable[[], None] | None, on_conversation: Callable[[list[TurnRecord]], None] | None) -> list[TurnRecord]:
+def _replay(
+    backend: Any,
+    conversations: list[Conversation],
+    threshold: float | None,
+    on_turn: Callable[[], None] | None,
+    on_conversation: Callable[[list[TurnRecord]], None] | None,
+) -> list[TurnRecord]:
     records = []
     for n, conv in enumerate(conversations):
         state = backend.new_state()
@@ -71,11 +82,23 @@ def _replay(backend: Any, conversations: list[Conversation], threshold: float | 
             d = backend.decide(conv.messages[: i + 1], state, threshold)
             latency = time.perf_counter() - start
             msg = conv.messages[i]
-            done.append(TurnRecord(
-                cid, str(conv.meta.get("category", "")), i, msg.name or "", msg.content, gold is not None,
-                gold.content if gold else "", d.speak, d.text, d.p_speak, latency, d.tokens_processed,
-                turn_category(gold is not None, msg.content),
-            ))
+            done.append(
+                TurnRecord(
+                    cid,
+                    str(conv.meta.get("category", "")),
+                    i,
+                    msg.name or "",
+                    msg.content,
+                    gold is not None,
+                    gold.content if gold else "",
+                    d.speak,
+                    d.text,
+                    d.p_speak,
+                    latency,
+                    d.tokens_processed,
+                    turn_category(gold is not None, msg.content),
+                )
+            )
             if on_turn:
                 on_turn()
         records += done
@@ -99,25 +122,35 @@ def grade_replies(records: list[TurnRecord], grade: Callable[[TurnRecord], Grade
 
     def metrics(rs: list[TurnRecord]) -> dict[str, Any]:
         spoken = [r for r in rs if r.speak and r.reply]
-        return reply_metrics([grade(r).grade for r in spoken if r.gold_speak],
-                             sum(marker_leak(r.reply, {r.speaker}) is not None for r in spoken),
-                             [len(r.reply.split()) for r in spoken], [same_language(r.reply, r.text) for r in spoken])
+        return reply_metrics(
+            [grade(r).grade for r in spoken if r.gold_speak],
+            sum(marker_leak(r.reply, {r.speaker}) is not None for r in spoken),
+            [len(r.reply.split()) for r in spoken],
+            [same_language(r.reply, r.text) for r in spoken],
+        )
 
     out = metrics(records)
     cats = sorted({r.conversation_category for r in records if r.conversation_category})
     if cats:
-        out["per_conversation_category"] = {c: metrics([r for r in records if r.conversation_category == c]) for c in cats}
+        out["per_conversation_category"] = {
+            c: metrics([r for r in records if r.conversation_category == c]) for c in cats
+        }
     return out
 
 
-def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[str]], list[float]] | None = None,
-              grade: Callable[[TurnRecord], Grade] | None = None) -> dict[str, Any]:
+def summarize(
+    records: list[TurnRecord],
+    similarity: Callable[[list[str], list[str]], list[float]] | None = None,
+    grade: Callable[[TurnRecord], Grade] | None = None,
+) -> dict[str, Any]:
     """All the numbers for one model: decisions, per category, replies (graded), latency, threshold sweep."""
     gold = [r.gold_speak for r in records]
     pred = [r.speak for r in records]
     report: dict[str, Any] = decision_metrics(gold, pred).as_dict()
     addressed = [r for r in records if r.gold_speak and addresses_assistant(r.text, DEFAULT_ASSISTANT_NAMES)]
-    report["missed_address_rate"] = round(sum(not r.speak for r in addressed) / len(addressed), 4) if addressed else 0.0
+    report["missed_address_rate"] = (
+        round(sum(not r.speak for r in addressed) / len(addressed), 4) if addressed else 0.0
+    )
     report["addressed_turns"] = len(addressed)
     # The two halves of the decision, split by the mention rule: turns that name the assistant (answer when
     # addressed, stay silent when only mentioned) and turns that do not (volunteering: stuck groups and
@@ -144,8 +177,15 @@ def summarize(records: list[TurnRecord], similarity: Callable[[list[str], list[s
     if any(r.speak and r.reply for r in records):
         report["replies"]["graded"] = grade_replies(records, grade)
     lat = [r.latency_s for r in records]
-    report["latency_s"] = {"p50": round(_pct(lat, 0.5), 4), "p95": round(_pct(lat, 0.95), 4), "mean": round(statistics.fmean(lat), 4) if lat else 0.0}
-    report["tokens_processed"] = {"total": sum(r.tokens for r in records), "mean": round(statistics.fmean(r.tokens for r in records), 1) if records else 0.0}
+    report["latency_s"] = {
+        "p50": round(_pct(lat, 0.5), 4),
+        "p95": round(_pct(lat, 0.95), 4),
+        "mean": round(statistics.fmean(lat), 4) if lat else 0.0,
+    }
+    report["tokens_processed"] = {
+        "total": sum(r.tokens for r in records),
+        "mean": round(statistics.fmean(r.tokens for r in records), 1) if records else 0.0,
+    }
     scores = [r.p_speak for r in records]
     if records and all(s is not None for s in scores):
         t, f1 = best_threshold(gold, scores)  # type: ignore[arg-type]
@@ -163,9 +203,13 @@ def _per_group(records: list[TurnRecord], key: Callable[[TurnRecord], str]) -> d
     for name, rs in sorted(groups.items()):
         m = decision_metrics([r.gold_speak for r in rs], [r.speak for r in rs])
         # Within a per-turn category all gold labels agree, so accuracy says it all.
-        out[name] = {"turns": m.n, "accuracy": round(m.accuracy, 4), "f1": round(m.f1, 4),
-                     "balanced_accuracy": round(m.balanced_accuracy, 4),
-                     "false_interjection_rate": round(m.false_interjection_rate, 4)}
+        out[name] = {
+            "turns": m.n,
+            "accuracy": round(m.accuracy, 4),
+            "f1": round(m.f1, 4),
+            "balanced_accuracy": round(m.balanced_accuracy, 4),
+            "false_interjection_rate": round(m.false_interjection_rate, 4),
+        }
     return out
 
 
@@ -186,7 +230,16 @@ def embedding_similarity() -> Callable[[list[str], list[str]], list[float]]:
     return similarity
 
 
-COLUMNS = ("precision", "recall", "f1", "named_f1", "volunteer_f1", "balanced_accuracy", "false_interjection_rate", "missed_address_rate")
+COLUMNS = (
+    "precision",
+    "recall",
+    "f1",
+    "named_f1",
+    "volunteer_f1",
+    "balanced_accuracy",
+    "false_interjection_rate",
+    "missed_address_rate",
+)
 
 
 def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
@@ -198,7 +251,11 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
         row += [f"{r['per_turn_category'][c]['accuracy']:.3f}" if c in r["per_turn_category"] else "-" for c in cats]
         sim, graded = r["replies"].get("similarity_to_gold"), r["replies"].get("graded")
         row += ["-" if sim is None else f"{sim:.3f}"]
-        row += [f"{graded['correct']:.2f}", f"{graded['wrong_or_harmful']:.2f}", str(graded["marker_leaks"])] if graded else ["-"] * 3
+        row += (
+            [f"{graded['correct']:.2f}", f"{graded['wrong_or_harmful']:.2f}", str(graded["marker_leaks"])]
+            if graded
+            else ["-"] * 3
+        )
         row += [f"{r['latency_s']['p50']:.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -207,15 +264,35 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
 def reply_table(graded: dict[str, dict[str, Any]]) -> str:
     """Reply grades per model, overall and per conversation category (correct / wrong-or-harmful)."""
     cats = sorted({c for g in graded.values() for c in g.get("per_conversation_category", {})})
-    head = ["model", "graded", "correct", "incomplete", "unsure", "wrong", "harmful", "leaks", "words", "same language",
-            *(f"{c}: correct / wrong" for c in cats)]
+    head = [
+        "model",
+        "graded",
+        "correct",
+        "incomplete",
+        "unsure",
+        "wrong",
+        "harmful",
+        "leaks",
+        "words",
+        "same language",
+        *(f"{c}: correct / wrong" for c in cats),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, g in graded.items():
         per = g.get("per_conversation_category", {})
         lang = "-" if g["same_language"] is None else f"{g['same_language']:.2f}"
-        row = [name, str(g["graded"]), *(f"{g[k]:.2f}" for k in ("correct", "incomplete", "unsure", "wrong", "harmful")),
-               str(g["marker_leaks"]), f"{g['mean_words']:.1f}", lang]
-        row += [f"{per[c]['correct']:.2f} / {per[c]['wrong_or_harmful']:.2f}" if per.get(c, {}).get("graded") else "-" for c in cats]
+        row = [
+            name,
+            str(g["graded"]),
+            *(f"{g[k]:.2f}" for k in ("correct", "incomplete", "unsure", "wrong", "harmful")),
+            str(g["marker_leaks"]),
+            f"{g['mean_words']:.1f}",
+            lang,
+        ]
+        row += [
+            f"{per[c]['correct']:.2f} / {per[c]['wrong_or_harmful']:.2f}" if per.get(c, {}).get("graded") else "-"
+            for c in cats
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -228,7 +305,7 @@ def decision_agreement(records: dict[str, list[TurnRecord]]) -> dict[str, float]
     names = list(records)
     out = {}
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             pairs = list(zip(records[a], records[b]))
             if pairs:
                 out[f"{a} vs {b}"] = round(sum(x.speak == y.speak for x, y in pairs) / len(pairs), 4)
@@ -250,21 +327,34 @@ def category_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, reports: dict[str, dict[str, Any]], data: Iterable[str],
-                  agreement: dict[str, float] | None = None) -> None:
+def write_outputs(
+    out: Path, reports: dict[str, dict[str, Any]], data: Iterable[str], agreement: dict[str, float] | None = None
+) -> None:
     """report.json, report.md and the PR-curve plots (the turn records are written as the run goes)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps({"data": list(data), "models": reports, "agreement": agreement or {}}, indent=2))
-    md = [f"# chimein eval: {', '.join(data)}", "", markdown_table(reports), "",
-          "Per-turn categories: `addressed` (gold speaks, the assistant is named), `volunteered` (gold speaks, not named),",
-          "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.",
-          "`named_f1`: speak-F1 on the turns that name the assistant; `volunteer_f1`: speak-F1 on the turns that do not",
-          "(positives: stuck groups, corrections, follow-ups; every other speaking turn there is an interjection).", ""]
+    (out / "report.json").write_text(
+        json.dumps({"data": list(data), "models": reports, "agreement": agreement or {}}, indent=2)
+    )
+    md = [
+        f"# chimein eval: {', '.join(data)}",
+        "",
+        markdown_table(reports),
+        "",
+        "Per-turn categories: `addressed` (gold speaks, the assistant is named), `volunteered` (gold speaks, not named),",
+        "`mentioned_silent` (named, gold silent), `chitchat` (neither). acc = fraction of those turns decided right.",
+        "`named_f1`: speak-F1 on the turns that name the assistant; `volunteer_f1`: speak-F1 on the turns that do not",
+        "(positives: stuck groups, corrections, follow-ups; every other speaking turn there is an interjection).",
+        "",
+    ]
     graded = {name: r["replies"]["graded"] for name, r in reports.items() if r["replies"].get("graded")}
     if graded:
-        md += ["What it said: each spoken reply on a gold-speak turn graded against the gold reply (shares of those",
-               "replies); leaks = replies with a marker, template token or another person's `Name:` anywhere.", "",
-               reply_table(graded), ""]
+        md += [
+            "What it said: each spoken reply on a gold-speak turn graded against the gold reply (shares of those",
+            "replies); leaks = replies with a marker, template token or another person's `Name:` anywhere.",
+            "",
+            reply_table(graded),
+            "",
+        ]
     by_category = category_table(reports)
     if by_category:
         md += ["Speak F1 / false-interjection rate per conversation category:", "", by_category, ""]
@@ -287,7 +377,13 @@ def plot_pr_curve(points: list[dict[str, float]], path: Path, title: str) -> Non
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot([p["recall"] for p in points], [p["precision"] for p in points], marker=".")
     best = max(points, key=lambda p: p["f1"])
-    ax.scatter([best["recall"]], [best["precision"]], color="red", zorder=3, label=f"best F1 {best['f1']:.2f} at p>={best['threshold']:.2f}")
+    ax.scatter(
+        [best["recall"]],
+        [best["precision"]],
+        color="red",
+        zorder=3,
+        label=f"best F1 {best['f1']:.2f} at p>={best['threshold']:.2f}",
+    )
     ax.set_xlabel("speak recall")
     ax.set_ylabel("speak precision")
     ax.set_xlim(0, 1.02)
@@ -304,7 +400,9 @@ def _safe(name: str) -> str:
 
 
 def data_fingerprint(conversations: list[Conversation]) -> str:
-    return hashlib.sha256("\n".join(json.dumps(c.to_json(), sort_keys=True) for c in conversations).encode()).hexdigest()
+    return hashlib.sha256(
+        "\n".join(json.dumps(c.to_json(), sort_keys=True) for c in conversations).encode()
+    ).hexdigest()
 
 
 def run_fingerprint(name: str, data_sha256: str, **settings: Any) -> dict[str, Any]:
@@ -321,7 +419,9 @@ def run_fingerprint(name: str, data_sha256: str, **settings: Any) -> dict[str, A
     return {"model": name, "adapter_sha256": weights, "data_sha256": data_sha256, **settings}
 
 
-def _resume(path: Path, fingerprint: dict[str, Any], conversations: list[Conversation]) -> tuple[list[TurnRecord], int]:
+def _resume(
+    path: Path, fingerprint: dict[str, Any], conversations: list[Conversation]
+) -> tuple[list[TurnRecord], int]:
     """Records of the conversations a killed or earlier run finished with the same fingerprint, and their count."""
     key = path.with_suffix(".fingerprint.json")
     if not path.exists() or not key.exists() or json.loads(key.read_text()) != fingerprint:
@@ -347,10 +447,19 @@ def group_conversations(records: list[TurnRecord], conversations: list[Conversat
         record.conversation_category = label
 
 
-def evaluate_models(names: list[str], conversations: list[Conversation], out: Path, data: list[str],
-                    load: Callable[[str], Any], threshold: float | None = None, replier: Any = None,
-                    with_similarity: bool = True, decisions_only: bool = False,
-                    group_by: str = "category", grade: Callable[[TurnRecord], Grade] | None = None) -> dict[str, dict[str, Any]]:
+def evaluate_models(
+    names: list[str],
+    conversations: list[Conversation],
+    out: Path,
+    data: list[str],
+    load: Callable[[str], Any],
+    threshold: float | None = None,
+    replier: Any = None,
+    with_similarity: bool = True,
+    decisions_only: bool = False,
+    group_by: str = "category",
+    grade: Callable[[TurnRecord], Grade] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Evaluate several models on the same conversations, with a progress bar; write the outputs.
 
     Turn records are appended to ``OUT/turns-MODEL.jsonl`` after every conversation. A later run with the
@@ -369,8 +478,13 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
     with Progress() as progress:
         for name in names:
             path = out / f"turns-{_safe(name)}.jsonl"
-            fingerprint = run_fingerprint(name, data_sha256, threshold=threshold, decisions_only=decisions_only,
-                                          replier=getattr(replier, "model", None) or getattr(replier, "name", None))
+            fingerprint = run_fingerprint(
+                name,
+                data_sha256,
+                threshold=threshold,
+                decisions_only=decisions_only,
+                replier=getattr(replier, "model", None) or getattr(replier, "name", None),
+            )
             done, n_done = _resume(path, fingerprint, conversations)
             task = progress.add_task(f"{name}: loading", total=total, completed=len(done))
             todo = conversations[n_done:]
@@ -384,8 +498,14 @@ def evaluate_models(names: list[str], conversations: list[Conversation], out: Pa
                     with open(path, "a") as f:
                         f.writelines(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows)
 
-                done += evaluate(backend, todo, threshold=threshold, decisions_only=decisions_only,
-                                 on_turn=lambda: progress.advance(task), on_conversation=append)
+                done += evaluate(
+                    backend,
+                    todo,
+                    threshold=threshold,
+                    decisions_only=decisions_only,
+                    on_turn=lambda: progress.advance(task),
+                    on_conversation=append,
+                )
             group_conversations(done, conversations, group_by)
             records[name] = done
             reports[name] = summarize(done, similarity, grade)

@@ -19,7 +19,15 @@ from typing import Callable, Iterable
 
 from chimein.data import Conversation
 from chimein.importers import discord, irc, matrix, slack, telegram, whatsapp
-from chimein.importers.common import Chat, Export, Progress, WindowOptions, find_assistant, no_progress, to_conversations
+from chimein.importers.common import (
+    Chat,
+    Export,
+    Progress,
+    WindowOptions,
+    find_assistant,
+    no_progress,
+    to_conversations,
+)
 from chimein.importers.pseudonymize import Pseudonymizer
 
 __all__ = ["FORMATS", "ImportResult", "WindowOptions", "import_chats"]
@@ -43,9 +51,16 @@ class ImportResult:
     skipped: Counter = field(default_factory=Counter)  # reason -> lines, events or messages not written
 
 
-def import_chats(format: str, paths: Iterable[str | Path], options: WindowOptions = WindowOptions(), *,
-                 pseudonymize: bool = False, phone_region: str = "US", chats: Iterable[str] = (),
-                 progress: Progress = no_progress) -> ImportResult:
+def import_chats(
+    format: str,
+    paths: Iterable[str | Path],
+    options: WindowOptions = WindowOptions(),
+    *,
+    pseudonymize: bool = False,
+    phone_region: str = "US",
+    chats: Iterable[str] = (),
+    progress: Progress = no_progress,
+) -> ImportResult:
     """Read export files of one format and cut them into conversations.
 
     ``chats``: keep only the chats, channels or rooms of these names (``#general`` or ``general``), counting
@@ -63,15 +78,19 @@ def import_chats(format: str, paths: Iterable[str | Path], options: WindowOption
         export.add(read(path, progress))
     wanted = {c.casefold().lstrip("#"): c for c in chats}
     if wanted:
+
         def key(chat: Chat) -> str:  # a Slack thread goes with its channel
             return chat.name.casefold().lstrip("#").split(",")[0]
 
         missing = [shown for name, shown in wanted.items() if name not in {key(c) for c in export.chats}]
         if missing:
             names = sorted({c.name.split(",")[0] for c in export.chats})
-            raise ValueError(f"--chat {missing[0]}: no chat of that name in the export (chats: {', '.join(names[:20])})")
-        export.skipped["messages in chats not chosen with --chat"] += sum(len(c.messages) for c in export.chats
-                                                                          if key(c) not in wanted)
+            raise ValueError(
+                f"--chat {missing[0]}: no chat of that name in the export (chats: {', '.join(names[:20])})"
+            )
+        export.skipped["messages in chats not chosen with --chat"] += sum(
+            len(c.messages) for c in export.chats if key(c) not in wanted
+        )
         export.chats = [c for c in export.chats if key(c) in wanted]
     messages_read = sum(len(c.messages) for c in export.chats)
     assistant = find_assistant(export, options.assistant)
@@ -86,6 +105,7 @@ def import_chats(format: str, paths: Iterable[str | Path], options: WindowOption
         people.pop(assistant, None)
         pseudonyms = Pseudonymizer(people, keep=keep, region=phone_region)
         rename, rewrite = pseudonyms.name, pseudonyms.text
-    conversations, left_out = to_conversations(export, options, assistant, rewrite=rewrite, rename=rename,
-                                               id_prefix=format)
+    conversations, left_out = to_conversations(
+        export, options, assistant, rewrite=rewrite, rename=rename, id_prefix=format
+    )
     return ImportResult(conversations, messages_read, assistant, export.skipped + left_out)

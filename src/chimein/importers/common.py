@@ -134,8 +134,9 @@ class WindowOptions:
         if self.max_messages < 2:
             raise ValueError(f"--max-messages must be at least 2, got {self.max_messages}")
         if not 1 <= self.min_messages <= self.max_messages:
-            raise ValueError(f"--min-messages must be between 1 and --max-messages ({self.max_messages}), "
-                             f"got {self.min_messages}")
+            raise ValueError(
+                f"--min-messages must be between 1 and --max-messages ({self.max_messages}), got {self.min_messages}"
+            )
 
 
 def names_of(message: ChatMessage) -> set[str]:
@@ -153,11 +154,15 @@ def find_assistant(export: Export, assistant: str | None) -> str | None:
                 return m.author
         authors = sorted({m.author for m in messages})
         shown = ", ".join(authors[:12]) + (", ..." if len(authors) > 12 else "")
-        raise ValueError(f"--assistant {assistant}: nobody of that name wrote in the export (authors: {shown or 'none'})")
+        raise ValueError(
+            f"--assistant {assistant}: nobody of that name wrote in the export (authors: {shown or 'none'})"
+        )
     bots = sorted({m.author for m in messages if m.bot})
     if len(bots) > 1:
-        raise ValueError(f"the export has {len(bots)} bot accounts ({', '.join(bots)}): say which one is the "
-                         f"assistant with --assistant NAME")
+        raise ValueError(
+            f"the export has {len(bots)} bot accounts ({', '.join(bots)}): say which one is the "
+            f"assistant with --assistant NAME"
+        )
     return bots[0] if bots else None
 
 
@@ -168,7 +173,9 @@ def windows(chat: Chat, options: WindowOptions) -> list[list[ChatMessage]]:
     current: list[ChatMessage] = []
     for m in chat.messages:
         previous = current[-1] if current else None
-        long_silence = previous is not None and m.time is not None and previous.time is not None and m.time - previous.time > gap
+        long_silence = (
+            previous is not None and m.time is not None and previous.time is not None and m.time - previous.time > gap
+        )
         if current and (long_silence or len(current) >= options.max_messages):
             out.append(current)
             current = []
@@ -178,8 +185,14 @@ def windows(chat: Chat, options: WindowOptions) -> list[list[ChatMessage]]:
     return out
 
 
-def to_conversations(export: Export, options: WindowOptions, assistant: str | None, rewrite: Callable[[str], str] = str,
-                     rename: Callable[[str], str] = str, id_prefix: str = "import") -> tuple[list[Conversation], Counter]:
+def to_conversations(
+    export: Export,
+    options: WindowOptions,
+    assistant: str | None,
+    rewrite: Callable[[str], str] = str,
+    rename: Callable[[str], str] = str,
+    id_prefix: str = "import",
+) -> tuple[list[Conversation], Counter]:
     """Every chat of the export as conversation windows; also what was left out, by reason.
 
     ``assistant``: the author whose messages are the assistant's turns (:func:`find_assistant`); ``rename``
@@ -209,8 +222,10 @@ def to_conversations(export: Export, options: WindowOptions, assistant: str | No
                 continue
             digest = hashlib.sha1(json.dumps([m.to_json() for m in messages]).encode()).hexdigest()[:10]
             ids[digest] += 1
-            meta: dict[str, Any] = {"id": f"{id_prefix}-{digest}" + (f"-{ids[digest]}" if ids[digest] > 1 else ""),
-                                    "chat": rewrite(chat.name)}
+            meta: dict[str, Any] = {
+                "id": f"{id_prefix}-{digest}" + (f"-{ids[digest]}" if ids[digest] > 1 else ""),
+                "chat": rewrite(chat.name),
+            }
             if chat.dated and window[0].time is not None:
                 meta["start"] = window[0].time.isoformat(timespec="minutes")
             conversations.append(Conversation(messages, meta))

@@ -16,7 +16,16 @@ from functools import partial
 from pathlib import Path
 
 from chimein.importers.common import (
-    Chat, ChatMessage, Export, Progress, expect, iso_time, line_of, load_json, no_progress, read_text,
+    Chat,
+    ChatMessage,
+    Export,
+    Progress,
+    expect,
+    iso_time,
+    line_of,
+    load_json,
+    no_progress,
+    read_text,
 )
 
 KEPT_TYPES = {"Default", "Reply"}
@@ -41,8 +50,10 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
             continue
         author = expect(m.get("author"), dict, path, line, f"{here}.author")
         mentioned = {str(p.get("id")): display_name(p) for p in m.get("mentions") or [] if isinstance(p, dict)}
-        body = RAW_MENTION.sub(lambda f: "@" + mentioned.get(f.group(1), f.group(0)[2:-1]),
-                               expect(m.get("content", ""), str, path, line, f"{here}.content")).strip()
+        body = RAW_MENTION.sub(
+            lambda f: "@" + mentioned.get(f.group(1), f.group(0)[2:-1]),
+            expect(m.get("content", ""), str, path, line, f"{here}.content"),
+        ).strip()
         if not body:
             export.skipped["attachments, stickers or embeds without text"] += 1
             continue
@@ -53,10 +64,13 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
         for p in m.get("mentions") or []:
             if isinstance(p, dict):
                 export.aliases.setdefault(display_name(p), set()).update(
-                    {str(p[k]) for k in ("name",) if p.get(k)} - {display_name(p)})
+                    {str(p[k]) for k in ("name",) if p.get(k)} - {display_name(p)}
+                )
         messages.append(ChatMessage(name, body, time, bot=bool(author.get("isBot")), author_ids=tuple(handles)))
     progress(len(messages))
     channel = data.get("channel") if isinstance(data.get("channel"), dict) else {}
     guild = data.get("guild") if isinstance(data.get("guild"), dict) else {}
-    export.chats.append(Chat(" / ".join(filter(None, (guild.get("name"), "#" + str(channel.get("name", path.stem))))), messages))
+    export.chats.append(
+        Chat(" / ".join(filter(None, (guild.get("name"), "#" + str(channel.get("name", path.stem))))), messages)
+    )
     return export

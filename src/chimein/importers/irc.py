@@ -45,8 +45,10 @@ FILE_DATE = re.compile(r"(\d{4})-?(\d\d)-?(\d\d)")
 JOINS = re.compile(r"has (joined|left|quit)|^(Joins|Parts|Quits):| (joined|left|quit)\b", re.IGNORECASE)
 NICK_CHANGE = re.compile(r"(\S+) is now known as (\S+)", re.IGNORECASE)
 WEECHAT_EVENTS = {"-->": "joins, parts and quits", "<--": "joins, parts and quits"}
-EXPECTED = ("not an IRC log line this reader knows (irssi '12:34 < nick> text', weechat "
-            "'2024-01-01 12:34:56<TAB>nick<TAB>text', znc '[12:34:56] <nick> text')")
+EXPECTED = (
+    "not an IRC log line this reader knows (irssi '12:34 < nick> text', weechat "
+    "'2024-01-01 12:34:56<TAB>nick<TAB>text', znc '[12:34:56] <nick> text')"
+)
 
 
 class Nicks:
@@ -98,7 +100,9 @@ class Clock:
 
     def at(self, hhmm: str) -> datetime:
         parts = [int(p) for p in hhmm.split(":")]
-        t = datetime(self.day.year, self.day.month, self.day.day, parts[0], parts[1], parts[2] if len(parts) > 2 else 0)
+        t = datetime(
+            self.day.year, self.day.month, self.day.day, parts[0], parts[1], parts[2] if len(parts) > 2 else 0
+        )
         if self.last is not None and t < self.last:  # past midnight with no date line
             self.day += timedelta(days=1)
             t += timedelta(days=1)
@@ -153,8 +157,9 @@ def weechat_line(line: str, path: Path, n: int, export: Export, nicks: Nicks) ->
     return None
 
 
-def time_only_line(line: str, layout: str, clock: Clock, path: Path, n: int, export: Export,
-                   nicks: Nicks) -> ChatMessage | None:
+def time_only_line(
+    line: str, layout: str, clock: Clock, path: Path, n: int, export: Export, nicks: Nicks
+) -> ChatMessage | None:
     dated = IRSSI_DATE.match(line)
     if dated:
         stamp = dated.group(1)

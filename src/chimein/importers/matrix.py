@@ -16,7 +16,15 @@ from functools import partial
 from pathlib import Path
 
 from chimein.importers.common import (
-    Chat, ChatMessage, Export, Progress, expect, line_of, load_json, no_progress, read_text,
+    Chat,
+    ChatMessage,
+    Export,
+    Progress,
+    expect,
+    line_of,
+    load_json,
+    no_progress,
+    read_text,
 )
 
 MEDIA = {"m.image", "m.file", "m.audio", "m.video", "m.location"}
@@ -89,7 +97,9 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
         if msgtype == "m.notice":
             bots.add(sender)
         ts = expect(e.get("origin_server_ts"), int, path, line, f"{here}.origin_server_ts")
-        kept = ChatMessage(name, body, datetime.fromtimestamp(ts / 1000, timezone.utc), author_ids=(sender, local_part(sender)))
+        kept = ChatMessage(
+            name, body, datetime.fromtimestamp(ts / 1000, timezone.utc), author_ids=(sender, local_part(sender))
+        )
         export.aliases.setdefault(name, set()).update({sender, local_part(sender)} - {name})
         messages.append(kept)
         if isinstance(e.get("event_id"), str):

@@ -18,9 +18,11 @@ from typing import Iterable
 
 import phonenumbers
 
-FAKE_NAMES = ("Amara Bruno Chiara Dmitri Elif Farid Greta Hiro Ines Jonas Kavya Lars Mei Nadia Omar Priya Quinn Rosa "
-              "Sven Tomas Uma Viktor Wen Ximena Yusuf Zofia Aiko Bodhi Carmen Dev Esther Felix Gabriela Hamid Ilse "
-              "Joao Kofi Leila Mateo Noor Otto Paloma Rafael Sanne Tariq Ulla Vera Wiebke Yara Zeno").split()
+FAKE_NAMES = (
+    "Amara Bruno Chiara Dmitri Elif Farid Greta Hiro Ines Jonas Kavya Lars Mei Nadia Omar Priya Quinn Rosa "
+    "Sven Tomas Uma Viktor Wen Ximena Yusuf Zofia Aiko Bodhi Carmen Dev Esther Felix Gabriela Hamid Ilse "
+    "Joao Kofi Leila Mateo Noor Otto Paloma Rafael Sanne Tariq Ulla Vera Wiebke Yara Zeno"
+).split()
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 HANDLE = re.compile(r"(?<![\w@])@([\w][\w.-]*\w|\w)")
 GROUP_MENTIONS = {"here", "channel", "everyone", "room", "all"}
@@ -32,7 +34,9 @@ class Pseudonymizer:
         """``people``: each person's name and the other spellings texts use for them (handles, user names);
         ``keep``: names never replaced (the assistant's)."""
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"--phone-region {region}: not a region code phonenumbers knows (e.g. US, DE, GB, IN, BR)")
+            raise ValueError(
+                f"--phone-region {region}: not a region code phonenumbers knows (e.g. US, DE, GB, IN, BR)"
+            )
         self.region = region.upper()
         self.keep = {k.casefold() for k in keep}
         real = {n.casefold() for person, names in people.items() for n in {person, *names}}
@@ -87,6 +91,6 @@ class Pseudonymizer:
         out, end = [], 0
         for match in phonenumbers.PhoneNumberMatcher(text, self.region, leniency=phonenumbers.Leniency.POSSIBLE):
             if sum(c.isdigit() for c in match.raw_string) >= MIN_PHONE_DIGITS:
-                out.append(text[end:match.start] + "<phone>")
+                out.append(text[end : match.start] + "<phone>")
                 end = match.end
         return "".join(out) + text[end:]

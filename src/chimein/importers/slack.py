@@ -22,7 +22,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chimein.importers.common import (
-    Chat, ChatMessage, Export, Line, Progress, expect, line_of, load_json, no_progress, problem,
+    Chat,
+    ChatMessage,
+    Export,
+    Line,
+    Progress,
+    expect,
+    line_of,
+    load_json,
+    no_progress,
+    problem,
 )
 
 KEPT_SUBTYPES = {None, "thread_broadcast", "bot_message", "me_message", "file_share"}
@@ -44,14 +53,23 @@ class Files:
             try:
                 self.zip = zipfile.ZipFile(path)
             except zipfile.BadZipFile:
-                raise problem(path, 0, "file", "not a zip file: a Slack export is the zip Slack sends (or its folder)") from None
+                raise problem(
+                    path, 0, "file", "not a zip file: a Slack export is the zip Slack sends (or its folder)"
+                ) from None
             names = [n for n in self.zip.namelist() if n.endswith(".json")]
-        top = next((str(PurePosixPath(n).parent) for n in sorted(names, key=len) if PurePosixPath(n).name == "users.json"), None)
+        top = next(
+            (str(PurePosixPath(n).parent) for n in sorted(names, key=len) if PurePosixPath(n).name == "users.json"),
+            None,
+        )
         if top is None:
-            raise problem(path, 0, "users.json", "missing: a Slack workspace export has users.json, channels.json and "
-                                                 "a folder per channel")
+            raise problem(
+                path,
+                0,
+                "users.json",
+                "missing: a Slack workspace export has users.json, channels.json and a folder per channel",
+            )
         self.top = "" if top == "." else top + "/"
-        self.names = {n[len(self.top):] for n in names if n.startswith(self.top)}
+        self.names = {n[len(self.top) :] for n in names if n.startswith(self.top)}
 
     def where(self, name: str) -> str:
         return f"{self.path}/{name}" if self.path.is_dir() else f"{self.path}:{name}"
@@ -80,8 +98,11 @@ def user_names(files: Files) -> tuple[dict[str, str], set[str], dict[str, set[st
         uid = str(u.get("id"))
         name = profile.get("display_name") or profile.get("real_name") or u.get("real_name") or u.get("name") or uid
         names[uid] = name
-        aliases[name] = {n for n in (u.get("name"), u.get("real_name"), profile.get("real_name"), profile.get("display_name"))
-                         if n and n != name}
+        aliases[name] = {
+            n
+            for n in (u.get("name"), u.get("real_name"), profile.get("real_name"), profile.get("display_name"))
+            if n and n != name
+        }
         if u.get("is_bot") or uid == "USLACKBOT":
             bots.add(uid)
     return names, bots, aliases
@@ -99,7 +120,7 @@ def plain_text(text: str, names: dict[str, str]) -> str:
         if target.startswith("!"):
             return label if label else "@" + target[1:].split("^")[0]
         if target.startswith("mailto:"):
-            return label or target[len("mailto:"):]
+            return label or target[len("mailto:") :]
         return target if not label or label == target else f"{label} ({target})"
 
     return html.unescape(LINK.sub(link, text))
@@ -131,12 +152,17 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
         for day in days:
             data, text = files.json(day)
             for i, m in enumerate(expect(data, list, files.where(day), 1, "messages")):
-                where = (files.where(day), partial(line_of, text, "ts", m.get("ts") if isinstance(m, dict) else None),
-                         f"messages[{i}]")
+                where = (
+                    files.where(day),
+                    partial(line_of, text, "ts", m.get("ts") if isinstance(m, dict) else None),
+                    f"messages[{i}]",
+                )
                 m = expect(m, dict, *where)
                 ts = expect(m.get("ts"), str, where[0], where[1], f"{where[2]}.ts")
                 if not TS.match(ts) or not TS.match(str(m.get("thread_ts", ts))):
-                    raise problem(where[0], where[1], f"{where[2]}.ts", f"not a Slack timestamp: {ts!r} / {m.get('thread_ts')!r}")
+                    raise problem(
+                        where[0], where[1], f"{where[2]}.ts", f"not a Slack timestamp: {ts!r} / {m.get('thread_ts')!r}"
+                    )
                 posts.append((float(ts), ts, m, where))
         posts.sort(key=lambda p: p[0])
         replied = {m["thread_ts"] for _, ts, m, _ in posts if m.get("thread_ts") not in (None, ts)}
@@ -178,4 +204,3 @@ def message(m: dict, where: Where, names: dict[str, str], bot_ids: set[str], exp
     profile = m.get("user_profile") if isinstance(m.get("user_profile"), dict) else {}
     author = names.get(uid) or profile.get("display_name") or profile.get("real_name") or uid
     return ChatMessage(author, body, None, bot=uid in bot_ids or bool(m.get("bot_id")), author_ids=(uid,))
-

@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from chimein.importers.common import (
-    Chat, ChatMessage, Export, Line, Progress, expect, iso_time, line_of, load_json, no_progress, problem,
+    Chat,
+    ChatMessage,
+    Export,
+    Line,
+    Progress,
+    expect,
+    iso_time,
+    line_of,
+    load_json,
+    no_progress,
+    problem,
     read_text,
 )
 
@@ -49,7 +59,9 @@ def message_time(m: dict, file: Path, line: Line, where: str) -> datetime:
 def read_chat(chat: dict, text: str, file: Path, where: str, export: Export, progress: Progress) -> None:
     name = chat.get("name") or chat.get("type") or "Telegram chat"
     messages: list[ChatMessage] = []
-    for i, m in enumerate(expect(chat.get("messages"), list, file, partial(line_of, text, "name", name), f"{where}.messages")):
+    for i, m in enumerate(
+        expect(chat.get("messages"), list, file, partial(line_of, text, "name", name), f"{where}.messages")
+    ):
         here = f"{where}.messages[{i}]"
         line = partial(line_of, text, "id", m.get("id") if isinstance(m, dict) else None)
         m = expect(m, dict, file, line, here)
@@ -83,9 +95,17 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
     elif "chats" in data:
         for key in ("chats", "left_chats"):
             chats = data.get(key, {"list": []})
-            for i, chat in enumerate(expect(expect(chats, dict, path, 1, key).get("list"), list, path, 1, f"{key}.list")):
-                read_chat(expect(chat, dict, path, 1, f"{key}.list[{i}]"), text, path, f"{key}.list[{i}]", export, progress)
+            for i, chat in enumerate(
+                expect(expect(chats, dict, path, 1, key).get("list"), list, path, 1, f"{key}.list")
+            ):
+                read_chat(
+                    expect(chat, dict, path, 1, f"{key}.list[{i}]"), text, path, f"{key}.list[{i}]", export, progress
+                )
     else:
-        raise problem(path, 1, "result.json", "neither one chat ('messages') nor a full export ('chats'): is this "
-                                              "Telegram Desktop's JSON export?")
+        raise problem(
+            path,
+            1,
+            "result.json",
+            "neither one chat ('messages') nor a full export ('chats'): is this Telegram Desktop's JSON export?",
+        )
     return export

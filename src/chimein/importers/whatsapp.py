@@ -29,16 +29,43 @@ SYSTEM = "system lines (encryption notice, joins, leaves, group changes)"
 EXPECTED = "not a WhatsApp message line ('12/31/23, 9:41 PM - Name: text' or '[31/12/2023, 21:41:05] Name: text')"
 
 # What a text-only export puts where a photo, video, voice note... was (English and a few other locales).
-MEDIA = ("<media omitted>", "image omitted", "video omitted", "audio omitted", "sticker omitted", "gif omitted",
-         "document omitted", "contact card omitted", "<medien ausgeschlossen>", "<medien weggelassen>",
-         "<multimedia omitido>", "<archivo omitido>", "<médias omis>", "<fichier omis>", "<mídia oculta>",
-         "<mídia omitida>", "<media omessi>", "<media weggelaten>", "bild weggelassen", "imagen omitida")
+MEDIA = (
+    "<media omitted>",
+    "image omitted",
+    "video omitted",
+    "audio omitted",
+    "sticker omitted",
+    "gif omitted",
+    "document omitted",
+    "contact card omitted",
+    "<medien ausgeschlossen>",
+    "<medien weggelassen>",
+    "<multimedia omitido>",
+    "<archivo omitido>",
+    "<médias omis>",
+    "<fichier omis>",
+    "<mídia oculta>",
+    "<mídia omitida>",
+    "<media omessi>",
+    "<media weggelaten>",
+    "bild weggelassen",
+    "imagen omitida",
+)
 ATTACHED = re.compile(r"^<attached: [^>]+>$|\(file attached\)$", re.IGNORECASE)
-DELETED = ("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
-           "du hast diese nachricht gelöscht", "se eliminó este mensaje", "eliminaste este mensaje",
-           "ce message a été supprimé", "mensagem apagada", "questo messaggio è stato eliminato")
-EDITED = re.compile(r"\s*\u200e?<(this message was edited|diese nachricht wurde bearbeitet|se editó este mensaje)>\s*$",
-                    re.IGNORECASE)
+DELETED = (
+    "this message was deleted",
+    "you deleted this message",
+    "diese nachricht wurde gelöscht",
+    "du hast diese nachricht gelöscht",
+    "se eliminó este mensaje",
+    "eliminaste este mensaje",
+    "ce message a été supprimé",
+    "mensagem apagada",
+    "questo messaggio è stato eliminato",
+)
+EDITED = re.compile(
+    r"\s*\u200e?<(this message was edited|diese nachricht wurde bearbeitet|se editó este mensaje)>\s*$", re.IGNORECASE
+)
 
 
 def date_order(dates: list[tuple[str, str, str, str]], twelve_hour: bool) -> str:
@@ -126,7 +153,7 @@ def read(path: Path, progress: Progress = no_progress) -> Export:
         except ValueError as e:
             raise problem(path, n, "date", f"{found.group(0)[:30]!r} read as {order.upper()}: {e}") from None
         author, colon, text = found.group(9).partition(": ")  # the name is on the message's first line
-        text = "\n".join([text, *lines[n:following - 1]])
+        text = "\n".join([text, *lines[n : following - 1]])
         author = BIDI_MARKS.sub("", author).strip()
         if not colon or not author or '"' in author or len(author) > 80:
             export.skipped[SYSTEM] += 1

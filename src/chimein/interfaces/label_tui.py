@@ -24,7 +24,7 @@ def show(console: Console, session: LabelSession, turn: Proposal) -> None:
     done = session.progress()
     console.rule(f"turn {done['labelled'] + 1} of {done['turns']}  ({done['skipped']} skipped)")
     context = session.context(turn)
-    for m in context[-CONTEXT_MESSAGES - 1:-1]:
+    for m in context[-CONTEXT_MESSAGES - 1 : -1]:
         console.print(f"[dim]{escape(m.name or 'assistant')}: {escape(m.content)}[/dim]", highlight=False)
     last = context[-1]
     console.print(f"[bold]{escape(last.name or '')}: {escape(last.content)}[/bold]", highlight=False)
@@ -32,13 +32,20 @@ def show(console: Console, session: LabelSession, turn: Proposal) -> None:
     if turn.speak:
         console.print(f"  model: [green]speak[/green] (p={p}): {escape(turn.draft)}", highlight=False)
     else:
-        console.print(f"  model: [yellow]silent[/yellow] (p={p})" + (f"; draft: {escape(turn.draft)}" if turn.draft else ""),
-                      highlight=False)
+        console.print(
+            f"  model: [yellow]silent[/yellow] (p={p})" + (f"; draft: {escape(turn.draft)}" if turn.draft else ""),
+            highlight=False,
+        )
     console.print(KEYS)
 
 
-def run_labeller(session: LabelSession, console: Console, read_key: Callable[[], str],
-                 read_reply: Callable[[str], str], on_change: Callable[[], None] = lambda: None) -> None:
+def run_labeller(
+    session: LabelSession,
+    console: Console,
+    read_key: Callable[[], str],
+    read_reply: Callable[[str], str],
+    on_change: Callable[[], None] = lambda: None,
+) -> None:
     """Label until the queue is empty or the person quits. ``read_key`` returns one key; ``read_reply(draft)``
     the reply the person typed (empty: cancelled); ``on_change`` runs after every label, skip or undo."""
     while (turn := session.current()) is not None:

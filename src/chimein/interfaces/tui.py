@@ -1,8 +1,8 @@
 """`chimein chat`: a group chat in the terminal. Type as several people; the assistant chimes in or not.
 
-    Ana: pizza or sushi tonight?          a message from Ana
-    /as Ben                               later plain lines are Ben's
-    /history  /reset  /eagerness 0.3  /help  /quit
+Ana: pizza or sushi tonight?          a message from Ana
+/as Ben                               later plain lines are Ben's
+/history  /reset  /eagerness 0.3  /help  /quit
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ def split_line(line: str, current: str) -> tuple[str, str]:
     return current, line.strip()
 
 
-def run_chat(assistant: Assistant, console: Console | None = None, read: Callable[[str], str] = input,
-             speaker: str = "You", assistant_name: str = "assistant") -> None:
+def run_chat(
+    assistant: Assistant,
+    console: Console | None = None,
+    read: Callable[[str], str] = input,
+    speaker: str = "You",
+    assistant_name: str = "assistant",
+) -> None:
     console = console or Console()
-    console.print(f"[dim]Group chat with the {assistant_name}. /help for commands. Speaking as [bold]{speaker}[/bold].[/dim]")
+    console.print(
+        f"[dim]Group chat with the {assistant_name}. /help for commands. Speaking as [bold]{speaker}[/bold].[/dim]"
+    )
     while True:
         try:
             line = read(f"{speaker}> ")
@@ -56,7 +63,11 @@ def run_chat(assistant: Assistant, console: Console | None = None, read: Callabl
                 console.print(f"[dim]now speaking as [bold]{speaker}[/bold][/dim]")
             elif cmd == "history":
                 for m in assistant.history:
-                    who = f"[bold cyan]{assistant_name}[/bold cyan]" if m.role == "assistant" else f"[bold]{m.name}[/bold]"
+                    who = (
+                        f"[bold cyan]{assistant_name}[/bold cyan]"
+                        if m.role == "assistant"
+                        else f"[bold]{m.name}[/bold]"
+                    )
                     console.print(f"{who}: {m.content}", highlight=False)
             elif cmd == "reset":
                 assistant.reset()

@@ -82,8 +82,13 @@ class LabelSession:
     # -- the progress file ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, conversations: list[Conversation], progress_file: str | Path, fingerprint: dict[str, Any],
-             threshold: float) -> "LabelSession":
+    def open(
+        cls,
+        conversations: list[Conversation],
+        progress_file: str | Path,
+        fingerprint: dict[str, Any],
+        threshold: float,
+    ) -> "LabelSession":
         """A session kept in ``progress_file``: a new one, or the one a previous (killed) run left there.
         A file made from other input or another model is refused (ValueError naming it)."""
         path = Path(progress_file)
@@ -95,8 +100,10 @@ class LabelSession:
         header = _json_or_none(lines[0]) if lines else None
         if not isinstance(header, dict) or header.get("header") != fingerprint:
             found = header.get("header") if isinstance(header, dict) else None
-            raise ValueError(f"{path}:1: header: this progress file is for other input or another model "
-                             f"({_differences(found, fingerprint)}); remove it to start over, or label that input again")
+            raise ValueError(
+                f"{path}:1: header: this progress file is for other input or another model "
+                f"({_differences(found, fingerprint)}); remove it to start over, or label that input again"
+            )
         for n, line in enumerate(lines[1:], 2):
             event = _json_or_none(line)
             if event is None:
@@ -209,8 +216,12 @@ class LabelSession:
     # -- progress and output ----------------------------------------------------------------------------
 
     def progress(self) -> dict[str, int]:
-        return {"labelled": len(self.labels), "skipped": len(self.skipped), "turns": len(self.proposals),
-                "left": len(self.proposals) - len(self.labels)}
+        return {
+            "labelled": len(self.labels),
+            "skipped": len(self.skipped),
+            "turns": len(self.proposals),
+            "left": len(self.proposals) - len(self.labels),
+        }
 
     def context(self, turn: Proposal) -> list[Message]:
         """The conversation up to and including the turn, as the model saw it."""

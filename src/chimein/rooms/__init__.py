@@ -10,5 +10,14 @@ from chimein.rooms.model_thread import ModelBusy, ModelThread
 from chimein.rooms.names import has_bidi_control, passes_for_assistant
 from chimein.rooms.room import BEHIND_S, Incoming, Outcome, Room, normalize_history
 
-__all__ = ["BEHIND_S", "Incoming", "ModelBusy", "ModelThread", "Outcome", "Room", "has_bidi_control",
-           "normalize_history", "passes_for_assistant"]
+__all__ = [
+    "BEHIND_S",
+    "Incoming",
+    "ModelBusy",
+    "ModelThread",
+    "Outcome",
+    "Room",
+    "has_bidi_control",
+    "normalize_history",
+    "passes_for_assistant",
+]

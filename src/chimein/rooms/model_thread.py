@@ -39,7 +39,9 @@ class ModelThread(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         return self.submit_as("", fn, *args, **kwargs)
 
-    def submit_as(self, caller: str, fn: Callable[..., Any], /, *args: Any, urgent: bool = False, **kwargs: Any) -> Future:
+    def submit_as(
+        self, caller: str, fn: Callable[..., Any], /, *args: Any, urgent: bool = False, **kwargs: Any
+    ) -> Future:
         """Queue ``fn(*args, **kwargs)`` behind ``caller``'s earlier calls (callers take turns; ``urgent``
         calls go before all others). Raises :class:`ModelBusy` when ``max_pending`` calls are waiting."""
         future: Future = Future()

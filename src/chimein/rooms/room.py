@@ -29,8 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from chimein.assistant.core import Assistant, Decision, TwoStage, cut_reply
-from chimein.assistant.policy import (BURST_REASON, Heard, PolicyError, RoomGate, RoomPolicy, apply_command, hear_burst,
-                                      hear_only, parse_command)
+from chimein.assistant.policy import (
+    BURST_REASON,
+    Heard,
+    PolicyError,
+    RoomGate,
+    RoomPolicy,
+    apply_command,
+    hear_burst,
+    hear_only,
+    parse_command,
+)
 from chimein.data import Message
 from chimein.mentions import addresses_assistant
 from chimein.rooms.model_thread import ModelBusy, ModelThread
@@ -52,7 +61,9 @@ class Incoming:
     reply_to_assistant: bool = False  # a reply to (or in a thread under) one of the assistant's messages
 
     def heard(self) -> Heard:
-        return Heard(self.name, self.text, at=self.at, from_bot=self.from_bot, reply_to_assistant=self.reply_to_assistant)
+        return Heard(
+            self.name, self.text, at=self.at, from_bot=self.from_bot, reply_to_assistant=self.reply_to_assistant
+        )
 
 
 @dataclass
@@ -87,14 +98,24 @@ def normalize_history(messages: list[Message]) -> list[Message]:
 class Room:
     """A room's assistant, policy and queue of messages to decide on, with the worker task draining it."""
 
-    def __init__(self, key: str, assistant: Assistant, gate: RoomGate, model: ModelThread, *,
-                 on_outcomes: Callable[[list[Outcome]], Awaitable[None]],
-                 on_policy: Callable[[RoomPolicy], None] | None = None,
-                 on_idle: Callable[[], None] | None = None,
-                 on_typing: Callable[[bool], None] | None = None, typing_after_s: float = 0.4,
-                 on_draft: Callable[[Incoming, str], None] | None = None,
-                 two_stage: TwoStage | None = None, max_history: int = 1000, keep_history: int = 50,
-                 behind_s: float | None = BEHIND_S):
+    def __init__(
+        self,
+        key: str,
+        assistant: Assistant,
+        gate: RoomGate,
+        model: ModelThread,
+        *,
+        on_outcomes: Callable[[list[Outcome]], Awaitable[None]],
+        on_policy: Callable[[RoomPolicy], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        on_typing: Callable[[bool], None] | None = None,
+        typing_after_s: float = 0.4,
+        on_draft: Callable[[Incoming, str], None] | None = None,
+        two_stage: TwoStage | None = None,
+        max_history: int = 1000,
+        keep_history: int = 50,
+        behind_s: float | None = BEHIND_S,
+    ):
         if not 0 <= keep_history < max_history:
             raise ValueError("need 0 <= keep_history < max_history")
         self.key, self.assistant, self.gate, self.model = key, assistant, gate, model
@@ -117,7 +138,7 @@ class Room:
 
     def seed(self, messages: list[Message]) -> None:
         """Start from the conversation so far (the latest ``keep_history`` messages), deciding nothing."""
-        self.assistant.seed(normalize_history(messages[-self.keep_history:] if self.keep_history else []))
+        self.assistant.seed(normalize_history(messages[-self.keep_history :] if self.keep_history else []))
 
     def hear(self, message: Incoming) -> None:
         """Queue a message; it is decided after the settle time, with the others that arrive meanwhile."""
@@ -162,8 +183,11 @@ class Room:
         heard = [m.heard() for m in burst]
         # Cheap to tell on the loop: a burst that addresses the assistant goes before other rooms' chit-chat.
         urgent = any(h.reply_to_assistant or addresses_assistant(h.text, self.gate.names) for h in heard)
-        timer = (asyncio.get_running_loop().call_later(self.typing_after_s, self._set_typing, True)
-                 if self.on_typing is not None else None)
+        timer = (
+            asyncio.get_running_loop().call_later(self.typing_after_s, self._set_typing, True)
+            if self.on_typing is not None
+            else None
+        )
         try:
             future = self.model.submit_as(self.key, self._decide_now, heard, time.monotonic(), urgent, urgent=urgent)
             decisions = await asyncio.wrap_future(future)
@@ -187,7 +211,9 @@ class Room:
             self.seed(self.assistant.history)
         waited = time.monotonic() - queued_at
         if not urgent and self.behind_s is not None and waited > self.behind_s:
-            return hear_only(self.assistant, self.gate, heard, f"skipped: waited {waited:.1f} s for the model (behind)")
+            return hear_only(
+                self.assistant, self.gate, heard, f"skipped: waited {waited:.1f} s for the model (behind)"
+            )
         return hear_burst(self.assistant, self.gate, heard)
 
     async def _rewrite(self, decisions: list[Decision], burst: list[Incoming]) -> None:
@@ -199,7 +225,7 @@ class Room:
             return
         loop = asyncio.get_running_loop()
         history = self.assistant.history
-        positions = [i for i, m in enumerate(history) if m.role == "assistant"][-len(spoken):]
+        positions = [i for i, m in enumerate(history) if m.role == "assistant"][-len(spoken) :]
         for i, at in reversed(list(zip(spoken, positions))):  # from the end: a dropped reply shifts nothing before it
             draft = None
             if self.on_draft is not None:
@@ -216,9 +242,19 @@ class Room:
         decided = [o for o in outcomes if o.decision.reason != BURST_REASON] or outcomes
         self.last_reason = decided[-1].report
         for o in outcomes:
-            log.info("decision %s", json.dumps({"room": self.key, "message": o.message.id, "speak": o.decision.speak,
-                                                 "p_speak": o.decision.to_json()["p_speak"], "reason": o.why},
-                                                ensure_ascii=False))
+            log.info(
+                "decision %s",
+                json.dumps(
+                    {
+                        "room": self.key,
+                        "message": o.message.id,
+                        "speak": o.decision.speak,
+                        "p_speak": o.decision.to_json()["p_speak"],
+                        "reason": o.why,
+                    },
+                    ensure_ascii=False,
+                ),
+            )
 
     def _set_typing(self, typing: bool) -> None:
         if typing != self.typing and self.on_typing is not None:
@@ -227,8 +263,7 @@ class Room:
 
     # -- settings -----------------------------------------------------------------------------------------------
 
-    async def command(self, text: str, who: str,
-                      may_change: bool | Callable[[], Awaitable[str | None]] = True) -> str:
+    async def command(self, text: str, who: str, may_change: bool | Callable[[], Awaitable[str | None]] = True) -> str:
         """Answer a ``!chimein ...`` line (never shown to the model). ``may_change``: whether ``who`` may change
         settings, or an async check asked only for a command that changes them (None: allowed; else the
         refusal to answer with, e.g. Matrix's power levels)."""
@@ -237,8 +272,11 @@ class Room:
             if command is None:
                 raise PolicyError("not a !chimein command")
             if command.changes_settings:
-                refusal = (None if may_change else f"chimein: {who} may not change my settings") \
-                    if isinstance(may_change, bool) else await may_change()
+                refusal = (
+                    (None if may_change else f"chimein: {who} may not change my settings")
+                    if isinstance(may_change, bool)
+                    else await may_change()
+                )
                 if refusal is not None:
                     return refusal
             policy, answer = apply_command(self.policy, command, who)

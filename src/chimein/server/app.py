@@ -50,7 +50,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
-                               "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
@@ -63,9 +63,18 @@ def websocket_max_size(limits: Limits) -> int:
     return max(limits.max_request_bytes, 4 * limits.max_frame_bytes)
 
 
-def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_name: str = "chimein", replier: Any = None,
-               eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
-               api_key: str | None = None, policy: RoomPolicy | None = None) -> FastAPI:
+def create_app(
+    backend: Backend,
+    *,
+    db_path: str | Path = "chimein.db",
+    model_name: str = "chimein",
+    replier: Any = None,
+    eagerness: float | None = None,
+    limits: Limits = Limits(),
+    assistant_name: str = "assistant",
+    api_key: str | None = None,
+    policy: RoomPolicy | None = None,
+) -> FastAPI:
     """The whole server over ONE backend: rooms stored in ``db_path``, model calls on one worker thread.
     With ``api_key``, the /v1 API needs ``Authorization: Bearer <api_key>`` (rooms keep their own tokens).
     ``policy``: a new room's settings (mode, cooldown, settle time, ...; each room can change its own)."""
@@ -74,8 +83,17 @@ def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_na
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.open(db_path)
         executor = ModelThread()
-        app.state.hub = Hub(store, backend, executor, replier=replier, eagerness=eagerness, limits=limits,
-                            assistant_name=assistant_name, model_name=model_name, policy=policy)
+        app.state.hub = Hub(
+            store,
+            backend,
+            executor,
+            replier=replier,
+            eagerness=eagerness,
+            limits=limits,
+            assistant_name=assistant_name,
+            model_name=model_name,
+            policy=policy,
+        )
         app.state.room_buckets = {}
         try:
             yield
@@ -90,7 +108,15 @@ def create_app(backend: Backend, *, db_path: str | Path = "chimein.db", model_na
     _add_pages(app)
     _add_rooms_api(app)
     app.add_api_websocket_route("/ws", room_socket)
-    add_openai_api(app, backend, model_name, eagerness, limits, api_key, TwoStage(backend, replier) if replier is not None else None)
+    add_openai_api(
+        app,
+        backend,
+        model_name,
+        eagerness,
+        limits,
+        api_key,
+        TwoStage(backend, replier) if replier is not None else None,
+    )
     return app
 
 
@@ -130,6 +156,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
 # -- the page and the rooms API -----------------------------------------------------------------------------
 
+
 def _add_pages(app: FastAPI) -> None:
     page = STATIC_DIR / "index.html"
 
@@ -164,7 +191,9 @@ def _add_rooms_api(app: FastAPI) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         room = hub.store.authorize(room_id, token.strip()) if scheme.lower() == "bearer" else None
         if room is None:
-            return error_response(401, "unauthorized", "unknown room or wrong token (send Authorization: Bearer <token>)")
+            return error_response(
+                401, "unauthorized", "unknown room or wrong token (send Authorization: Bearer <token>)"
+            )
         if after < 0 or not 1 <= limit <= 5000:
             return error_response(400, "bad_request", "after >= 0 and 1 <= limit <= 5000")
         messages = hub.store.messages(room.id, after=after, first=limit)
@@ -177,6 +206,7 @@ def _add_rooms_api(app: FastAPI) -> None:
 
 # -- the room socket ----------------------------------------------------------------------------------------
 
+
 async def room_socket(ws: WebSocket) -> None:
     """One client: the first frame must be a join; then frames until either side closes."""
     hub: Hub = ws.app.state.hub
@@ -187,7 +217,9 @@ async def room_socket(ws: WebSocket) -> None:
         try:
             hub.join(conn, await asyncio.wait_for(read_frame(ws, hub.limits), hub.limits.join_timeout_s))
         except asyncio.TimeoutError:
-            raise WireError("join_timeout", f"send a join frame within {hub.limits.join_timeout_s:g} s", CLOSE_JOIN_TIMEOUT)
+            raise WireError(
+                "join_timeout", f"send a join frame within {hub.limits.join_timeout_s:g} s", CLOSE_JOIN_TIMEOUT
+            )
         except WireError as e:
             e.close = e.close or CLOSE_BAD_JOIN
             raise
@@ -226,5 +258,5 @@ async def read_frame(ws: WebSocket, limits: Limits) -> dict[str, Any]:
     except ValueError:
         frame = None
     if not isinstance(frame, dict):
-        raise WireError("bad_json", "a frame is a JSON object with a \"type\"")
+        raise WireError("bad_json", 'a frame is a JSON object with a "type"')
     return frame

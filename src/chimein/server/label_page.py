@@ -46,9 +46,12 @@ class LabelRequest(BaseModel):
 def turn_json(session: LabelSession, turn: Proposal | None) -> dict[str, Any] | None:
     if turn is None:
         return None
-    context = session.context(turn)[-CONTEXT_MESSAGES - 1:]
-    return {**asdict(turn), "context": [m.to_json() for m in context],
-            "conversation_id": str(session.conversations[turn.conversation].meta.get("id", turn.conversation))}
+    context = session.context(turn)[-CONTEXT_MESSAGES - 1 :]
+    return {
+        **asdict(turn),
+        "context": [m.to_json() for m in context],
+        "conversation_id": str(session.conversations[turn.conversation].meta.get("id", turn.conversation)),
+    }
 
 
 def create_label_app(session: LabelSession, output: str | Path, accept_silences: bool = True) -> FastAPI:
@@ -57,8 +60,12 @@ def create_label_app(session: LabelSession, output: str | Path, accept_silences:
     written = {"value": session.write(output, accept_silences)}
 
     def state() -> dict[str, Any]:
-        return {"turn": turn_json(session, session.current()), "progress": session.progress(),
-                "written": asdict(written["value"]), "threshold": session.threshold}
+        return {
+            "turn": turn_json(session, session.current()),
+            "progress": session.progress(),
+            "written": asdict(written["value"]),
+            "threshold": session.threshold,
+        }
 
     def changed() -> dict[str, Any]:
         written["value"] = session.write(output, accept_silences)
@@ -83,7 +90,9 @@ def create_label_app(session: LabelSession, output: str | Path, accept_silences:
             key = (body.conversation, body.turn)
             turn = session.proposals.get(key)
             if turn is None:
-                return error_response(400, "bad_request", f"conversation {key[0]} has no user turn at message {key[1]}")
+                return error_response(
+                    400, "bad_request", f"conversation {key[0]} has no user turn at message {key[1]}"
+                )
             try:
                 if body.action == "accept":
                     session.accept(turn)

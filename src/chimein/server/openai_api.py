@@ -39,6 +39,7 @@ SKIPPED_ROLES = ("system", "developer", "tool", "function")
 
 MAX_NAME_CHARS = 64  # a speaker's name in a request: OpenAI's own limit
 
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")  # image parts and the like are accepted and not read
     type: StrictStr
@@ -74,8 +75,10 @@ def parse_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     except ValidationError as e:
         if any(err["type"] == "json_invalid" for err in e.errors()):
             raise BadRequest("bad_json", "the body must be a JSON object") from None
-        raise BadRequest("invalid_request", "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()[:5])) from None
+        raise BadRequest(
+            "invalid_request",
+            "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()[:5]),
+        ) from None
 
 
 def chat_messages(request: ChatRequest, max_chars: int = Limits().max_message_chars) -> list[Message]:
@@ -86,7 +89,10 @@ def chat_messages(request: ChatRequest, max_chars: int = Limits().max_message_ch
     for i, m in enumerate(request.messages):
         text = content_text(m.content)
         if len(text) > max_chars:
-            raise BadRequest("too_long", f"messages.{i}.content: a message is at most {max_chars} characters (this one has {len(text)})")
+            raise BadRequest(
+                "too_long",
+                f"messages.{i}.content: a message is at most {max_chars} characters (this one has {len(text)})",
+            )
         if m.role in SKIPPED_ROLES or not text.strip():
             continue
         if m.role == "user":
@@ -131,17 +137,28 @@ def chimein_field(decision: Decision) -> dict[str, Any]:
 def completion(decision: Decision, model: str, cid: str, created: int) -> dict[str, Any]:
     """A ``chat.completion``; silence is empty content, finish_reason "stop" and ``chimein.speak`` false."""
     message = {"role": "assistant", "content": decision.text if decision.speak else ""}
-    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
-            "chimein": chimein_field(decision)}
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+        "chimein": chimein_field(decision),
+    }
 
 
 def completion_chunks(decision: Decision, model: str, cid: str, created: int) -> Iterator[dict[str, Any]]:
     """``chat.completion.chunk`` objects: the role, the reply in pieces (none when silent), the finish."""
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                "chimein": chimein_field(decision)}
+        return {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "chimein": chimein_field(decision),
+        }
 
     yield chunk({"role": "assistant", "content": ""})
     for piece in re.findall(r"\S+\s*", decision.text if decision.speak else ""):
@@ -166,8 +183,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes | None:
     return bytes(body)
 
 
-def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: float | None, limits: Limits,
-                   api_key: str | None = None, two_stage: TwoStage | None = None) -> None:
+def add_openai_api(
+    app: FastAPI,
+    decider: Backend,
+    model_name: str,
+    eagerness: float | None,
+    limits: Limits,
+    api_key: str | None = None,
+    two_stage: TwoStage | None = None,
+) -> None:
     """``decider`` decides on the model thread; ``two_stage`` (a replier) rewrites a spoken reply outside it."""
     started = int(time.time())
     buckets: dict[str, TokenBucket] = {}
@@ -185,14 +209,19 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
         if api_key is not None:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), api_key.encode()):
-                return error_response(401, "invalid_api_key", "this server needs its API key: send Authorization: Bearer <key>")
+                return error_response(
+                    401, "invalid_api_key", "this server needs its API key: send Authorization: Bearer <key>"
+                )
         return None
 
     @app.get("/v1/models")
     async def models(request: Request) -> Any:
         if (refusal := refused(request)) is not None:
             return refusal
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": started, "owned_by": "chimein"}]}
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", "created": started, "owned_by": "chimein"}],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -209,14 +238,24 @@ def add_openai_api(app: FastAPI, decider: Backend, model_name: str, eagerness: f
         host = request.client.host if request.client else "?"
         try:
             decision = await asyncio.wrap_future(
-                request.app.state.hub.executor.submit_as(f"api:{host}", decide_stateless, decider, messages, eagerness))
+                request.app.state.hub.executor.submit_as(f"api:{host}", decide_stateless, decider, messages, eagerness)
+            )
         except ModelBusy as e:
             return error_response(503, "busy", f"{e}: try again shortly")
         except Exception as e:
             return error_response(500, "model_error", f"the model failed: {e}")
-        log.info("decision %s", json.dumps({"api": host, "messages": len(messages), "speak": decision.speak,
-                                            "p_speak": decision.to_json()["p_speak"],
-                                            "latency_s": round(decision.latency_s, 3)}))
+        log.info(
+            "decision %s",
+            json.dumps(
+                {
+                    "api": host,
+                    "messages": len(messages),
+                    "speak": decision.speak,
+                    "p_speak": decision.to_json()["p_speak"],
+                    "latency_s": round(decision.latency_s, 3),
+                }
+            ),
+        )
         if two_stage is not None and decision.speak:
             decision = await asyncio.to_thread(two_stage.rewrite, decision, messages)
         cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())

@@ -57,6 +57,7 @@ class WireError(Exception):
 
 # -- validation -------------------------------------------------------------------------------------------
 
+
 def _is_control(c: str) -> bool:
     return unicodedata.category(c) == "Cc"
 
@@ -70,10 +71,16 @@ def validate_name(raw: Any, reserved: str = "assistant") -> str:
     name = raw.strip()
     if not 1 <= len(name) <= 32:
         raise WireError("bad_name", "a name is 1 to 32 characters", CLOSE_BAD_JOIN)
-    if any((unicodedata.category(c)[0] == "C" and c != "\u200d") or unicodedata.category(c) in ("Zl", "Zp") for c in name):
-        raise WireError("bad_name", "a name cannot contain control, formatting or line-break characters", CLOSE_BAD_JOIN)
+    if any(
+        (unicodedata.category(c)[0] == "C" and c != "\u200d") or unicodedata.category(c) in ("Zl", "Zp") for c in name
+    ):
+        raise WireError(
+            "bad_name", "a name cannot contain control, formatting or line-break characters", CLOSE_BAD_JOIN
+        )
     if passes_for_assistant(name, reserved):
-        raise WireError("bad_name", f"{name!r} could pass for the assistant ({reserved!r}): pick a person's name", CLOSE_BAD_JOIN)
+        raise WireError(
+            "bad_name", f"{name!r} could pass for the assistant ({reserved!r}): pick a person's name", CLOSE_BAD_JOIN
+        )
     return name
 
 
@@ -97,7 +104,9 @@ def validate_text(raw: Any, max_chars: int) -> str:
     if any(_is_control(c) and c not in "\n\t" for c in text):
         raise WireError("bad_text", "a message cannot contain control characters")
     if has_bidi_control(text):
-        raise WireError("bad_text", "a message cannot contain bidirectional overrides or isolates (U+202A-202E, U+2066-2069)")
+        raise WireError(
+            "bad_text", "a message cannot contain bidirectional overrides or isolates (U+202A-202E, U+2066-2069)"
+        )
     return text
 
 
@@ -119,12 +128,15 @@ def validate_eagerness(raw: Any) -> float | None:
 
 # -- connections ------------------------------------------------------------------------------------------
 
+
 class Connection:
     """One WebSocket client. Frames go through an outbox drained by :meth:`run_writer`, so a slow client
     never holds up its room; one that falls ``limits.outbox`` frames behind is closed (it can reconnect
     and fetch what it missed)."""
 
-    def __init__(self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]], limits: Limits):
+    def __init__(
+        self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]], limits: Limits
+    ):
         self._send, self._close, self.limits = send, close, limits
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.bucket = TokenBucket(limits.burst, limits.per_second)
@@ -162,6 +174,7 @@ class Connection:
 
 # -- rooms ------------------------------------------------------------------------------------------------
 
+
 def without_commands(messages: list[StoredMessage]) -> list[StoredMessage]:
     """A room's messages minus ``!chimein`` commands and the answers to them (the model never sees them)."""
     commands = {m.id for m in messages if m.role == "user" and is_command(m.content)}
@@ -172,9 +185,17 @@ def seed_order(messages: list[StoredMessage]) -> list[Message]:
     """The conversation as the assistant heard it: each reply right after the message it answers (in the
     room, a message can arrive between the two), starting with a user message."""
     position = {m.id: m.seq for m in messages}
-    ordered = sorted(messages, key=lambda m: (position.get(m.reply_to, m.seq) if m.role == "assistant" else m.seq,
-                                              m.role == "assistant", m.seq))
-    out = [Message("user", m.content, m.name) if m.role == "user" else Message("assistant", m.content) for m in ordered]
+    ordered = sorted(
+        messages,
+        key=lambda m: (
+            position.get(m.reply_to, m.seq) if m.role == "assistant" else m.seq,
+            m.role == "assistant",
+            m.seq,
+        ),
+    )
+    out = [
+        Message("user", m.content, m.name) if m.role == "user" else Message("assistant", m.content) for m in ordered
+    ]
     while out and out[0].role != "user":
         out.pop(0)
     return out
@@ -188,11 +209,21 @@ class LiveRoom:
         self.hub, self.id = hub, room.id
         self.clients: set[Connection] = set()
         self.bots: set[str] = set()  # participants who joined as bots (heard, never a reason to interject)
-        self.engine = Room(f"room:{room.id}", assistant, gate, hub.executor, on_outcomes=self._record,
-                           on_policy=self._store_policy, on_idle=self._maybe_sleep, on_typing=self._show_typing,
-                           on_draft=self._show_draft,
-                           typing_after_s=hub.limits.typing_after_s, two_stage=hub.two_stage,
-                           keep_history=hub.limits.seed_messages, behind_s=hub.behind_s)
+        self.engine = Room(
+            f"room:{room.id}",
+            assistant,
+            gate,
+            hub.executor,
+            on_outcomes=self._record,
+            on_policy=self._store_policy,
+            on_idle=self._maybe_sleep,
+            on_typing=self._show_typing,
+            on_draft=self._show_draft,
+            typing_after_s=hub.limits.typing_after_s,
+            two_stage=hub.two_stage,
+            keep_history=hub.limits.seed_messages,
+            behind_s=hub.behind_s,
+        )
 
     @property
     def idle(self) -> bool:
@@ -208,9 +239,16 @@ class LiveRoom:
 
     def hear(self, message: StoredMessage) -> None:
         replied = self.hub.store.message(self.id, message.reply_to) if message.reply_to is not None else None
-        self.engine.hear(Incoming(message.id, message.name, message.content, at=message.time,
-                                  from_bot=message.name in self.bots,
-                                  reply_to_assistant=replied is not None and replied.role == "assistant"))
+        self.engine.hear(
+            Incoming(
+                message.id,
+                message.name,
+                message.content,
+                at=message.time,
+                from_bot=message.name in self.bots,
+                reply_to_assistant=replied is not None and replied.role == "assistant",
+            )
+        )
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         """Store each decision once (a reply answers the message it was decided on) and show the replies."""
@@ -240,12 +278,28 @@ class LiveRoom:
 class Hub:
     """All live rooms of one server, over one store, one backend and one model thread."""
 
-    def __init__(self, store: Store, backend: Backend, executor: ModelThread, *, replier: Any = None,
-                 eagerness: float | None = None, limits: Limits = Limits(), assistant_name: str = "assistant",
-                 model_name: str = "chimein", policy: RoomPolicy | None = None, behind_s: float | None = BEHIND_S):
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        executor: ModelThread,
+        *,
+        replier: Any = None,
+        eagerness: float | None = None,
+        limits: Limits = Limits(),
+        assistant_name: str = "assistant",
+        model_name: str = "chimein",
+        policy: RoomPolicy | None = None,
+        behind_s: float | None = BEHIND_S,
+    ):
         self.store, self.backend, self.executor, self.behind_s = store, backend, executor, behind_s
         self.two_stage = TwoStage(backend, replier) if replier is not None else None
-        self.eagerness, self.limits, self.assistant_name, self.model_name = eagerness, limits, assistant_name, model_name
+        self.eagerness, self.limits, self.assistant_name, self.model_name = (
+            eagerness,
+            limits,
+            assistant_name,
+            model_name,
+        )
         self.supports_eagerness = backend.supports_probability
         self.live: dict[str, LiveRoom] = {}
         self._commands: set[asyncio.Task] = set()
@@ -259,7 +313,7 @@ class Hub:
     def join(self, conn: Connection, frame: dict[str, Any]) -> None:
         """``{"type": "join", "room", "token", "name", "since"}``: check, then send the history after ``since``."""
         if frame.get("type") != "join":
-            raise WireError("not_joined", "the first frame must be {\"type\": \"join\", ...}", CLOSE_BAD_JOIN)
+            raise WireError("not_joined", 'the first frame must be {"type": "join", ...}', CLOSE_BAD_JOIN)
         room = self.store.authorize(frame.get("room"), frame.get("token"))
         if room is None:
             raise WireError("unauthorized", "unknown room or wrong token", CLOSE_UNAUTHORIZED)
@@ -276,9 +330,18 @@ class Hub:
             live.bots.add(name)
         conn.name, conn.owner, conn.room = name, owner, live
         live.clients.add(conn)  # no await since the read above: no message can fall between the two
-        conn.push({"type": "joined", "room": room.id, "name": name, "history": [m.to_json() for m in history],
-                   "truncated": self.store.count_after(room.id, since) > len(history), "typing": live.typing,
-                   "assistant": self.assistant_info(live), "limits": self.limits.to_json()})
+        conn.push(
+            {
+                "type": "joined",
+                "room": room.id,
+                "name": name,
+                "history": [m.to_json() for m in history],
+                "truncated": self.store.count_after(room.id, since) > len(history),
+                "typing": live.typing,
+                "assistant": self.assistant_info(live),
+                "limits": self.limits.to_json(),
+            }
+        )
 
     def _check_name_free(self, room_id: str, name: str, owner: str | None) -> None:
         """Nobody may take a name that passes for one someone else uses in the room (now or before): the
@@ -287,7 +350,9 @@ class Hub:
         present = [(c.name, c.owner) for c in (live.clients if live else ()) if c.name]
         for other, other_owner in [*self.store.names(room_id), *present]:
             if (owner is None or other_owner != owner) and looks_alike(name, other):
-                raise WireError("bad_name", f"someone in this room already goes by {other!r}: pick another name", CLOSE_BAD_JOIN)
+                raise WireError(
+                    "bad_name", f"someone in this room already goes by {other!r}: pick another name", CLOSE_BAD_JOIN
+                )
 
     def handle(self, conn: Connection, frame: dict[str, Any]) -> None:
         """A frame after the join: ``say``, ``eagerness`` or ``ping``. Raises :class:`WireError`."""
@@ -295,8 +360,13 @@ class Hub:
         if wait:
             conn.strikes += 1
             close = CLOSE_FLOODING if conn.strikes >= self.limits.max_strikes else None
-            raise WireError("rate_limited", "too many messages: slow down", close, retry_after=round(wait, 2),
-                            **_echo_client_id(frame))
+            raise WireError(
+                "rate_limited",
+                "too many messages: slow down",
+                close,
+                retry_after=round(wait, 2),
+                **_echo_client_id(frame),
+            )
         conn.strikes = 0
         kind = frame.get("type")
         if kind == "say":
@@ -345,7 +415,9 @@ class Hub:
         assert conn.room is not None
         live, value = conn.room, validate_eagerness(value)
         self.store.set_eagerness(live.id, value)
-        live.engine.set_policy(replace(live.engine.policy, eagerness=value, changed_by=conn.name, changed_at=time.time()))
+        live.engine.set_policy(
+            replace(live.engine.policy, eagerness=value, changed_by=conn.name, changed_at=time.time())
+        )
 
     def leave(self, conn: Connection) -> None:
         live, conn.room = conn.room, None
@@ -359,16 +431,23 @@ class Hub:
 
     def _wake(self, room: StoredRoom) -> LiveRoom:
         policy = self.room_policy(room)
-        pending = [m for m in self.store.undecided(room.id) if not is_command(m.content)]  # commands: answered when sent
+        pending = [
+            m for m in self.store.undecided(room.id) if not is_command(m.content)
+        ]  # commands: answered when sent
         now = time.time()
         fresh = [m for m in pending if now - m.time <= policy.stale_after_s]
         for m in pending:
             if now - m.time > policy.stale_after_s:
                 self.store.record_decision(m.id, False, note="skipped: too old when the room woke up")
         upto = fresh[0].seq - 1 if fresh else None
-        recent = self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages)) if upto is not None \
+        recent = (
+            self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages))
+            if upto is not None
             else self.store.messages(room.id, last=self.limits.seed_messages)
-        assistant = Assistant(self.backend, threshold=self.eagerness)  # the replier runs outside: the engine's two_stage
+        )
+        assistant = Assistant(
+            self.backend, threshold=self.eagerness
+        )  # the replier runs outside: the engine's two_stage
         live = self.live[room.id] = LiveRoom(self, room, assistant, RoomGate(policy))
         live.engine.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
         for m in fresh:
@@ -398,9 +477,15 @@ class Hub:
 
     def assistant_info(self, live: LiveRoom) -> dict[str, Any]:
         default, policy = self.default_eagerness(), live.engine.policy
-        return {"name": self.assistant_name, "model": self.model_name, "supports_eagerness": self.supports_eagerness,
-                "eagerness": policy.eagerness if policy.eagerness is not None else default, "default_eagerness": default,
-                "policy": policy.to_json(), "settings": policy.describe()}
+        return {
+            "name": self.assistant_name,
+            "model": self.model_name,
+            "supports_eagerness": self.supports_eagerness,
+            "eagerness": policy.eagerness if policy.eagerness is not None else default,
+            "default_eagerness": default,
+            "policy": policy.to_json(),
+            "settings": policy.describe(),
+        }
 
 
 def _echo_client_id(frame: dict[str, Any]) -> dict[str, Any]:

@@ -89,8 +89,14 @@ class StoredMessage:
     reply_to: int | None = None  # for an assistant message: the id of the message it answers
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "seq": self.seq, "name": self.name, "role": self.role,
-                               "content": self.content, "time": self.time}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "seq": self.seq,
+            "name": self.name,
+            "role": self.role,
+            "content": self.content,
+            "time": self.time,
+        }
         if self.client_id is not None:
             out["client_id"] = self.client_id
         if self.reply_to is not None:
@@ -117,8 +123,10 @@ class Store:
 
     def create_room(self, eagerness: float | None = None) -> Room:
         room = Room(secrets.token_urlsafe(9), secrets.token_urlsafe(24), eagerness)
-        self.db.execute("INSERT INTO rooms (id, token, eagerness, created) VALUES (?, ?, ?, ?)",
-                        (room.id, room.token, room.eagerness, time.time()))
+        self.db.execute(
+            "INSERT INTO rooms (id, token, eagerness, created) VALUES (?, ?, ?, ?)",
+            (room.id, room.token, room.eagerness, time.time()),
+        )
         return room
 
     def room(self, room_id: str) -> Room | None:
@@ -150,14 +158,23 @@ class Store:
         return (json.loads(row[0]), row[1], row[2]) if row else None
 
     def set_settings(self, room_id: str, policy: dict[str, Any], changed_by: str) -> None:
-        self.db.execute("INSERT INTO settings (room, policy, changed_by, time) VALUES (?, ?, ?, ?) ON CONFLICT (room) "
-                        "DO UPDATE SET policy = excluded.policy, changed_by = excluded.changed_by, time = excluded.time",
-                        (room_id, json.dumps(policy), changed_by, time.time()))
+        self.db.execute(
+            "INSERT INTO settings (room, policy, changed_by, time) VALUES (?, ?, ?, ?) ON CONFLICT (room) "
+            "DO UPDATE SET policy = excluded.policy, changed_by = excluded.changed_by, time = excluded.time",
+            (room_id, json.dumps(policy), changed_by, time.time()),
+        )
 
     # -- messages -------------------------------------------------------------------------------------
 
-    def add_message(self, room_id: str, name: str, role: str, content: str, client_id: str | None = None,
-                    reply_to: int | None = None) -> tuple[StoredMessage, bool]:
+    def add_message(
+        self,
+        room_id: str,
+        name: str,
+        role: str,
+        content: str,
+        client_id: str | None = None,
+        reply_to: int | None = None,
+    ) -> tuple[StoredMessage, bool]:
         """Store a message at the end of its room; (the message, True), or (the earlier one, False) when
         ``client_id`` was already used in this room."""
         with self._transaction():
@@ -165,34 +182,44 @@ class Store:
 
     def _insert(self, room_id, name, role, content, client_id, reply_to) -> tuple[StoredMessage, bool]:
         if client_id is not None:
-            row = self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND client_id = ?",
-                                  (room_id, client_id)).fetchone()
+            row = self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND client_id = ?", (room_id, client_id)
+            ).fetchone()
             if row:
                 return StoredMessage(*row), False
         row = self.db.execute(
             f"INSERT INTO messages (room, seq, name, role, content, time, client_id, reply_to) "
             f"VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?), ?, ?, ?, ?, ?, ?) "
             f"RETURNING {_COLUMNS}",
-            (room_id, room_id, name, role, content, time.time(), client_id, reply_to)).fetchone()
+            (room_id, room_id, name, role, content, time.time(), client_id, reply_to),
+        ).fetchone()
         return StoredMessage(*row), True
 
     def message(self, room_id: str, message_id: Any) -> StoredMessage | None:
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             return None
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id = ?", (room_id, message_id)).fetchone()
+        row = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND id = ?", (room_id, message_id)
+        ).fetchone()
         return StoredMessage(*row) if row else None
 
-    def messages(self, room_id: str, after: int = 0, last: int | None = None, first: int | None = None) -> list[StoredMessage]:
+    def messages(
+        self, room_id: str, after: int = 0, last: int | None = None, first: int | None = None
+    ) -> list[StoredMessage]:
         """The room's messages with ``seq > after``, in order; only the ``first`` or the ``last`` N of them when given."""
         where = f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
         if last is None:
             rows = self.db.execute(f"{where} ORDER BY seq LIMIT ?", (room_id, after, -1 if first is None else first))
         else:
-            rows = self.db.execute(f"SELECT * FROM ({where} ORDER BY seq DESC LIMIT ?) ORDER BY seq", (room_id, after, last))
+            rows = self.db.execute(
+                f"SELECT * FROM ({where} ORDER BY seq DESC LIMIT ?) ORDER BY seq", (room_id, after, last)
+            )
         return [StoredMessage(*row) for row in rows]
 
     def count_after(self, room_id: str, after: int) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM messages WHERE room = ? AND seq > ?", (room_id, after)).fetchone()[0]
+        return self.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE room = ? AND seq > ?", (room_id, after)
+        ).fetchone()[0]
 
     # -- the assistant's decisions --------------------------------------------------------------------
 
@@ -201,11 +228,19 @@ class Store:
         rows = self.db.execute(
             f"SELECT {', '.join('m.' + c for c in _COLUMNS.split(', '))} FROM messages m "
             f"LEFT JOIN decisions d ON d.message_id = m.id "
-            f"WHERE m.room = ? AND m.role = 'user' AND d.message_id IS NULL ORDER BY m.seq", (room_id,))
+            f"WHERE m.room = ? AND m.role = 'user' AND d.message_id IS NULL ORDER BY m.seq",
+            (room_id,),
+        )
         return [StoredMessage(*row) for row in rows]
 
-    def record_decision(self, message_id: int, speak: bool, p_speak: float | None = None, note: str = "",
-                        reply: tuple[str, str] | None = None) -> StoredMessage | None:
+    def record_decision(
+        self,
+        message_id: int,
+        speak: bool,
+        p_speak: float | None = None,
+        note: str = "",
+        reply: tuple[str, str] | None = None,
+    ) -> StoredMessage | None:
         """Record the decision on a user message and store its reply ``(name, text)`` in one transaction.
 
         Returns the stored reply; None when silent, or when the message was already decided on (then
@@ -218,8 +253,10 @@ class Store:
             if reply is not None:
                 room_id = self.db.execute("SELECT room FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
                 stored, _ = self._insert(room_id, reply[0], "assistant", reply[1], None, message_id)
-            self.db.execute("INSERT INTO decisions (message_id, speak, p_speak, reply_id, note, time) VALUES (?, ?, ?, ?, ?, ?)",
-                            (message_id, int(speak), p_speak, stored.id if stored else None, note, time.time()))
+            self.db.execute(
+                "INSERT INTO decisions (message_id, speak, p_speak, reply_id, note, time) VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, int(speak), p_speak, stored.id if stored else None, note, time.time()),
+            )
         return stored
 
     def _transaction(self) -> "_Transaction":

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+
 def option(default: Any, help: str) -> Any:
     """A config field with its help text (trl's ``field(metadata={"help": ...})``)."""
     return field(default=default, metadata={"help": help})
@@ -41,12 +42,16 @@ class TrainConfig:
     lora_top_layers: int | None = option(10, "adapt only the last N transformer layers (None: all)")
     # optimisation
     learning_rate: float = option(3e-4, "peak learning rate")
-    lr_scheduler_type: str = option("cosine", "learning-rate schedule (transformers' names: cosine, constant, linear, ...)")
+    lr_scheduler_type: str = option(
+        "cosine", "learning-rate schedule (transformers' names: cosine, constant, linear, ...)"
+    )
     warmup_ratio: float = option(0.03, "share of the steps spent warming the learning rate up")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
     # The decision is about one trained token in eight; weighting it makes the adapter learn when to speak
     # before it learns reply wording (train/trainer.py).
-    decision_weight: float = option(5.0, "loss weight of the token that decides (silence) vs (response); 1 = plain SFT")
+    decision_weight: float = option(
+        5.0, "loss weight of the token that decides (silence) vs (response); 1 = plain SFT"
+    )
     num_train_epochs: float = option(1.0, "passes over the training data")
     max_steps: int = option(-1, "stop after this many optimizer steps (-1: run the epochs)")
     per_device_train_batch_size: int = option(1, "conversations per device and step")
@@ -77,7 +82,9 @@ class TrainConfig:
         if self.lora_r <= 0:
             raise ValueError("lora_r must be positive")
         if self.packing and self.per_device_train_batch_size != 1:
-            raise ValueError("with packing, keep per_device_train_batch_size=1 (each sequence already holds many conversations)")
+            raise ValueError(
+                "with packing, keep per_device_train_batch_size=1 (each sequence already holds many conversations)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,9 +92,21 @@ class TrainConfig:
 
 # The seed's recipe for 7B chat models on one GPU: QLoRA nf4, LoRA r=64/alpha=16/dropout 0.1, lr 2e-4 constant.
 _SEED_7B = dict(
-    load_in_4bit=True, bf16=True, lora_r=64, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4,
-    lr_scheduler_type="constant", warmup_ratio=0.03, max_grad_norm=0.3, per_device_train_batch_size=4,
-    gradient_accumulation_steps=2, gradient_checkpointing=True, max_length=1024, packing=False, num_train_epochs=1.0,
+    load_in_4bit=True,
+    bf16=True,
+    lora_r=64,
+    lora_alpha=16,
+    lora_dropout=0.1,
+    learning_rate=2e-4,
+    lr_scheduler_type="constant",
+    warmup_ratio=0.03,
+    max_grad_norm=0.3,
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=2,
+    gradient_checkpointing=True,
+    max_length=1024,
+    packing=False,
+    num_train_epochs=1.0,
     decision_weight=1.0,
 )
 
@@ -99,11 +118,39 @@ PRESETS: dict[str, dict[str, Any]] = {
     # comparison).
     "smollm2-135m": {},  # the defaults of TrainConfig
     # gemma3-270m keeps the recipe it was set up with: top 15 layers, LoRA dropout 0.05, plain SFT loss.
-    "gemma3-270m": dict(model="gemma3-270m", template="gemma", output_dir="runs/gemma3-270m", max_length=1536,
-                        lora_top_layers=15, lora_dropout=0.05, decision_weight=1.0),
-    "llama-2-7b-chat": dict(lora_top_layers=None, target_modules="all-linear", model="llama-2-7b-chat", template="llama-2", output_dir="runs/llama-2-7b-chat", **_SEED_7B),
-    "zephyr-7b-beta": dict(lora_top_layers=None, target_modules="all-linear", model="zephyr-7b-beta", template="zephyr", output_dir="runs/zephyr-7b-beta", **_SEED_7B),
-    "openchat-3.5-0106": dict(lora_top_layers=None, target_modules="all-linear", model="openchat-3.5-0106", template="openchat", output_dir="runs/openchat-3.5-0106", **_SEED_7B),
+    "gemma3-270m": dict(
+        model="gemma3-270m",
+        template="gemma",
+        output_dir="runs/gemma3-270m",
+        max_length=1536,
+        lora_top_layers=15,
+        lora_dropout=0.05,
+        decision_weight=1.0,
+    ),
+    "llama-2-7b-chat": dict(
+        lora_top_layers=None,
+        target_modules="all-linear",
+        model="llama-2-7b-chat",
+        template="llama-2",
+        output_dir="runs/llama-2-7b-chat",
+        **_SEED_7B,
+    ),
+    "zephyr-7b-beta": dict(
+        lora_top_layers=None,
+        target_modules="all-linear",
+        model="zephyr-7b-beta",
+        template="zephyr",
+        output_dir="runs/zephyr-7b-beta",
+        **_SEED_7B,
+    ),
+    "openchat-3.5-0106": dict(
+        lora_top_layers=None,
+        target_modules="all-linear",
+        model="openchat-3.5-0106",
+        template="openchat",
+        output_dir="runs/openchat-3.5-0106",
+        **_SEED_7B,
+    ),
 }
 
 
@@ -118,8 +165,12 @@ def _coerce(value: str, current: Any) -> Any:
     return yaml.safe_load(value)
 
 
-def build_config(preset: str | None = None, config_file: str | Path | None = None,
-                 overrides: dict[str, Any] | None = None, sets: list[str] | None = None) -> TrainConfig:
+def build_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> TrainConfig:
     """Preset, then YAML file, then explicit overrides, then ``key=value`` strings; later wins."""
     values: dict[str, Any] = {}
     if preset:

@@ -47,7 +47,9 @@ def encode_and_check(conversations: list[Conversation], fmt: ChatFormat) -> list
             raise TrainingError(f"{where}: {len(enc.spans)} assistant spans for {conv.user_turns} user turns")
         trained = fmt.tokenizer.decode([t for t in enc.labels if t != IGNORE_INDEX], skip_special_tokens=False)
         if fmt.end_of_turn and trained.count(fmt.end_of_turn) < len(enc.spans):
-            raise TrainingError(f"{where}: the end-of-turn marker {fmt.end_of_turn!r} is not inside every trained span")
+            raise TrainingError(
+                f"{where}: the end-of-turn marker {fmt.end_of_turn!r} is not inside every trained span"
+            )
         encoded.append(enc)
     return encoded
 
@@ -82,8 +84,15 @@ def lora_config(cfg: TrainConfig, num_layers: int | None = None) -> Any:
     if cfg.lora_top_layers and num_layers and cfg.lora_top_layers < num_layers:
         layers = list(range(num_layers - cfg.lora_top_layers, num_layers))
         targets = LINEAR_MODULES if targets == "all-linear" else targets  # peft needs a list with layers_to_transform
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
-                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        layers_to_transform=layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def quantization_config(cfg: TrainConfig) -> Any:
@@ -93,12 +102,15 @@ def quantization_config(cfg: TrainConfig) -> Any:
     import torch
 
     if not torch.cuda.is_available():
-        raise TrainingError("4-bit (QLoRA) training needs a CUDA GPU; on CPU use --set load_in_4bit=false (full precision LoRA)")
+        raise TrainingError(
+            "4-bit (QLoRA) training needs a CUDA GPU; on CPU use --set load_in_4bit=false (full precision LoRA)"
+        )
     from transformers import BitsAndBytesConfig
 
     compute = torch.bfloat16 if cfg.bf16 else torch.float16
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                              bnb_4bit_use_double_quant=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True
+    )
 
 
 def sft_config(cfg: TrainConfig, has_eval: bool) -> Any:
@@ -187,7 +199,11 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
     if cfg.valid_file and cfg.eval_steps:
         eval_ds = Dataset.from_list(unpacked(encode_and_check(load_conversations(cfg.valid_file), fmt)))
 
-    model = load_causal_lm(resolved, quantization_config=quantization_config(cfg)) if cfg.load_in_4bit else load_causal_lm(resolved)
+    model = (
+        load_causal_lm(resolved, quantization_config=quantization_config(cfg))
+        if cfg.load_in_4bit
+        else load_causal_lm(resolved)
+    )
     # With a KV cache in the forward pass transformers ignores packed position_ids and lets a conversation
     # attend to the one packed before it. Training never needs the cache.
     model.config.use_cache = False
@@ -201,9 +217,15 @@ def run(cfg: TrainConfig, resume: bool = False, explain: bool = False, progress:
         # changed). Name the local copy, as a fresh LoRA does; _name_the_base_model writes the hub id back.
         model.peft_config["default"].base_model_name_or_path = base_path
     trainer = DecisionWeightedSFTTrainer(
-        model=model, args=sft_config(cfg, eval_ds is not None), train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tokenizer, peft_config=peft_config,
-        decision_weight=cfg.decision_weight, decision_tokens=len(find_marker_split(fmt).shared) + 1)
+        model=model,
+        args=sft_config(cfg, eval_ds is not None),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        decision_weight=cfg.decision_weight,
+        decision_tokens=len(find_marker_split(fmt).shared) + 1,
+    )
     if not progress:
         trainer.remove_callback(ProgressCallback)
     start = time.time()
@@ -246,8 +268,11 @@ def _last_checkpoint(out: Path) -> Path | None:
 
 def _write_report(out: Path, cfg: TrainConfig, res: TrainResult, n_convs: int, n_rows: int) -> None:
     tps = res.tokens * cfg.num_train_epochs / res.seconds if res.seconds else 0.0
-    adapter = (f"continued from the adapter in {cfg.init_adapter}" if cfg.init_adapter else
-               f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.target_modules}")
+    adapter = (
+        f"continued from the adapter in {cfg.init_adapter}"
+        if cfg.init_adapter
+        else f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.target_modules}"
+    )
     (out / "report.md").write_text(
         f"# Training run: {out.name}\n\n"
         f"- base model: {cfg.model}; {adapter}\n"
@@ -277,4 +302,6 @@ def push_adapter(run_dir: Path, repo: str) -> None:
     try:
         HfApi().upload_folder(folder_path=str(run_dir), repo_id=repo, ignore_patterns=["checkpoint-*", "merged/*"])
     except (HfHubHTTPError, OSError) as e:
-        raise TrainingError(f"could not push {run_dir} to {repo} (offline or not logged in?): {e}. The run directory is intact.") from e
+        raise TrainingError(
+            f"could not push {run_dir} to {repo} (offline or not logged in?): {e}. The run directory is intact."
+        ) from e

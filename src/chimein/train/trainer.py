@@ -36,7 +36,9 @@ class DecisionWeightedSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
         if self.decision_weight == 1.0 or return_outputs:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         labels = inputs["labels"]
         targets = labels[:, 1:]
         trained = targets != IGNORE_INDEX
@@ -56,5 +58,7 @@ class DecisionWeightedSFTTrainer(SFTTrainer):
         mode = "train" if model.training else "eval"
         with torch.no_grad():
             self._metrics[mode]["decision_loss"].append(float(nll[decision].mean()) if decision.any() else 0.0)
-            self._metrics[mode]["mean_token_accuracy"].append(float((logits.argmax(-1) == targets[trained]).float().mean()))
+            self._metrics[mode]["mean_token_accuracy"].append(
+                float((logits.argmax(-1) == targets[trained]).float().mean())
+            )
         return loss

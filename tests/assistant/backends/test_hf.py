@@ -33,7 +33,9 @@ def test_cached_p_speak_equals_a_fresh_full_forward(tiny_backend):
     msgs = history(12)
     state = tiny_backend.new_state()
     cached = [tiny_backend.decide(msgs[: i + 1], state, threshold=1.1).p_speak for i in range(len(msgs))]
-    fresh = [tiny_backend.decide(msgs[: i + 1], tiny_backend.new_state(), threshold=1.1).p_speak for i in range(len(msgs))]
+    fresh = [
+        tiny_backend.decide(msgs[: i + 1], tiny_backend.new_state(), threshold=1.1).p_speak for i in range(len(msgs))
+    ]
     assert cached == pytest.approx(fresh, abs=1e-5)
 
 
@@ -87,7 +89,11 @@ def test_rooms_do_not_mix(tiny_backend):
     for i in range(6):
         interleaved.append(tiny_backend.decide(a[: i + 1], sa, threshold=1.1).p_speak)
         tiny_backend.decide(b[: i + 1], sb, threshold=1.1)
-    alone = [tiny_backend.decide(a[: i + 1], st, threshold=1.1).p_speak for st in [tiny_backend.new_state()] for i in range(6)]
+    alone = [
+        tiny_backend.decide(a[: i + 1], st, threshold=1.1).p_speak
+        for st in [tiny_backend.new_state()]
+        for i in range(6)
+    ]
     assert interleaved == pytest.approx(alone, abs=1e-5)
 
 
@@ -102,7 +108,7 @@ def test_long_conversation_overflows_by_dropping_the_oldest_turns(tiny_model, sm
         assert len(state.kv.ids) <= 300 + 5
     assert state.start > 0  # old messages were dropped
     # the window decision equals a fresh decision on the same window
-    fresh = small.decide(msgs[state.start:], small.new_state(), threshold=1.1).p_speak
+    fresh = small.decide(msgs[state.start :], small.new_state(), threshold=1.1).p_speak
     assert d.p_speak == pytest.approx(fresh, abs=1e-5)
 
 

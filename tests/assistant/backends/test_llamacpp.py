@@ -95,7 +95,9 @@ def test_rooms_that_leave_give_their_memory_back_to_the_os(llama_backend):
         del rooms, room
         gc.collect()
         assert llama_backend.engine.saved_bytes == 0
-        assert before - rss() > 0.9 * held, f"round {round_}: {held >> 20} MB of rooms dropped, RSS fell {(before - rss()) >> 20} MB"
+        assert before - rss() > 0.9 * held, (
+            f"round {round_}: {held >> 20} MB of rooms dropped, RSS fell {(before - rss()) >> 20} MB"
+        )
 
 
 def test_speaking_generates_a_greedy_reply_that_joins_the_room(llama_backend):
@@ -103,7 +105,7 @@ def test_speaking_generates_a_greedy_reply_that_joins_the_room(llama_backend):
     d = llama_backend.decide(history(2), room, threshold=0.0)  # threshold 0: always speak
     reply = d.raw.removeprefix("(response)")
     cached = llama_backend.engine.cached_ids(room.kv)
-    generated = cached[cached.index(llama_backend.split.response) + 1 + len(llama_backend.split.response_rest):]
+    generated = cached[cached.index(llama_backend.split.response) + 1 + len(llama_backend.split.response_rest) :]
     # at least one token (an end of turn or another marker may not open the reply), at most max_new_tokens,
     # and the room's cells now hold them: the reply is what the model wrote, token for token
     assert reply.strip() and 1 <= len(generated) <= llama_backend.max_new_tokens

@@ -41,9 +41,9 @@ class ScriptedEngine:
         self.calls += 1
         processed = len(ids) - min(common_prefix_len(state["ids"], ids), len(ids) - 1)
         logits = np.zeros(len(self.fmt.tokenizer), dtype=np.float32)
-        if ids[-len(self.forced):] == self.forced:
+        if ids[-len(self.forced) :] == self.forced:
             state["step"] = 0
-        elif ids[-len(self.split.shared):] == self.split.shared:
+        elif ids[-len(self.split.shared) :] == self.split.shared:
             state["step"] = None
             logits[self.split.response] = np.log(self.p / (1 - self.p))
         else:

@@ -28,7 +28,9 @@ def base_server(tmp_path_factory):
 
 def test_prompted_baseline_against_a_real_server(base_server):
     backend = OpenAIBackend(base_server, "smollm2", style="baseline", variant="reminder", max_tokens=24)
-    d = backend.decide([Message("user", "what's the capital of peru?", "Ana"), Message("user", "bot, do you know?", "Ben")])
+    d = backend.decide(
+        [Message("user", "what's the capital of peru?", "Ana"), Message("user", "bot, do you know?", "Ben")]
+    )
     assert d.raw and d.tokens_processed > 50
     assert d.speak == (d.text != "")
 

@@ -40,7 +40,9 @@ def test_request_arguments_for_vllm(fmt):
     assert args["model"] == "default" and args["max_tokens"] == 1 and args["temperature"] == 0.0
     assert 2 <= args["logprobs"] <= 20
     assert args["extra_body"] == {"return_tokens_as_token_ids": True, "add_special_tokens": False}
-    assert f"token_id:{split.response}" in backend.response_keys and f"token_id:{split.silence}" in backend.silence_keys
+    assert (
+        f"token_id:{split.response}" in backend.response_keys and f"token_id:{split.silence}" in backend.silence_keys
+    )
 
     opening = backend.opening_args(prompt)
     assert opening["prompt"] == prompt + "(response)" and opening["max_tokens"] == 1
@@ -80,7 +82,11 @@ def test_served_models_by_name(fmt):
 TURNS = [
     chat(("Ana", "pizza or sushi tonight?")),
     chat(("Ana", "pizza or sushi tonight?"), ("Ben", "sushi obviously, the place on 5th")),
-    chat(("Ana", "pizza or sushi tonight?"), ("Ben", "sushi obviously"), ("Ana", "bot, how many syllables does a haiku have?")),
+    chat(
+        ("Ana", "pizza or sushi tonight?"),
+        ("Ben", "sushi obviously"),
+        ("Ana", "bot, how many syllables does a haiku have?"),
+    ),
     chat(("Ben", "what's the deepest point of the ocean called?"), ("Ana", "no clue tbh")),
     chat(("Ana", "lol the bot was so slow yesterday")),
     chat(("Cleo", "assistant, what's the capital of australia?")),
@@ -95,8 +101,18 @@ def served_url(tmp_path_factory):
 
     resolved = resolve_model("default")
     lora = adapter_gguf_path(resolved)
-    with llama_server(tmp_path_factory.mktemp("served"), "--lora_path", str(lora), "--n_ctx", "4096",
-                      "--n_threads", "1", "--n_threads_batch", "1", gguf=Path(resolved.source) / resolved.gguf_file) as url:
+    with llama_server(
+        tmp_path_factory.mktemp("served"),
+        "--lora_path",
+        str(lora),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "1",
+        "--n_threads_batch",
+        "1",
+        gguf=Path(resolved.source) / resolved.gguf_file,
+    ) as url:
         yield url
 
 
@@ -108,9 +124,13 @@ def test_served_p_speak_agrees_with_in_process(served_url):
     served = get_backend("served:default", base_url=served_url, threshold=None)
     local = llamacpp.load("default")
     never = 1.1  # a threshold above 1: p_speak only, no reply
-    pairs = [(served.decide(msgs, threshold=never).p_speak, local.decide(msgs, threshold=never).p_speak) for msgs in TURNS]
+    pairs = [
+        (served.decide(msgs, threshold=never).p_speak, local.decide(msgs, threshold=never).p_speak) for msgs in TURNS
+    ]
     for (p_served, p_local), msgs in zip(pairs, TURNS):
-        assert p_served == pytest.approx(p_local, abs=0.005), msgs[-1].content  # logprobs are exact on llama.cpp's server
+        assert p_served == pytest.approx(p_local, abs=0.005), msgs[
+            -1
+        ].content  # logprobs are exact on llama.cpp's server
     # the same decision at the shared eagerness default, with the same rules
     for msgs in TURNS:
         assert served.decide(msgs).speak == local.decide(msgs).speak, msgs[-1].content

@@ -59,7 +59,7 @@ class TransformersEngine:
         # activations of one chunk are all that is ever held. Only the last position's logits are kept, not
         # (tokens x vocabulary) floats.
         for start in range(n, len(target), PREFILL_CHUNK):
-            new = torch.tensor([target[start:start + PREFILL_CHUNK]], dtype=torch.long)
+            new = torch.tensor([target[start : start + PREFILL_CHUNK]], dtype=torch.long)
             out = self.model(input_ids=new, past_key_values=state.cache, use_cache=True, logits_to_keep=1)
             state.cache = out.past_key_values
         state.ids = list(target)
@@ -69,10 +69,13 @@ class TransformersEngine:
     def generate(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: set[int]) -> list[int]:
         """The naive loop: ``model.generate`` greedy from scratch; the new tokens, the stop token included."""
         out = self.model.generate(
-            torch.tensor([prompt_ids]), max_new_tokens=max_new_tokens, do_sample=False,
-            eos_token_id=list(stop_ids) or None, pad_token_id=self.tokenizer.eos_token_id,
+            torch.tensor([prompt_ids]),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=list(stop_ids) or None,
+            pad_token_id=self.tokenizer.eos_token_id,
         )
-        return out[0, len(prompt_ids):].tolist()
+        return out[0, len(prompt_ids) :].tolist()
 
 
 def backend(model: Any, tokenizer: Any, fmt: ChatFormat, **kwargs: Any) -> LocalBackend:

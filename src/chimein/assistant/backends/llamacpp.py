@@ -28,7 +28,9 @@ from chimein.markers import adapter_threshold, common_prefix_len
 
 @dataclass(eq=False)
 class LlamaRoom:
-    saved: Any = None  # the room's KV cells (a ctypes byte array) while another room holds the model (None: evicted or new)
+    saved: Any = (
+        None  # the room's KV cells (a ctypes byte array) while another room holds the model (None: evicted or new)
+    )
     ids: list[int] = field(default_factory=list)  # the tokens those cells hold
 
 
@@ -107,7 +109,11 @@ class LlamaCppEngine:
 
     @property
     def saved_bytes(self) -> int:
-        return sum(len(room.saved) for ref in list(self._saved.values()) if (room := ref()) is not None and room.saved is not None)
+        return sum(
+            len(room.saved)
+            for ref in list(self._saved.values())
+            if (room := ref()) is not None and room.saved is not None
+        )
 
     def advance(self, room: LlamaRoom, target: list[int]) -> tuple[np.ndarray, int]:
         self._activate(room)
@@ -121,8 +127,16 @@ class LlamaCppEngine:
         return logits.copy(), len(target) - n
 
 
-def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 4096, adapter_gguf: str | None = None,
-         state_budget_mb: float = 256.0, threads: int = 1, **kwargs: Any) -> LocalBackend:
+def load(
+    name: str = "default",
+    *,
+    threshold: float | None = None,
+    n_ctx: int = 4096,
+    adapter_gguf: str | None = None,
+    state_budget_mb: float = 256.0,
+    threads: int = 1,
+    **kwargs: Any,
+) -> LocalBackend:
     """``name``: a chimein adapter (``default``, a run dir) or a registry/GGUF base model. ``threads``: CPU
     threads of the context, for a decision and for reading a prompt. One by default: on a shared machine more
     threads than free cores make each call wait for the slowest (bench/many_rooms.py measures it)."""
@@ -138,8 +152,15 @@ def load(name: str = "default", *, threshold: float | None = None, n_ctx: int = 
     lora = adapter_gguf
     if resolved.adapter is not None and lora is None:
         lora = str(adapter_gguf_path(resolved))
-    llm = Llama(model_path=str(Path(resolved.source) / resolved.gguf_file), lora_path=lora, n_ctx=n_ctx,
-                n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
+    llm = Llama(
+        model_path=str(Path(resolved.source) / resolved.gguf_file),
+        lora_path=lora,
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        logits_all=False,
+        verbose=False,
+    )
     fmt = ChatFormat.for_tokenizer(load_tokenizer(resolved), resolved.template)
     if threshold is None:
         threshold = adapter_threshold(resolved.adapter) if resolved.adapter is not None else 0.5

@@ -81,10 +81,22 @@ def speak_probability(response_logit: float, silence_logit: float) -> float:
 class LocalBackend:
     """The chimein assistant on a local engine (transformers or llama.cpp)."""
 
-    def __init__(self, engine: Engine, fmt: ChatFormat, *, threshold: float = 0.5, mode: str = "fast",
-                 style: str = "finetuned", baseline_variant: str = "short", max_new_tokens: int = 80,
-                 max_context_tokens: int | None = None, answer_direct_questions: bool = True,
-                 stuck_threshold: float | None = STUCK_THRESHOLD, decide_only: bool = False, name: str = "local"):
+    def __init__(
+        self,
+        engine: Engine,
+        fmt: ChatFormat,
+        *,
+        threshold: float = 0.5,
+        mode: str = "fast",
+        style: str = "finetuned",
+        baseline_variant: str = "short",
+        max_new_tokens: int = 80,
+        max_context_tokens: int | None = None,
+        answer_direct_questions: bool = True,
+        stuck_threshold: float | None = STUCK_THRESHOLD,
+        decide_only: bool = False,
+        name: str = "local",
+    ):
         if mode not in ("fast", "generate"):
             raise ValueError("mode must be 'fast' or 'generate'")
         if style not in ("finetuned", "baseline"):
@@ -96,7 +108,9 @@ class LocalBackend:
         self.max_new_tokens, self.answer_direct_questions = max_new_tokens, answer_direct_questions
         self.stuck_threshold, self.decide_only = stuck_threshold, decide_only
         if max_context_tokens is None:
-            max_context_tokens = engine.n_ctx - max_new_tokens - CONTEXT_MARGIN if engine.n_ctx else DEFAULT_CONTEXT_TOKENS
+            max_context_tokens = (
+                engine.n_ctx - max_new_tokens - CONTEXT_MARGIN if engine.n_ctx else DEFAULT_CONTEXT_TOKENS
+            )
         self.max_context_tokens = max_context_tokens
         self.supports_probability = style == "finetuned" and mode == "fast"
         self.split = find_marker_split(fmt, engine.tokenize) if style == "finetuned" else None
@@ -109,7 +123,9 @@ class LocalBackend:
     def new_state(self) -> LocalRoom:
         return LocalRoom(self.engine.new_state())
 
-    def decide(self, messages: list[Message], state: LocalRoom | None = None, threshold: float | None = None) -> Decision:
+    def decide(
+        self, messages: list[Message], state: LocalRoom | None = None, threshold: float | None = None
+    ) -> Decision:
         room = state if state is not None else self.new_state()
         threshold = self.threshold if threshold is None else threshold
         if self.style == "baseline":
@@ -131,15 +147,18 @@ class LocalBackend:
         return Decision(speak, text, p_speak, raw, tokens_processed=processed)
 
     def _windowed_prompt(self, messages: list[Message], room: LocalRoom) -> list[int]:
-        render = lambda ms: self.engine.tokenize(self.fmt.render(to_chat_turns(ms, open_end=True), add_generation_prompt=True))  # noqa: E731
+        render = lambda ms: self.engine.tokenize(
+            self.fmt.render(to_chat_turns(ms, open_end=True), add_generation_prompt=True)
+        )  # noqa: E731
         room.start, ids = fit_window(messages, room.start, render, self.max_context_tokens)
         return ids
 
     def _baseline_prompt(self, messages: list[Message]) -> list[int]:
         """The seed's prompted baseline: its system prompt (+ reminders) in the model's chat template."""
         chat = baseline_messages(messages, self.variant)
-        text = self.fmt.tokenizer.apply_chat_template(chat, chat_template=self.fmt.template, tokenize=False,
-                                                      add_generation_prompt=True)
+        text = self.fmt.tokenizer.apply_chat_template(
+            chat, chat_template=self.fmt.template, tokenize=False, add_generation_prompt=True
+        )
         return self.engine.tokenize(text)
 
     def _generated_turn(self, room: LocalRoom, prompt: list[int], names: set[str]) -> Decision:

@@ -29,7 +29,9 @@ END_MARKERS = ("<|im_end|>", "</s>", "<end_of_turn>", "<|end_of_turn|>", "<|eot_
 def openai_client(base_url: str, api_key_env: str, timeout: float) -> Any:
     from openai import OpenAI
 
-    return OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "not-needed", timeout=timeout, max_retries=0)
+    return OpenAI(
+        base_url=base_url, api_key=os.environ.get(api_key_env) or "not-needed", timeout=timeout, max_retries=0
+    )
 
 
 class OpenAIBackend:
@@ -38,9 +40,18 @@ class OpenAIBackend:
     answer_direct_questions = False
     decide_only = False  # the decision is the generated turn: there is no cheaper way to get it
 
-    def __init__(self, base_url: str, model: str, *, style: str = "finetuned", variant: str = "short",
-                 names_in_field: bool = False, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
-                 max_tokens: int = 120):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        style: str = "finetuned",
+        variant: str = "short",
+        names_in_field: bool = False,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        max_tokens: int = 120,
+    ):
         if style not in ("finetuned", "baseline"):
             raise ValueError("style must be 'finetuned' or 'baseline'")
         self.client = openai_client(base_url, api_key_env, timeout)
@@ -57,7 +68,10 @@ class OpenAIBackend:
 
     def decide(self, messages: list[Message], state: None = None, threshold: float | None = None) -> Decision:
         response = self.client.chat.completions.create(
-            model=self.model, messages=self.request_messages(messages), max_tokens=self.max_tokens, temperature=0.0,
+            model=self.model,
+            messages=self.request_messages(messages),
+            max_tokens=self.max_tokens,
+            temperature=0.0,
         )
         raw = response.choices[0].message.content or ""
         speak, text = parse_reply(raw, END_MARKERS, speakers(messages))
@@ -68,8 +82,17 @@ class OpenAIBackend:
 class OpenAIReplier:
     """Writes the reply when the decider chose to speak (two-stage assistant: decide small, reply strong)."""
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0,
-                 max_tokens: int = 160, temperature: float = 0.2, seed: int | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 30.0,
+        max_tokens: int = 160,
+        temperature: float = 0.2,
+        seed: int | None = None,
+    ):
         self.client = openai_client(base_url, api_key_env, timeout)
         self.model, self.max_tokens = model, max_tokens
         self.temperature, self.seed = temperature, seed  # temperature 0 (or a seed) makes replies repeatable
@@ -77,8 +100,11 @@ class OpenAIReplier:
     def reply(self, messages: list[Message], on_text: Any = None) -> str:
         volunteer = not mentions_assistant(messages[-1].content)
         response = self.client.chat.completions.create(
-            model=self.model, messages=replier_messages(messages, volunteer), max_tokens=self.max_tokens,
-            temperature=self.temperature, **({"seed": self.seed} if self.seed is not None else {}),
+            model=self.model,
+            messages=replier_messages(messages, volunteer),
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            **({"seed": self.seed} if self.seed is not None else {}),
         )
         raw = response.choices[0].message.content or ""
         speak, text = parse_reply(raw, END_MARKERS, speakers(messages))

@@ -56,18 +56,24 @@ def listed_logprob(top: dict[str, float], keys: tuple[str, ...]) -> float | None
     return next((top[k] for k in keys if k in top), None)
 
 
-def p_speak_from_logprobs(top: dict[str, float], response_keys: tuple[str, ...], silence_keys: tuple[str, ...]) -> float:
+def p_speak_from_logprobs(
+    top: dict[str, float], response_keys: tuple[str, ...], silence_keys: tuple[str, ...]
+) -> float:
     """``sigmoid(logprob(response) - logprob(silence))`` from one position's top logprobs.
 
     A marker missing from the list has at most the smallest listed logprob and at most the mass not listed;
     it gets that bound (so a missing ``(response)`` gives an upper bound on ``p_speak``)."""
     if not top:
-        raise ServedFormatError("the server returned no logprobs: does it support logprobs on /v1/completions "
-                                "(llama-cpp-python: logits_all, its default; vLLM: --max-logprobs)?")
+        raise ServedFormatError(
+            "the server returned no logprobs: does it support logprobs on /v1/completions "
+            "(llama-cpp-python: logits_all, its default; vLLM: --max-logprobs)?"
+        )
     response, silence = listed_logprob(top, response_keys), listed_logprob(top, silence_keys)
     if response is None and silence is None:
-        raise ServedFormatError(f"neither marker among the server's top tokens {sorted(top)[:8]}: is it running "
-                                "chimein's adapter with chimein's chat format?")
+        raise ServedFormatError(
+            f"neither marker among the server's top tokens {sorted(top)[:8]}: is it running "
+            "chimein's adapter with chimein's chat format?"
+        )
     unlisted = 1.0 - sum(math.exp(v) for v in top.values())
     bound = min(min(top.values()), math.log(unlisted) if unlisted > 1e-12 else -27.6)  # -27.6 = log(1e-12)
     return speak_probability(bound if response is None else response, bound if silence is None else silence)
@@ -78,10 +84,22 @@ class ServedBackend:
 
     supports_probability = True
 
-    def __init__(self, base_url: str, fmt: ChatFormat, *, model: str, threshold: float = 0.5,
-                 answer_direct_questions: bool = True, stuck_threshold: float | None = STUCK_THRESHOLD,
-                 decide_only: bool = False, max_new_tokens: int = 80, context_tokens: int = 4096,
-                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, name: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        fmt: ChatFormat,
+        *,
+        model: str,
+        threshold: float = 0.5,
+        answer_direct_questions: bool = True,
+        stuck_threshold: float | None = STUCK_THRESHOLD,
+        decide_only: bool = False,
+        max_new_tokens: int = 80,
+        context_tokens: int = 4096,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        name: str | None = None,
+    ):
         self.client = openai_client(base_url, api_key_env, timeout)
         self.fmt, self.model, self.name = fmt, model, name or f"served:{model}"
         self.threshold, self.answer_direct_questions = threshold, answer_direct_questions
@@ -118,8 +136,14 @@ class ServedBackend:
     def completion_args(self, prompt: str, max_tokens: int, **extra: Any) -> dict[str, Any]:
         """Arguments of one greedy completions request. vLLM: token ids as keys of ``top_logprobs`` and no BOS
         added to a prompt that is already rendered; llama.cpp's server ignores both."""
-        return {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0,
-                "extra_body": {"return_tokens_as_token_ids": True, "add_special_tokens": False}, **extra}
+        return {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "extra_body": {"return_tokens_as_token_ids": True, "add_special_tokens": False},
+            **extra,
+        }
 
     def decision_args(self, prompt: str) -> dict[str, Any]:
         return self.completion_args(prompt + self.shared_text, 1, logprobs=TOP_LOGPROBS)
@@ -127,7 +151,9 @@ class ServedBackend:
     def opening_args(self, prompt: str) -> dict[str, Any]:
         return self.completion_args(prompt + RESPONSE, 1, logit_bias={str(i): BANNED for i in self.opening_bans})
 
-    def decide(self, messages: list[Message], state: LocalRoom | None = None, threshold: float | None = None) -> Decision:
+    def decide(
+        self, messages: list[Message], state: LocalRoom | None = None, threshold: float | None = None
+    ) -> Decision:
         room = state if state is not None else self.new_state()
         threshold = self.threshold if threshold is None else threshold
         prompt = self.prompt(messages, room)
@@ -141,8 +167,13 @@ class ServedBackend:
         if self.decide_only:
             return Decision(True, "", p_speak, RESPONSE, tokens_processed=processed)
         opening = self.client.completions.create(**self.opening_args(prompt)).choices[0].text
-        rest = self.client.completions.create(**self.completion_args(
-            prompt + RESPONSE + opening, self.max_new_tokens - 1, stop=self.stop)).choices[0].text
+        rest = (
+            self.client.completions.create(
+                **self.completion_args(prompt + RESPONSE + opening, self.max_new_tokens - 1, stop=self.stop)
+            )
+            .choices[0]
+            .text
+        )
         raw = RESPONSE + opening + rest
         speak, text = parse_reply(raw, (self.fmt.end_of_turn,), speakers(messages))
         return Decision(speak, text, p_speak, raw, tokens_processed=processed)
