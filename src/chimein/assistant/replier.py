@@ -273,6 +273,7 @@ def load(name: str = "replier", *, n_ctx: int = 2048, threads: int | None = None
         n_ctx=n_ctx,
         n_threads=threads,
         n_threads_batch=threads,
+        use_mmap=False,  # mapped, its weights were resident twice (the file's pages and llama.cpp's repacked copy): +1.77 GB, not +1.17
         logits_all=False,
         verbose=False,
     )
