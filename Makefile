@@ -43,5 +43,5 @@ bench: install
 	$(PY) bench/decision_latency.py
 	$(PY) bench/train_speed.py
 	$(PY) bench/many_rooms.py
-	$(PY) bench/replies.py data/heldout-writers.jsonl --limit 20 --small --threads 1 --out bench/results/replies-latency.json
+	$(PY) bench/replies.py data/heldout-writers.jsonl --limit 20 --small --threads 1 --fresh --out bench/results/replies-latency.json
 	$(PY) bench/graded_replies.py

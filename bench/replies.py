@@ -62,6 +62,8 @@ def main() -> None:
 
     turns_file = args.out.with_suffix(".turns.jsonl")
     done = {}
+    if args.fresh:
+        turns_file.unlink(missing_ok=True)
     if turns_file.exists():
         for line in turns_file.read_text().splitlines():
             row = json.loads(line)
