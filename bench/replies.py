@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="only the first N gold-speak turns")
     ap.add_argument("--small", action="store_true", help="also grade the 135M's own replies")
     ap.add_argument(
+        "--fresh", action="store_true", help="start over instead of resuming (a timing run times every turn)"
+    )
+    ap.add_argument(
         "--threads", type=int, default=None, help="the replier's llama.cpp threads (default: all cores but one)"
     )
     args = ap.parse_args()
