@@ -26,7 +26,7 @@ from chimein.eval.metrics import decision_metrics
 from chimein.eval.replies import GRADES, facts_check
 from chimein.mentions import mentions_assistant
 
-CANDIDATES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+CANDIDATES = (0.2, 0.3, 0.5, 0.7)
 CONFIDENCE = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -40,24 +40,34 @@ def main() -> None:
     decider = get_backend("llamacpp:default")
     decider.decide_only = True
     threshold = decider.threshold
+    decided_file = args.out.with_suffix(".decisions.jsonl")  # p_speak per turn, kept for a resumed run
+    decided = {}
+    if decided_file.exists():
+        decided = {row["key"]: row for row in map(json.loads, decided_file.read_text().splitlines())}
     turns = []
-    for conv in load_conversations(args.data):
-        state = decider.new_state()
-        for i, gold in conv.decisions():
-            history = conv.messages[: i + 1]
-            if mentions_assistant(history[-1].content):
-                continue
-            d = decider.decide(history, state, threshold)
-            turns.append(
-                {
-                    "key": f"{conv.meta.get('id')}:{i}",
-                    "history": history,
-                    "gold_speak": gold is not None,
-                    "gold": gold.content if gold else "",
-                    "p": d.p_speak,
-                    "speak": d.speak,
-                }
-            )
+    with decided_file.open("a") as keep:
+        for conv in load_conversations(args.data):
+            state = decider.new_state()
+            for i, gold in conv.decisions():
+                history = conv.messages[: i + 1]
+                if mentions_assistant(history[-1].content):
+                    continue
+                key = f"{conv.meta.get('id')}:{i}"
+                if key not in decided:
+                    d = decider.decide(history, state, threshold)
+                    decided[key] = {"key": key, "p": d.p_speak, "speak": d.speak}
+                    keep.write(json.dumps(decided[key]) + "\n")
+                    keep.flush()
+                turns.append(
+                    {
+                        "key": key,
+                        "history": history,
+                        "gold_speak": gold is not None,
+                        "gold": gold.content if gold else "",
+                        "p": decided[key]["p"],
+                        "speak": decided[key]["speak"],
+                    }
+                )
     print(f"{len(turns)} volunteer turns decided", file=sys.stderr)
 
     cache_file = args.out.with_suffix(".turns.jsonl")
