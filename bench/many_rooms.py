@@ -287,7 +287,7 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
 
 
 def bench_load(tmp: Path, rooms: int, seconds: float, rate: float, questions: int, src: str | None,
-               threads: int | None, max_backlog_s: float) -> dict:
+               threads: int | None, max_backlog_s: float, model: str = "llamacpp:default") -> dict:
     from tests.server import ServerProcess
 
     from chimein.server.store import Store
@@ -300,11 +300,11 @@ def bench_load(tmp: Path, rooms: int, seconds: float, rate: float, questions: in
     if src:
         os.environ["PYTHONPATH"] = str(Path(src).resolve())
     try:
-        with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default", None, *extra) as server:
+        with ServerProcess(tmp / "rooms.db", tmp / "serve.log", model, None, *extra) as server:
             result = asyncio.run(_run_load(server.ws_url, made, load_schedule(rooms, seconds, rate, questions),
                                            tmp / "rooms.db", max_backlog_s))
             result.update(rooms=rooms, rate_per_s=rate, peak_rss_mb=round(peak_rss_mb(server.proc.pid)),
-                          threads=threads or "the server's default", src=src or "this checkout")
+                          threads=threads or "the server's default", src=src or "this checkout", model=model)
     finally:
         os.environ.clear()
         os.environ.update(env)
@@ -369,6 +369,7 @@ def main() -> None:
     ap.add_argument("--load-threads", type=int, default=None, help="load: pass --threads N to the server")
     ap.add_argument("--load-seconds", type=float, default=120.0)
     ap.add_argument("--load-questions", type=int, default=12)
+    ap.add_argument("--load-model", default="llamacpp:default", help="load: the server's --model (mention: a smoke test)")
     ap.add_argument("--max-backlog", type=float, default=300.0, help="load: stop waiting for the backlog after this")
     args = ap.parse_args()
     out_path = Path(args.out)
@@ -397,7 +398,8 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             run = bench_load(Path(tmp), 10 if args.quick else 40, 30 if args.quick else args.load_seconds, 7.0,
-                             3 if args.quick else args.load_questions, args.load_src, args.load_threads, args.max_backlog)
+                             3 if args.quick else args.load_questions, args.load_src, args.load_threads, args.max_backlog,
+                             args.load_model)
         results.setdefault("load", {})[args.label] = run
         print(f"load ({args.label}):", run, flush=True)
         (out_path.with_suffix(".md")).write_text("# The 40-room load (issue 25), bench/many_rooms.py --parts load\n\n"
