@@ -364,6 +364,7 @@ def bench_load(
     src: str | None,
     threads: int | None,
     max_backlog_s: float,
+    model: str = "llamacpp:default",
 ) -> dict:
     from tests.server import ServerProcess
 
@@ -377,7 +378,7 @@ def bench_load(
     if src:
         os.environ["PYTHONPATH"] = str(Path(src).resolve())
     try:
-        with ServerProcess(tmp / "rooms.db", tmp / "serve.log", "llamacpp:default", None, *extra) as server:
+        with ServerProcess(tmp / "rooms.db", tmp / "serve.log", model, None, *extra) as server:
             result = asyncio.run(
                 _run_load(
                     server.ws_url,
@@ -393,6 +394,7 @@ def bench_load(
                 peak_rss_mb=round(peak_rss_mb(server.proc.pid)),
                 threads=threads or "the server's default",
                 src=src or "this checkout",
+                model=model,
             )
     finally:
         os.environ.clear()
@@ -476,6 +478,9 @@ def main() -> None:
     ap.add_argument("--load-threads", type=int, default=None, help="load: pass --threads N to the server")
     ap.add_argument("--load-seconds", type=float, default=120.0)
     ap.add_argument("--load-questions", type=int, default=12)
+    ap.add_argument(
+        "--load-model", default="llamacpp:default", help="load: the server's --model (mention: a smoke test)"
+    )
     ap.add_argument("--max-backlog", type=float, default=300.0, help="load: stop waiting for the backlog after this")
     args = ap.parse_args()
     out_path = Path(args.out)
@@ -512,6 +517,7 @@ def main() -> None:
                 args.load_src,
                 args.load_threads,
                 args.max_backlog,
+                args.load_model,
             )
         results.setdefault("load", {})[args.label] = run
         print(f"load ({args.label}):", run, flush=True)

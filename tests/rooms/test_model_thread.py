@@ -64,3 +64,16 @@ def test_the_queue_is_bounded() -> None:
         assert thread.submit_as("room:3", int, 3).result(5) == 3  # room again once the queue drains
     finally:
         thread.shutdown()
+
+
+def test_a_caller_waiting_behind_others_can_be_promoted() -> None:
+    thread, order, gate = ModelThread(), [], threading.Event()
+    try:
+        thread.submit_as("room:busy", gate.wait, 10)
+        chatter = [thread.submit_as(f"room:{i}", order.append, f"chatter{i}") for i in range(4)]
+        assert thread.promote("room:3") and not thread.promote("room:none")
+        gate.set()
+        [f.result(5) for f in chatter]
+        assert order == ["chatter3", "chatter0", "chatter1", "chatter2"]
+    finally:
+        thread.shutdown()

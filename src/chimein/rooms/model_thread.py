@@ -54,6 +54,16 @@ class ModelThread(Executor):
             self._wake.notify()
         return future
 
+    def promote(self, caller: str) -> bool:
+        """Move ``caller``'s waiting calls to the urgent line (a room whose chit-chat call waits when a message
+        that addresses the assistant arrives: the question must not wait behind it). True if any moved."""
+        with self._wake:
+            queue = self._queues.pop(caller, None)
+            if not queue:
+                return False
+            self._urgent.setdefault(caller, deque()).extend(queue)
+            return True
+
     def _count(self) -> int:
         return sum(len(q) for q in self._urgent.values()) + sum(len(q) for q in self._queues.values())
 

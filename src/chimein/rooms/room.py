@@ -141,8 +141,12 @@ class Room:
         self.assistant.seed(normalize_history(messages[-self.keep_history :] if self.keep_history else []))
 
     def hear(self, message: Incoming) -> None:
-        """Queue a message; it is decided after the settle time, with the others that arrive meanwhile."""
+        """Queue a message; it is decided after the settle time, with the others that arrive meanwhile.
+        One that addresses the assistant moves the room's waiting call (if any) to the model's urgent line:
+        the room decides in order, so its question would otherwise wait behind its own chit-chat."""
         self.queue.put_nowait(message)
+        if self.busy and (message.reply_to_assistant or addresses_assistant(message.text, self.gate.names)):
+            self.model.promote(self.key)
         if self.worker is None:
             self.worker = asyncio.get_running_loop().create_task(self._work(), name=f"chimein-{self.key}")
 
