@@ -92,6 +92,8 @@ class TrainConfig:
 
 # The seed's recipe for 7B chat models on one GPU: QLoRA nf4, LoRA r=64/alpha=16/dropout 0.1, lr 2e-4 constant.
 _SEED_7B = dict(
+    lora_top_layers=None,
+    target_modules="all-linear",
     load_in_4bit=True,
     bf16=True,
     lora_r=64,
@@ -128,24 +130,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         decision_weight=1.0,
     ),
     "llama-2-7b-chat": dict(
-        lora_top_layers=None,
-        target_modules="all-linear",
         model="llama-2-7b-chat",
         template="llama-2",
         output_dir="runs/llama-2-7b-chat",
         **_SEED_7B,
     ),
     "zephyr-7b-beta": dict(
-        lora_top_layers=None,
-        target_modules="all-linear",
         model="zephyr-7b-beta",
         template="zephyr",
         output_dir="runs/zephyr-7b-beta",
         **_SEED_7B,
     ),
     "openchat-3.5-0106": dict(
-        lora_top_layers=None,
-        target_modules="all-linear",
         model="openchat-3.5-0106",
         template="openchat",
         output_dir="runs/openchat-3.5-0106",
