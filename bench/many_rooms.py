@@ -121,9 +121,9 @@ async def _room_client(ws_url: str, made: dict, messages: list[dict], index: int
 def bench_serve(rooms: int, per_room: int, tmp: Path) -> dict:
     from tests.server import ServerProcess
 
-    from chimein.server.store import Store
+    from chimein.server.store import open_store
 
-    store = Store.open(tmp / "rooms.db")  # made here: one address may create only 20 rooms at once over HTTP
+    store = open_store(tmp / "rooms.db")  # made here: one address may create only 20 rooms at once over HTTP
     made = [{"room": r.id, "token": r.token} for r in (store.create_room() for _ in range(rooms))]
     store.close()
     # No settle time: every message gets a decision of its own (with one, a room's burst is decided once).
@@ -368,9 +368,9 @@ def bench_load(
 ) -> dict:
     from tests.server import ServerProcess
 
-    from chimein.server.store import Store
+    from chimein.server.store import open_store
 
-    store = Store.open(tmp / "rooms.db")
+    store = open_store(tmp / "rooms.db")
     made = [{"room": r.id, "token": r.token} for r in (store.create_room() for _ in range(rooms))]
     store.close()
     extra = ("--threads", str(threads)) if threads else ()

@@ -2,6 +2,7 @@
 
     chimein serve                                   # http://127.0.0.1:8000, the shipped assistant (llama.cpp)
     chimein serve --model mention --db /tmp/rooms.db --port 8080
+    PGPASSWORD=... chimein serve --db postgresql://chimein@db.example:5432/chimein   # rooms in PostgreSQL
     chimein serve --eagerness 0.3                   # speak more often than the adapter's default threshold
     chimein serve --mode mention-only --cooldown 3/10m   # new rooms' settings (each room changes its own: !chimein help)
     CHIMEIN_KEY=... chimein serve --host 0.0.0.0 --api-key-env CHIMEIN_KEY   # /v1 needs "Bearer $CHIMEIN_KEY"
@@ -12,10 +13,8 @@ The library behind it is :func:`chimein.server.create_app`; docs/serve.md has th
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import sqlite3
 from pathlib import Path
 from typing import Optional
 
@@ -43,8 +42,10 @@ def serve(
     room: RoomOptions,
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to accept other machines)"),
     port: int = typer.Option(8000, min=0, max=65535, help="port to listen on (0: any free port)"),
-    db: Path = typer.Option(
-        Path("chimein.db"), help="SQLite file with the rooms and their messages (created if missing)"
+    db: str = typer.Option(
+        "chimein.db",
+        help="where rooms and messages are kept: a SQLite file (created if missing) or a postgresql://user@host:port/db "
+        "URL (password from PGPASSWORD or ~/.pgpass)",
     ),
     api_key_env: Optional[str] = typer.Option(
         None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"
@@ -62,6 +63,7 @@ def serve(
     from chimein.server import create_app
     from chimein.server.app import websocket_max_size
     from chimein.server.limits import Limits
+    from chimein.server.store import masked
 
     policy = room.policy()
     # Everything the user gave is checked before the model loads: a bad address or database is one line, exit 2.
@@ -93,7 +95,7 @@ def serve(
             soft_wrap=True,
         )
     err.print(
-        f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {db})",
+        f"chimein serve: open [bold]http://{host}:{port}/[/bold] to create a room (model {model}, db {masked(db)})",
         soft_wrap=True,
     )
     log_json_lines(log_handler)  # log_config=None: uvicorn's own records are JSON lines too
@@ -111,18 +113,14 @@ def check_listening_address(host: str, port: int) -> None:
         raise ValueError(f"--host {host} --port {port}: cannot listen there: {e.strerror or e}") from None
 
 
-def check_database(db: Path) -> None:
-    """A ValueError naming --db when the rooms' SQLite file could not be opened or created (nothing is created here)."""
-    if db.exists():
-        try:
-            with contextlib.closing(sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)) as probe:
-                probe.execute("PRAGMA schema_version")
-        except sqlite3.Error as e:
-            raise ValueError(f"--db {db}: cannot use it as the rooms' database: {e}") from None
-    elif not db.parent.is_dir():
-        raise ValueError(f"--db {db}: the directory {db.parent} does not exist")
-    elif not os.access(db.parent, os.W_OK):
-        raise ValueError(f"--db {db}: cannot create a file in {db.parent}")
+def check_database(db: str) -> None:
+    """A ValueError naming --db when the rooms' database could not be used (nothing is created here)."""
+    from chimein.server.store import StoreError, probe
+
+    try:
+        probe(db)
+    except StoreError as e:
+        raise ValueError(f"--db {e}") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -3,7 +3,7 @@
 app.py         the FastAPI app: pages, the rooms API, the room socket
 openai_api.py  POST /v1/chat/completions, GET /v1/models
 rooms.py       live rooms: clients, one assistant per room, limits, wire errors
-store.py       SQLite: rooms, messages, decisions
+store/         rooms, messages, decisions: SQLite or PostgreSQL, one interface
 static/        the page (no build step)
 """
 

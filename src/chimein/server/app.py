@@ -44,7 +44,7 @@ from chimein.server.errors import error_response, rate_limited
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
 from chimein.server.rooms import CLOSE_BAD_JOIN, CLOSE_JOIN_TIMEOUT, Connection, Hub, WireError
-from chimein.server.store import Store
+from chimein.server.store import open_store
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -81,7 +81,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store.open(db_path)
+        store = open_store(db_path)
         executor = ModelThread()
         app.state.hub = Hub(
             store,
