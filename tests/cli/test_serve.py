@@ -13,6 +13,9 @@ from typer.testing import CliRunner
 from websockets.sync.client import connect
 
 from chimein.cli import app
+from chimein.server.store import open_store
+from chimein.server.store.sqlite import MIGRATIONS, SqliteStore
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
@@ -44,6 +47,19 @@ def test_bad_port_database_host_and_log_file_are_one_error_line(tmp_path: Path) 
             assert code == 2 and stderr.startswith("error: ") and flag in stderr, (args, stderr)
             assert stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_an_unusable_postgresql_url_or_a_newer_schema_is_one_error_line_without_the_password(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    SqliteStore.open(newer, [*MIGRATIONS, ("ALTER TABLE rooms ADD COLUMN topic TEXT",)]).close()
+    for db, problem in [
+        ("postgresql://ana:s3cret@127.0.0.1:1/rooms", "Connection refused"),  # nobody listens on port 1
+        ("postgres://ana:s3cret@127.0.0.1:notaport/rooms", "notaport"),
+        (str(newer), "newer than this chimein's"),
+    ]:
+        code, stderr = serve("--db", db, "--port", "0")
+        assert code == 2 and stderr.startswith(f"error: --db {db.replace('s3cret', '***')}: "), stderr
+        assert problem in stderr and stderr.count("\n") == 1 and "s3cret" not in stderr, stderr
 
 
 def room_conversation(server: ServerProcess) -> None:
@@ -110,3 +126,24 @@ def test_a_frame_over_32_kib_gets_the_too_large_error_frame(tmp_path: Path) -> N
             assert error["type"] == "error" and error["code"] == "too_large"
             ws.send(json.dumps({"type": "ping"}))
             assert json.loads(ws.recv(10))["type"] == "pong"  # the connection goes on
+
+
+@pytest.mark.server
+def test_serve_keeps_its_rooms_in_postgresql(postgres_url: str, tmp_path: Path) -> None:  # noqa: F811
+    # The test cluster trusts loopback connections, so the password is ignored: here only to be kept out of the output.
+    url = postgres_url.replace("postgres@", "postgres:s3cret@")
+    with ServerProcess(url, tmp_path / "out.txt", "mention", None, "--settle", "0") as server:
+        room_conversation(server)
+        room = httpx.post(server.url + "/api/rooms").json()["room"]
+    output = (tmp_path / "out.txt").read_text()
+    assert "s3cret" not in output and "postgres:***@" in output
+    with open_store(postgres_url) as store:
+        assert store.room(room) is not None  # made over HTTP
+        rooms = store.query("SELECT id FROM rooms WHERE id <> %s", room)
+        messages = store.messages(rooms[0][0])
+        assert [(m.seq, m.role, m.content) for m in messages] == [
+            (1, "user", "nice weather today"),
+            (2, "user", "bot, what time is it?"),
+            (3, "assistant", messages[2].content),
+        ]
+        assert store.decision(messages[0].id)[0] is False and store.decision(messages[1].id)[2] == messages[2].id
