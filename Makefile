@@ -1,6 +1,6 @@
 # The two set-up commands in the README:
 #   make demo   install everything and chat with the shipped default assistant
-#   make test   install everything (chromium for the browser test included) and run the tests
+#   make test   install everything (chromium and postgresql for the tests included) and run the tests
 PY ?= python3
 PIP ?= $(PY) -m pip
 
@@ -29,9 +29,11 @@ llama-cpp:
 	    --no-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)" && \
 	  $(PY) -m chimein.models --check-llama-cpp )
 
-# Debian's Chromium for the web room's browser test (Playwright never downloads a browser here).
+# Debian's Chromium for the web room's browser test (Playwright never downloads a browser here), and Debian's
+# PostgreSQL server for the store's tests (they start their own cluster in a temporary directory).
 system-deps:
 	@test -x /usr/lib/chromium/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends postgresql)
 
 demo: install
 	chimein chat
