@@ -246,7 +246,7 @@ def test_later_migrations_are_applied_in_order_when_the_store_opens(location: st
         store.add_message(room.id, "Ana", "user", "kept")
     with ENGINE[engine].open(location, ENGINE_MIGRATIONS[engine] + LATER) as store:
         assert version_rows(store) == [1, 2, 3]
-        store.run("UPDATE rooms SET topic = 'pizza' WHERE id = " + ("%s" if engine == "postgres" else "?"), room.id)
+        store.run("UPDATE rooms SET topic = 'pizza' WHERE id = %s", room.id)
         assert store.query("SELECT topic FROM rooms") == [("pizza",)]
         assert [m.content for m in store.messages(room.id)] == ["kept"]
 

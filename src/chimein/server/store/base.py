@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import re
 import secrets
+import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +52,10 @@ class StoredMessage:
 
 
 MESSAGE_COLUMNS = "id, room, seq, name, role, content, time, client_id, reply_to"
+SET_SETTINGS = (
+    "INSERT INTO settings (room, policy, changed_by, time) VALUES (%s, %s, %s, %s) ON CONFLICT (room) "
+    "DO UPDATE SET policy = excluded.policy, changed_by = excluded.changed_by, time = excluded.time"
+)
 
 # A URL's password, in its user part or as a query parameter.
 _URL_PASSWORD = re.compile(
@@ -60,11 +66,6 @@ _URL_PASSWORD = re.compile(
 def masked(location: str) -> str:
     """``location`` fit to print: a URL's password replaced by ``***``."""
     return _URL_PASSWORD.sub(lambda m: (m["head"] or m["key"]) + "***", location)
-
-
-def new_room(eagerness: float | None) -> Room:
-    """A room with fresh random id and token (12 and 32 URL-safe characters)."""
-    return Room(secrets.token_urlsafe(9), secrets.token_urlsafe(24), eagerness)
 
 
 class Store(abc.ABC):
@@ -89,17 +90,45 @@ class Store(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @abc.abstractmethod
     def schema_version(self) -> int:
         """The version of the schema the database is at (the last migration applied)."""
+        return self.query("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0]
+
+    @abc.abstractmethod
+    def query(self, sql: str, *args: Any) -> list[tuple]:
+        """The rows (if any) of one statement on its own; ``%s`` marks a parameter, on every engine."""
+
+    def run(self, sql: str, *args: Any) -> None:
+        self.query(sql, *args)
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction: yields an object whose ``query(sql, *args)`` runs inside it; commits at the end,
+        rolls back on an exception."""
+
+    @abc.abstractmethod
+    def insert(
+        self, tx: Any, room_id: str, name: str, role: str, content: str, client_id, reply_to, sent_at
+    ) -> tuple[StoredMessage, bool]:
+        """Inside ``tx``: the message at the room's next seq, or the one already stored under ``client_id``. Each
+        engine makes sure no other writer takes the same seq or stores the same client_id meanwhile."""
 
     # -- rooms ----------------------------------------------------------------------------------------
 
-    @abc.abstractmethod
-    def create_room(self, eagerness: float | None = None) -> Room: ...
+    def create_room(self, eagerness: float | None = None) -> Room:
+        room = Room(secrets.token_urlsafe(9), secrets.token_urlsafe(24), eagerness)
+        self.run(
+            "INSERT INTO rooms (id, token, eagerness, created) VALUES (%s, %s, %s, %s)",
+            room.id,
+            room.token,
+            room.eagerness,
+            time.time(),
+        )
+        return room
 
-    @abc.abstractmethod
-    def room(self, room_id: str) -> Room | None: ...
+    def room(self, room_id: str) -> Room | None:
+        rows = self.query("SELECT id, token, eagerness FROM rooms WHERE id = %s", room_id)
+        return Room(*rows[0]) if rows else None
 
     def authorize(self, room_id: Any, token: Any) -> Room | None:
         """The room, if ``token`` is its token; None for an unknown room or a wrong token alike."""
@@ -110,16 +139,18 @@ class Store(abc.ABC):
             return None
         return room
 
-    @abc.abstractmethod
-    def set_eagerness(self, room_id: str, eagerness: float | None) -> None: ...
+    def set_eagerness(self, room_id: str, eagerness: float | None) -> None:
+        self.run("UPDATE rooms SET eagerness = %s WHERE id = %s", eagerness, room_id)
 
-    @abc.abstractmethod
     def names(self, room_id: str) -> list[tuple[str, str]]:
         """The display names used in a room, with their owners."""
+        return self.query("SELECT name, owner FROM names WHERE room = %s", room_id)
 
-    @abc.abstractmethod
     def claim_name(self, room_id: str, name: str, owner: str) -> None:
         """Record ``owner`` as the name's owner in the room, unless someone already owns it."""
+        self.run(
+            "INSERT INTO names (room, name, owner) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", room_id, name, owner
+        )
 
     @abc.abstractmethod
     def settings(self, room_id: str) -> tuple[dict[str, Any], str, float] | None:
@@ -130,7 +161,6 @@ class Store(abc.ABC):
 
     # -- messages -------------------------------------------------------------------------------------
 
-    @abc.abstractmethod
     def add_message(
         self,
         room_id: str,
@@ -143,26 +173,45 @@ class Store(abc.ABC):
     ) -> tuple[StoredMessage, bool]:
         """Store a message at the end of its room; (the message, True), or (the earlier one, False) when
         ``client_id`` was already used in this room. ``sent_at``: its time (Unix seconds), now by default."""
+        with self.transaction() as tx:
+            return self.insert(tx, room_id, name, role, content, client_id, reply_to, sent_at)
 
-    @abc.abstractmethod
-    def message(self, room_id: str, message_id: Any) -> StoredMessage | None: ...
+    def message(self, room_id: str, message_id: Any) -> StoredMessage | None:
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            return None
+        rows = self.query(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND id = %s", room_id, message_id)
+        return StoredMessage(*rows[0]) if rows else None
 
-    @abc.abstractmethod
     def messages(
         self, room_id: str, after: int = 0, last: int | None = None, first: int | None = None
     ) -> list[StoredMessage]:
         """The room's messages with ``seq > after``, in order; only the ``first`` or the ``last`` N of them when given."""
+        where = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND seq > %s"
+        if last is not None:
+            rows = self.query(
+                f"SELECT * FROM ({where} ORDER BY seq DESC LIMIT %s) AS tail ORDER BY seq", room_id, after, last
+            )
+        elif first is not None:
+            rows = self.query(f"{where} ORDER BY seq LIMIT %s", room_id, after, first)
+        else:
+            rows = self.query(f"{where} ORDER BY seq", room_id, after)
+        return [StoredMessage(*row) for row in rows]
 
-    @abc.abstractmethod
-    def count_after(self, room_id: str, after: int) -> int: ...
+    def count_after(self, room_id: str, after: int) -> int:
+        return self.query("SELECT COUNT(*) FROM messages WHERE room = %s AND seq > %s", room_id, after)[0][0]
 
     # -- the assistant's decisions --------------------------------------------------------------------
 
-    @abc.abstractmethod
     def undecided(self, room_id: str) -> list[StoredMessage]:
         """User messages of the room the assistant has not decided on yet (e.g. after a crash), in order."""
+        rows = self.query(
+            f"SELECT {', '.join('m.' + c for c in MESSAGE_COLUMNS.split(', '))} FROM messages m "
+            f"LEFT JOIN decisions d ON d.message_id = m.id "
+            f"WHERE m.room = %s AND m.role = 'user' AND d.message_id IS NULL ORDER BY m.seq",
+            room_id,
+        )
+        return [StoredMessage(*row) for row in rows]
 
-    @abc.abstractmethod
     def record_decision(
         self,
         message_id: int,
@@ -176,14 +225,25 @@ class Store(abc.ABC):
         Returns the stored reply; None when silent, or when the message was already decided on (then
         nothing is written: a message is answered at most once).
         """
+        with self.transaction() as tx:
+            # The decision goes in first. A concurrent transaction that inserted the same message_id makes this one
+            # wait (PostgreSQL) or never overlaps it (SQLite's write lock); once it commits, nothing is inserted here.
+            decided = tx.query(
+                "INSERT INTO decisions (message_id, speak, p_speak, note, time) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+                *(message_id, speak, p_speak, note, time.time()),
+            )
+            if not decided or reply is None:
+                return None
+            room_id = tx.query("SELECT room FROM messages WHERE id = %s", message_id)[0][0]
+            stored, _ = self.insert(tx, room_id, reply[0], "assistant", reply[1], None, message_id, None)
+            tx.query("UPDATE decisions SET reply_id = %s WHERE message_id = %s", stored.id, message_id)
+        return stored
 
-    @abc.abstractmethod
     def decision(self, message_id: int) -> tuple[bool, float | None, int | None, str] | None:
         """The decision on a message: (speak, p_speak, reply_id, note); None when not decided yet."""
-
-
-def valid_message_id(message_id: Any) -> bool:
-    return isinstance(message_id, int) and not isinstance(message_id, bool)
+        rows = self.query("SELECT speak, p_speak, reply_id, note FROM decisions WHERE message_id = %s", message_id)
+        return (bool(rows[0][0]), *rows[0][1:]) if rows else None
 
 
 # A migration is the statements that take the schema from the version before it to its own (its index + 1).

@@ -28,15 +28,13 @@ from psycopg_pool import ConnectionPool
 
 from chimein.server.store.base import (
     MESSAGE_COLUMNS,
+    SET_SETTINGS,
     Migration,
-    Room,
     Store,
     StoredMessage,
     StoreError,
     masked,
-    new_room,
     pending,
-    valid_message_id,
 )
 
 # pg_advisory_xact_lock's two-key form (a key space apart from one-key bigint locks): chimein's own class id,
@@ -129,159 +127,55 @@ class PostgresStore(Store):
     def close(self) -> None:
         self.pool.close()
 
-    def schema_version(self) -> int:
-        return self.query("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0]
-
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
+    def transaction(self) -> Iterator[Transaction]:
         with self.pool.connection() as conn, conn.transaction():
-            yield conn
+            yield Transaction(conn)
 
     def query(self, sql: str, *args: Any) -> list[tuple]:
         with self.pool.connection() as conn:
-            return conn.execute(sql, args).fetchall()
-
-    def run(self, sql: str, *args: Any) -> None:
-        with self.pool.connection() as conn:
-            conn.execute(sql, args)
+            return Transaction(conn).query(sql, *args)
 
     # -- rooms ----------------------------------------------------------------------------------------
 
-    def create_room(self, eagerness: float | None = None) -> Room:
-        room = new_room(eagerness)
-        self.run(
-            "INSERT INTO rooms (id, token, eagerness, created) VALUES (%s, %s, %s, %s)",
-            room.id,
-            room.token,
-            room.eagerness,
-            time.time(),
-        )
-        return room
-
-    def room(self, room_id: str) -> Room | None:
-        rows = self.query("SELECT id, token, eagerness FROM rooms WHERE id = %s", room_id)
-        return Room(*rows[0]) if rows else None
-
-    def set_eagerness(self, room_id: str, eagerness: float | None) -> None:
-        self.run("UPDATE rooms SET eagerness = %s WHERE id = %s", eagerness, room_id)
-
-    def names(self, room_id: str) -> list[tuple[str, str]]:
-        return self.query("SELECT name, owner FROM names WHERE room = %s", room_id)
-
-    def claim_name(self, room_id: str, name: str, owner: str) -> None:
-        self.run(
-            "INSERT INTO names (room, name, owner) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", room_id, name, owner
-        )
-
     def settings(self, room_id: str) -> tuple[dict[str, Any], str, float] | None:
         rows = self.query("SELECT policy, changed_by, time FROM settings WHERE room = %s", room_id)
-        return rows[0] if rows else None
+        return rows[0] if rows else None  # JSONB comes back as a dict
 
     def set_settings(self, room_id: str, policy: dict[str, Any], changed_by: str) -> None:
-        self.run(
-            "INSERT INTO settings (room, policy, changed_by, time) VALUES (%s, %s, %s, %s) ON CONFLICT (room) "
-            "DO UPDATE SET policy = excluded.policy, changed_by = excluded.changed_by, time = excluded.time",
-            room_id,
-            Jsonb(policy),
-            changed_by,
-            time.time(),
-        )
+        self.run(SET_SETTINGS, room_id, Jsonb(policy), changed_by, time.time())
 
     # -- messages -------------------------------------------------------------------------------------
 
-    def add_message(
-        self,
-        room_id: str,
-        name: str,
-        role: str,
-        content: str,
-        client_id: str | None = None,
-        reply_to: int | None = None,
-        sent_at: float | None = None,
-    ) -> tuple[StoredMessage, bool]:
-        with self.transaction() as conn:
-            return insert(conn, room_id, name, role, content, client_id, reply_to, sent_at)
-
-    def message(self, room_id: str, message_id: Any) -> StoredMessage | None:
-        if not valid_message_id(message_id):
-            return None
-        rows = self.query(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND id = %s", room_id, message_id)
-        return StoredMessage(*rows[0]) if rows else None
-
-    def messages(
-        self, room_id: str, after: int = 0, last: int | None = None, first: int | None = None
-    ) -> list[StoredMessage]:
-        where = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND seq > %s"
-        if last is None:
-            rows = self.query(f"{where} ORDER BY seq LIMIT %s", room_id, after, first)  # LIMIT NULL: all
-        else:
-            rows = self.query(
-                f"SELECT * FROM ({where} ORDER BY seq DESC LIMIT %s) AS tail ORDER BY seq", room_id, after, last
+    def insert(self, tx, room_id, name, role, content, client_id, reply_to, sent_at) -> tuple[StoredMessage, bool]:
+        locked = tx.query("SELECT last_seq FROM rooms WHERE id = %s FOR UPDATE", room_id)  # until COMMIT
+        if not locked:
+            raise psycopg.errors.ForeignKeyViolation(f"no room {room_id!r}")
+        if client_id is not None:  # read after the lock: a resend committed meanwhile is seen here
+            rows = tx.query(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND client_id = %s", room_id, client_id
             )
-        return [StoredMessage(*row) for row in rows]
-
-    def count_after(self, room_id: str, after: int) -> int:
-        return self.query("SELECT COUNT(*) FROM messages WHERE room = %s AND seq > %s", room_id, after)[0][0]
-
-    # -- the assistant's decisions --------------------------------------------------------------------
-
-    def undecided(self, room_id: str) -> list[StoredMessage]:
-        rows = self.query(
-            f"SELECT {', '.join('m.' + c for c in MESSAGE_COLUMNS.split(', '))} FROM messages m "
-            f"LEFT JOIN decisions d ON d.message_id = m.id "
-            f"WHERE m.room = %s AND m.role = 'user' AND d.message_id IS NULL ORDER BY m.seq",
-            room_id,
+            if rows:
+                return StoredMessage(*rows[0]), False
+        seq = locked[0][0] + 1
+        tx.query("UPDATE rooms SET last_seq = %s WHERE id = %s", seq, room_id)
+        rows = tx.query(
+            f"INSERT INTO messages (room, seq, name, role, content, time, client_id, reply_to) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {MESSAGE_COLUMNS}",
+            *(room_id, seq, name, role, content, time.time() if sent_at is None else sent_at, client_id, reply_to),
         )
-        return [StoredMessage(*row) for row in rows]
-
-    def record_decision(
-        self,
-        message_id: int,
-        speak: bool,
-        p_speak: float | None = None,
-        note: str = "",
-        reply: tuple[str, str] | None = None,
-    ) -> StoredMessage | None:
-        with self.transaction() as conn:
-            # Waits for a concurrent transaction that inserted the same message_id; inserts nothing once it commits.
-            decided = conn.execute(
-                "INSERT INTO decisions (message_id, speak, p_speak, note, time) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-                (message_id, speak, p_speak, note, time.time()),
-            ).fetchone()
-            if decided is None or reply is None:
-                return None
-            room_id = conn.execute("SELECT room FROM messages WHERE id = %s", (message_id,)).fetchone()[0]
-            stored, _ = insert(conn, room_id, reply[0], "assistant", reply[1], None, message_id, None)
-            conn.execute("UPDATE decisions SET reply_id = %s WHERE message_id = %s", (stored.id, message_id))
-        return stored
-
-    def decision(self, message_id: int) -> tuple[bool, float | None, int | None, str] | None:
-        rows = self.query("SELECT speak, p_speak, reply_id, note FROM decisions WHERE message_id = %s", message_id)
-        return rows[0] if rows else None
+        return StoredMessage(*rows[0]), True
 
 
-def insert(
-    conn: psycopg.Connection, room_id, name, role, content, client_id, reply_to, sent_at
-) -> tuple[StoredMessage, bool]:
-    """Inside a transaction: the message at the room's next seq, or the one already stored under ``client_id``."""
-    locked = conn.execute("SELECT last_seq FROM rooms WHERE id = %s FOR UPDATE", (room_id,)).fetchone()
-    if locked is None:
-        raise psycopg.errors.ForeignKeyViolation(f"no room {room_id!r}")
-    if client_id is not None:  # read after the lock: a resend committed meanwhile is seen here
-        row = conn.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = %s AND client_id = %s", (room_id, client_id)
-        ).fetchone()
-        if row:
-            return StoredMessage(*row), False
-    seq = locked[0] + 1
-    conn.execute("UPDATE rooms SET last_seq = %s WHERE id = %s", (seq, room_id))
-    row = conn.execute(
-        f"INSERT INTO messages (room, seq, name, role, content, time, client_id, reply_to) "
-        f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {MESSAGE_COLUMNS}",
-        (room_id, seq, name, role, content, time.time() if sent_at is None else sent_at, client_id, reply_to),
-    ).fetchone()
-    return StoredMessage(*row), True
+class Transaction:
+    """One connection of the pool, inside a transaction or alone (autocommit)."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def query(self, sql: str, *args: Any) -> list[tuple]:
+        cursor = self.conn.execute(sql, args)
+        return cursor.fetchall() if cursor.description else []
 
 
 def migrate(conn: psycopg.Connection, url: str, migrations: list[Migration]) -> None:
