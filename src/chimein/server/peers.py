@@ -27,6 +27,7 @@ log = logging.getLogger("chimein.serve")
 
 CHANNEL = "chimein"
 CLAIM_EVERY_S = 1.0  # how often a process serving a room nobody decides tries to take it
+SWEEP_EVERY = 5  # every 5th try, the deciding process also looks for messages stored but never announced
 MAX_PAYLOAD_BYTES = 7000  # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more
 
 Event = dict[str, Any]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from chimein.data import Message
 from chimein.rooms import BEHIND_S, Incoming, ModelThread, Outcome, Room, has_bidi_control, passes_for_assistant
 from chimein.rooms.names import looks_alike
 from chimein.server.limits import Limits, TokenBucket
-from chimein.server.peers import CLAIM_EVERY_S, Alone, PostgresPeers
+from chimein.server.peers import CLAIM_EVERY_S, SWEEP_EVERY, Alone, PostgresPeers
 from chimein.server.store import Room as StoredRoom
 from chimein.server.store import Store, StoredMessage
 
@@ -276,8 +277,10 @@ class LiveRoom:
         if message.seq <= self.shown:
             return
         if message.seq > self.shown + 1:
-            for earlier in self.hub.store.messages(self.id, after=self.shown, first=message.seq - self.shown - 1):
+            gap = self.hub.store.messages(self.id, after=self.shown, first=message.seq - self.shown - 1)
+            for earlier in gap:
                 self.broadcast({"type": "message", "message": earlier.to_json()})
+            self.hear_undecided(gap)  # stored by a process that died before announcing them
         frame = message.to_json()
         if reason is not None:
             frame["reason"] = reason
@@ -290,6 +293,15 @@ class LiveRoom:
         latest = self.hub.store.messages(self.id, last=1)
         if latest:
             self.show(latest[0])
+
+    def hear_undecided(self, messages: list[StoredMessage]) -> None:
+        """Hear those of ``messages`` nobody has decided on (when this process decides the room)."""
+        if self.engine is None or all(m.role != "user" or m.id in self.heard for m in messages):
+            return
+        undecided = {m.id for m in self.hub.store.undecided(self.id)}
+        for m in messages:
+            if m.id in undecided:
+                self.hear(m)
 
     def hear(self, message: StoredMessage) -> None:
         """A user message for the engine (this process decides the room): a command is answered, anything else
@@ -385,7 +397,9 @@ class Hub:
             self._claimer = asyncio.get_running_loop().create_task(self._claim_rooms(), name="chimein-claims")
 
     async def _claim_rooms(self) -> None:
-        while True:
+        """Take over the rooms served here that nobody decides (their decider left or died); now and then, catch up
+        with what a process that died stored in the rooms decided here without announcing it."""
+        for turn in itertools.count(1):
             await asyncio.sleep(CLAIM_EVERY_S)
             for live in list(self.live.values()):
                 try:
@@ -393,6 +407,9 @@ class Hub:
                         log.info("room %s: deciding it here now", live.id)
                         live.policy = self.room_policy(live.stored)
                         live.decide()
+                    elif live.engine is not None and turn % SWEEP_EVERY == 0:
+                        live.catch_up()
+                        live.hear_undecided(self.store.undecided(live.id))
                 except Exception:
                     log.exception("room %s: could not take it over", live.id)
 
@@ -484,6 +501,8 @@ class Hub:
         message, created = self.store.add_message(live.id, conn.name, "user", text, client_id, reply_to)
         if not created:  # a resend after a reconnect: show it to the sender again, store nothing
             conn.push({"type": "message", "message": message.to_json()})
+            live.show(message)
+            live.hear_undecided([message])  # first sent to a process that died before announcing it
             return
         self.announce(live, message)
         live.hear(message)  # when this process decides the room; else its decider hears the announcement
