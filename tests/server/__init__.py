@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -14,6 +16,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from chimein.assistant import get_backend
 from chimein.assistant.policy import RoomPolicy
@@ -88,6 +92,98 @@ class ServerProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+# -- clients of a real server ----------------------------------------------------------------------------------
+
+
+class Client:
+    """One person: reconnects, rejoins with ``since``, resends unacknowledged messages in order."""
+
+    def __init__(self, url: str, room: str, token: str, name: str, tag: str):
+        self.url, self.room, self.token, self.name, self.tag = url, room, token, name, tag
+        self.sent: list[tuple[str, str]] = []  # (client_id, text), in sending order
+        self.acked: set[str] = set()
+        self.seen: dict[int, dict[str, Any]] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.ws: Any = None
+        self.reader: asyncio.Task | None = None
+
+    def users_seen(self) -> int:
+        return sum(1 for m in self.seen.values() if m["role"] == "user")
+
+    async def connect(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.ws = await connect(self.url, open_timeout=5, close_timeout=1)
+                since = max(self.seen, default=0)  # one connection delivers in order: seen is a prefix
+                await self.ws.send(
+                    json.dumps(
+                        {"type": "join", "room": self.room, "token": self.token, "name": self.name, "since": since}
+                    )
+                )
+                joined = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+                assert joined["type"] == "joined", joined
+                for m in joined["history"]:
+                    self.record(m)
+                self.reader = asyncio.create_task(self.read())
+                for cid, text in self.sent:
+                    if cid not in self.acked:
+                        await self.ws.send(json.dumps({"type": "say", "text": text, "client_id": cid}))
+                return
+            except (OSError, ConnectionClosed, asyncio.TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                if frame["type"] == "message":
+                    self.record(frame["message"])
+                elif frame["type"] == "error":
+                    self.errors.append(frame)
+        except ConnectionClosed:
+            pass
+
+    def record(self, m: dict[str, Any]) -> None:
+        assert self.seen.setdefault(m["seq"], m) == m, (self.seen[m["seq"]], m)
+        if m.get("client_id"):
+            self.acked.add(m["client_id"])
+
+    async def say(self, count: int) -> None:
+        for _ in range(count):
+            i = len(self.sent)
+            text = f"{self.name} message {i}" + (" hey bot, you there?" if i % 3 == 2 else "")
+            self.sent.append((f"{self.tag}-{i}", text))
+            try:
+                await self.ws.send(json.dumps({"type": "say", "text": text, "client_id": f"{self.tag}-{i}"}))
+            except ConnectionClosed:
+                pass  # resent after the reconnect
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self.reader:
+            await asyncio.wait_for(self.reader, 5)
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def room_messages(http: httpx.AsyncClient, room: dict[str, str]) -> list[dict[str, Any]]:
+    r = await http.get(
+        f"/api/rooms/{room['room']}/messages",
+        params={"limit": 5000},
+        headers={"authorization": f"Bearer {room['token']}"},
+    )
+    return r.json()["messages"]
 
 
 # -- in-process rooms (FastAPI's TestClient) ----------------------------------------------------------------------------------------------

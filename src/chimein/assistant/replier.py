@@ -168,6 +168,15 @@ def vet(
     return Verdict(True, answer.text, f"addressed: confidence {conf:.2f}")
 
 
+def second_look(answer: Answer, messages: list[Message], volunteer: bool) -> str:
+    """What to send of ``answer`` to the chat's last message (:func:`vet`, the chat's recent text as context);
+    the empty string: stay silent."""
+    context = " ".join(m.content for m in messages[-REPLIER_CONTEXT:] if m.role == "user")
+    verdict = vet(answer, volunteer, context=context)
+    log.info("replier: %s", verdict.reason)
+    return verdict.text if verdict.speak else ""
+
+
 class LocalReplier:
     """A chat model on llama.cpp that writes replies (greedy, streamed) with its token probabilities.
 
@@ -233,10 +242,7 @@ class LocalReplier:
             text += piece
             if on_text is not None and not volunteer and all(p >= UNSURE_BELOW for p in answer.fact_probs):
                 on_text(text.strip())
-        context = " ".join(m.content for m in messages[-REPLIER_CONTEXT:] if m.role == "user")
-        verdict = vet(answer, volunteer, context=context)
-        log.info("replier: %s", verdict.reason)
-        return verdict.text if verdict.speak else ""
+        return second_look(answer, messages, volunteer)
 
 
 def _clean(raw: str, messages: list[Message]) -> tuple[bool, str]:

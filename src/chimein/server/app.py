@@ -43,6 +43,7 @@ from chimein.rooms import ModelThread
 from chimein.server.errors import error_response, rate_limited
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
+from chimein.server.peers import peers_for
 from chimein.server.rooms import CLOSE_BAD_JOIN, CLOSE_JOIN_TIMEOUT, Connection, Hub, WireError
 from chimein.server.store import open_store
 
@@ -93,7 +94,9 @@ def create_app(
             assistant_name=assistant_name,
             model_name=model_name,
             policy=policy,
+            peers=peers_for(str(db_path)),
         )
+        await app.state.hub.start()
         app.state.room_buckets = {}
         try:
             yield

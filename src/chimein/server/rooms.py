@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from chimein.data import Message
 from chimein.rooms import BEHIND_S, Incoming, ModelThread, Outcome, Room, has_bidi_control, passes_for_assistant
 from chimein.rooms.names import looks_alike
 from chimein.server.limits import Limits, TokenBucket
+from chimein.server.peers import CLAIM_EVERY_S, SWEEP_EVERY, Alone, PostgresPeers
 from chimein.server.store import Room as StoredRoom
 from chimein.server.store import Store, StoredMessage
 
@@ -202,20 +204,56 @@ def seed_order(messages: list[StoredMessage]) -> list[Message]:
 
 
 class LiveRoom:
-    """A room with clients: the engine's :class:`Room`, the connections it shows its messages to, and the
-    participants who joined as bots."""
+    """A room with clients in this process: the connections it shows its messages to, the participants who joined
+    as bots and, when this process decides the room (see :mod:`chimein.server.peers`), the engine's :class:`Room`.
+    A room decided elsewhere has no engine here: it only shows what the deciding process announces."""
 
-    def __init__(self, hub: "Hub", room: StoredRoom, assistant: Assistant, gate: RoomGate):
-        self.hub, self.id = hub, room.id
+    def __init__(self, hub: "Hub", room: StoredRoom, policy: RoomPolicy):
+        self.hub, self.id, self.stored = hub, room.id, room
         self.clients: set[Connection] = set()
         self.bots: set[str] = set()  # participants who joined as bots (heard, never a reason to interject)
+        self.engine: Room | None = None
+        self.policy = policy  # the room's settings while another process decides it
+        self.remote_typing = False
+        self.heard: set[int] = set()  # user messages handed to the engine (a message is heard once)
+        latest = hub.store.messages(room.id, last=1)
+        self.shown = latest[0].seq if latest else 0  # the last seq shown to this process's clients
+
+    @property
+    def idle(self) -> bool:
+        return not self.clients and (self.engine is None or self.engine.idle)
+
+    @property
+    def typing(self) -> bool:
+        return self.engine.typing if self.engine is not None else self.remote_typing
+
+    @property
+    def current_policy(self) -> RoomPolicy:
+        return self.engine.policy if self.engine is not None else self.policy
+
+    def decide(self) -> None:
+        """Become the room's decider: an engine seeded with the recent messages; the user messages nobody decided
+        on yet (a crash, a restart, a process that died) are heard again, the stale ones recorded as skipped."""
+        hub, store, policy = self.hub, self.hub.store, self.policy
+        pending = store.undecided(self.id)
+        now = time.time()
+        fresh = [m for m in pending if now - m.time <= policy.stale_after_s]
+        for m in pending:
+            if now - m.time > policy.stale_after_s:
+                store.record_decision(m.id, False, note="skipped: too old when the room woke up")
+        upto = fresh[0].seq - 1 if fresh else None
+        recent = (
+            store.messages(self.id, after=max(0, upto - hub.limits.seed_messages))
+            if upto is not None
+            else store.messages(self.id, last=hub.limits.seed_messages)
+        )
         self.engine = Room(
-            f"room:{room.id}",
-            assistant,
-            gate,
+            f"room:{self.id}",
+            Assistant(hub.backend, threshold=hub.eagerness),  # the replier runs outside: the engine's two_stage
+            RoomGate(policy),
             hub.executor,
             on_outcomes=self._record,
-            on_policy=self._store_policy,
+            on_policy=self.store_policy,
             on_idle=self._maybe_sleep,
             on_typing=self._show_typing,
             on_draft=self._show_draft,
@@ -224,20 +262,56 @@ class LiveRoom:
             keep_history=hub.limits.seed_messages,
             behind_s=hub.behind_s,
         )
-
-    @property
-    def idle(self) -> bool:
-        return not self.clients and self.engine.idle
-
-    @property
-    def typing(self) -> bool:
-        return self.engine.typing
+        self.engine.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
+        self.catch_up()
+        for m in fresh:
+            self.hear(m)
 
     def broadcast(self, frame: dict[str, Any]) -> None:
         for client in list(self.clients):
             client.push(frame)
 
+    def show(self, message: StoredMessage, reason: str | None = None) -> None:
+        """Show a stored message to this process's clients, in seq order: messages stored by other processes
+        that were not announced here yet are read from the store and shown first."""
+        if message.seq <= self.shown:
+            return
+        if message.seq > self.shown + 1:
+            gap = self.hub.store.messages(self.id, after=self.shown, first=message.seq - self.shown - 1)
+            for earlier in gap:
+                self.broadcast({"type": "message", "message": earlier.to_json()})
+            self.hear_undecided(gap)  # stored by a process that died before announcing them
+        frame = message.to_json()
+        if reason is not None:
+            frame["reason"] = reason
+        self.broadcast({"type": "message", "message": frame})
+        self.shown = message.seq
+
+    def catch_up(self) -> None:
+        """Show whatever the store holds beyond what this process's clients were shown (messages a process that
+        died stored but never announced)."""
+        latest = self.hub.store.messages(self.id, last=1)
+        if latest:
+            self.show(latest[0])
+
+    def hear_undecided(self, messages: list[StoredMessage]) -> None:
+        """Hear those of ``messages`` nobody has decided on (when this process decides the room)."""
+        if self.engine is None or all(m.role != "user" or m.id in self.heard for m in messages):
+            return
+        undecided = {m.id for m in self.hub.store.undecided(self.id)}
+        for m in messages:
+            if m.id in undecided:
+                self.hear(m)
+
     def hear(self, message: StoredMessage) -> None:
+        """A user message for the engine (this process decides the room): a command is answered, anything else
+        decided."""
+        if self.engine is None or message.id in self.heard:
+            return
+        self.heard.add(message.id)
+        if is_command(message.content):
+            self.hub.answer_command(self, message)
+            return
         replied = self.hub.store.message(self.id, message.reply_to) if message.reply_to is not None else None
         self.engine.hear(
             Incoming(
@@ -257,18 +331,26 @@ class LiveRoom:
             reply = (self.hub.assistant_name, decision.text) if decision.speak else None
             stored = self.hub.store.record_decision(outcome.message.id, decision.speak, decision.p_speak, why, reply)
             if stored is not None:
-                self.broadcast({"type": "message", "message": {**stored.to_json(), "reason": why}})
+                self.hub.announce(self, stored, why)
 
-    def _store_policy(self, policy: RoomPolicy) -> None:
+    def store_policy(self, policy: RoomPolicy) -> None:
         self.hub.store.set_settings(self.id, policy.to_json(), policy.changed_by or "?")
-        self.broadcast({"type": "settings", "by": policy.changed_by, "assistant": self.hub.assistant_info(self)})
+        self.policy = policy
+        self.hub.peers.publish({"kind": "settings", "room": self.id})
+        self.show_settings(policy.changed_by)
+
+    def show_settings(self, by: str | None) -> None:
+        self.broadcast({"type": "settings", "by": by, "assistant": self.hub.assistant_info(self)})
 
     def _show_typing(self, typing: bool) -> None:
         self.broadcast({"type": "typing", "name": self.hub.assistant_name, "typing": typing})
+        self.hub.peers.publish({"kind": "typing", "room": self.id, "typing": typing})
 
     def _show_draft(self, message: Incoming, text: str) -> None:
         """The reply so far, while the replier writes it; the stored message that follows replaces it."""
-        self.broadcast({"type": "draft", "name": self.hub.assistant_name, "reply_to": message.id, "text": text})
+        frame = {"type": "draft", "name": self.hub.assistant_name, "reply_to": message.id, "text": text}
+        self.broadcast(frame)
+        self.hub.peers.publish({"kind": "draft", "room": self.id, "reply_to": message.id, "text": text})
 
     def _maybe_sleep(self) -> None:
         if self.idle:
@@ -291,8 +373,10 @@ class Hub:
         model_name: str = "chimein",
         policy: RoomPolicy | None = None,
         behind_s: float | None = BEHIND_S,
+        peers: Alone | PostgresPeers | None = None,
     ):
         self.store, self.backend, self.executor, self.behind_s = store, backend, executor, behind_s
+        self.peers = peers if peers is not None else Alone()
         self.two_stage = TwoStage(backend, replier) if replier is not None else None
         self.eagerness, self.limits, self.assistant_name, self.model_name = (
             eagerness,
@@ -304,6 +388,30 @@ class Hub:
         self.live: dict[str, LiveRoom] = {}
         self._commands: set[asyncio.Task] = set()
         self.policy = policy if policy is not None else RoomPolicy()  # a new room's settings
+        self._claimer: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Hear the other processes on the database (if any), and take over rooms nobody decides."""
+        await self.peers.start(self.on_event)
+        if self.peers.shared:
+            self._claimer = asyncio.get_running_loop().create_task(self._claim_rooms(), name="chimein-claims")
+
+    async def _claim_rooms(self) -> None:
+        """Take over the rooms served here that nobody decides (their decider left or died); now and then, catch up
+        with what a process that died stored in the rooms decided here without announcing it."""
+        for turn in itertools.count(1):
+            await asyncio.sleep(CLAIM_EVERY_S)
+            for live in list(self.live.values()):
+                try:
+                    if live.engine is None and self.peers.claim(live.id):
+                        log.info("room %s: deciding it here now", live.id)
+                        live.policy = self.room_policy(live.stored)
+                        live.decide()
+                    elif live.engine is not None and turn % SWEEP_EVERY == 0:
+                        live.catch_up()
+                        live.hear_undecided(self.store.undecided(live.id))
+                except Exception:
+                    log.exception("room %s: could not take it over", live.id)
 
     def default_eagerness(self) -> float | None:
         return self.eagerness if self.eagerness is not None else self.backend.threshold
@@ -393,21 +501,59 @@ class Hub:
         message, created = self.store.add_message(live.id, conn.name, "user", text, client_id, reply_to)
         if not created:  # a resend after a reconnect: show it to the sender again, store nothing
             conn.push({"type": "message", "message": message.to_json()})
+            live.show(message)
+            live.hear_undecided([message])  # first sent to a process that died before announcing it
             return
-        live.broadcast({"type": "message", "message": message.to_json()})
-        if is_command(text):
-            task = asyncio.get_running_loop().create_task(self._command(live, message))
-            self._commands.add(task)  # held until done: the loop keeps only a weak reference
-            task.add_done_callback(self._commands.discard)
-        else:
-            live.hear(message)
+        self.announce(live, message)
+        live.hear(message)  # when this process decides the room; else its decider hears the announcement
+
+    def announce(self, live: LiveRoom, message: StoredMessage, reason: str | None = None) -> None:
+        """A message just stored: shown to this process's clients, announced to the other processes."""
+        live.show(message, reason)
+        self.peers.publish({"kind": "message", "room": live.id, "id": message.id, "reason": reason})
+
+    def answer_command(self, live: LiveRoom, message: StoredMessage) -> None:
+        task = asyncio.get_running_loop().create_task(self._command(live, message))
+        self._commands.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._commands.discard)
 
     async def _command(self, live: LiveRoom, message: StoredMessage) -> None:
         """``!chimein ...``: answered by the engine, never passed to the model; a change is stored and shown to all."""
+        assert live.engine is not None
         answer = await live.engine.command(message.content, message.name)
         stored = self.store.record_decision(message.id, True, None, "command", (self.assistant_name, answer))
         if stored is not None:
-            live.broadcast({"type": "message", "message": {**stored.to_json(), "reason": "command"}})
+            self.announce(live, stored, "command")
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """What another process on the database did in a room that has clients here."""
+        live = self.live.get(event.get("room", ""))
+        if live is None:
+            return
+        kind = event.get("kind")
+        if kind == "message":
+            message = self.store.message(live.id, event.get("id"))
+            if message is not None:
+                live.show(message, event.get("reason"))
+                if message.role == "user":
+                    live.hear(message)
+        elif kind == "typing" and live.engine is None:
+            live.remote_typing = bool(event.get("typing"))
+            live.broadcast({"type": "typing", "name": self.assistant_name, "typing": live.remote_typing})
+        elif kind == "draft" and live.engine is None:
+            live.broadcast(
+                {
+                    "type": "draft",
+                    "name": self.assistant_name,
+                    "reply_to": event.get("reply_to"),
+                    "text": event.get("text"),
+                }
+            )
+        elif kind == "settings":
+            live.policy = self.room_policy(self.store.room(live.id) or live.stored)
+            if live.engine is not None:
+                live.engine.gate.policy = live.policy  # stored by the process that changed it
+            live.show_settings(live.policy.changed_by)
 
     def set_eagerness(self, conn: Connection, value: Any) -> None:
         if not self.supports_eagerness:
@@ -415,9 +561,11 @@ class Hub:
         assert conn.room is not None
         live, value = conn.room, validate_eagerness(value)
         self.store.set_eagerness(live.id, value)
-        live.engine.set_policy(
-            replace(live.engine.policy, eagerness=value, changed_by=conn.name, changed_at=time.time())
-        )
+        policy = replace(live.current_policy, eagerness=value, changed_by=conn.name, changed_at=time.time())
+        if live.engine is not None:
+            live.engine.set_policy(policy)  # stores, shows and announces it
+        else:
+            live.store_policy(policy)
 
     def leave(self, conn: Connection) -> None:
         live, conn.room = conn.room, None
@@ -430,28 +578,9 @@ class Hub:
     # -- waking and sleeping --------------------------------------------------------------------------------
 
     def _wake(self, room: StoredRoom) -> LiveRoom:
-        policy = self.room_policy(room)
-        pending = [
-            m for m in self.store.undecided(room.id) if not is_command(m.content)
-        ]  # commands: answered when sent
-        now = time.time()
-        fresh = [m for m in pending if now - m.time <= policy.stale_after_s]
-        for m in pending:
-            if now - m.time > policy.stale_after_s:
-                self.store.record_decision(m.id, False, note="skipped: too old when the room woke up")
-        upto = fresh[0].seq - 1 if fresh else None
-        recent = (
-            self.store.messages(room.id, after=max(0, (upto or 0) - self.limits.seed_messages))
-            if upto is not None
-            else self.store.messages(room.id, last=self.limits.seed_messages)
-        )
-        assistant = Assistant(
-            self.backend, threshold=self.eagerness
-        )  # the replier runs outside: the engine's two_stage
-        live = self.live[room.id] = LiveRoom(self, room, assistant, RoomGate(policy))
-        live.engine.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
-        for m in fresh:
-            live.hear(m)
+        live = self.live[room.id] = LiveRoom(self, room, self.room_policy(room))
+        if self.peers.claim(room.id):
+            live.decide()
         return live
 
     def room_policy(self, room: StoredRoom) -> RoomPolicy:
@@ -467,16 +596,23 @@ class Hub:
     def sleep(self, live: LiveRoom) -> None:
         if self.live.get(live.id) is live:
             del self.live[live.id]
-        worker = live.engine.worker
-        if worker is not None and worker is not asyncio.current_task():
-            worker.cancel()
+        if live.engine is not None:
+            worker = live.engine.worker
+            if worker is not None and worker is not asyncio.current_task():
+                worker.cancel()
+            self.peers.release(live.id)
 
     async def close(self) -> None:
-        await asyncio.gather(*(live.engine.close() for live in self.live.values()), return_exceptions=True)
+        if self._claimer is not None:
+            self._claimer.cancel()
+            await asyncio.gather(self._claimer, return_exceptions=True)
+        engines = [live.engine for live in self.live.values() if live.engine is not None]
+        await asyncio.gather(*(engine.close() for engine in engines), return_exceptions=True)
         self.live.clear()
+        await self.peers.close()
 
     def assistant_info(self, live: LiveRoom) -> dict[str, Any]:
-        default, policy = self.default_eagerness(), live.engine.policy
+        default, policy = self.default_eagerness(), live.current_policy
         return {
             "name": self.assistant_name,
             "model": self.model_name,

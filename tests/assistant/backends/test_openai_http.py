@@ -53,3 +53,55 @@ def test_two_stage_replier_and_its_failure_path(tmp_path):
     assert d.speak and d.text == "I'm here: what do you need?" and "replier failed" in d.note
     strict = Assistant(MentionBackend(), replier=OpenAIReplier(url, "smollm2", timeout=5), on_replier_failure="silent")
     assert not strict.hear("Ana", "bot, still there?").speak
+
+
+class FakeCompletions:
+    """An endpoint's answer: its text and, when given, each token's log-probability."""
+
+    def __init__(self, tokens: list[tuple[str, float]] | None, text: str | None = None):
+        self.tokens, self.text = tokens, text
+
+    def create(self, **request):
+        from types import SimpleNamespace as NS
+
+        text = self.text if self.text is not None else "".join(t for t, _ in self.tokens or [])
+        logprobs = NS(content=[NS(token=t, logprob=lp) for t, lp in self.tokens]) if self.tokens else None
+        self.request = request
+        return NS(choices=[NS(message=NS(content=text), logprobs=logprobs)])
+
+
+def fake_replier(completions: FakeCompletions) -> OpenAIReplier:
+    from types import SimpleNamespace as NS
+
+    replier = OpenAIReplier("http://127.0.0.1:9/v1", "big")
+    replier.client = NS(chat=NS(completions=completions))
+    return replier
+
+
+def test_an_endpoint_reply_gets_the_same_second_look_as_the_local_replier():
+    from chimein.assistant.prompts import UNSURE
+
+    asked = [Message("user", "bot, when did the berlin wall come down?", "Ana")]
+    sure = FakeCompletions([("It", -0.01), (" came", -0.01), (" down", -0.02), (" in", -0.01), (" 1989", -0.05)])
+    assert fake_replier(sure).reply(asked) == "It came down in 1989"
+    assert sure.request["logprobs"] is True
+    doubtful = FakeCompletions([("It", -0.01), (" came", -0.01), (" down", -0.02), (" in", -0.01), (" 2013", -1.6)])
+    assert fake_replier(doubtful).reply(asked) == UNSURE  # e^-1.6 = 0.20 on the year: "not sure"
+    volunteered = [Message("user", "the wall came down in 2013 right?", "Ana"), Message("user", "think so", "Ben")]
+    assert fake_replier(doubtful).reply(volunteered) == ""  # unasked and doubtful: silence
+    # An endpoint without log-probabilities: its reply as written (the second look needs them).
+    assert fake_replier(FakeCompletions(None, "It came down in 2013.")).reply(asked) == "It came down in 2013."
+
+
+def test_a_served_replier_returns_token_probabilities(base_server):
+    from chimein.assistant.replier import second_look
+
+    replier = OpenAIReplier(base_server, "smollm2", timeout=60, max_tokens=24, temperature=0.0, seed=0)
+    asked = [
+        Message("user", "pizza tonight?", "Ana"),
+        Message("user", "bot, how many legs does a spider have?", "Ben"),
+    ]
+    answer = replier.answer(asked)
+    assert answer.tokens and all(0.0 < p <= 1.0 for _, p in answer.tokens)
+    assert answer.text and answer.text in "".join(t for t, _ in answer.tokens)
+    assert replier.reply(asked) == second_look(answer, asked, volunteer=False)  # greedy: the same answer again

@@ -14,11 +14,13 @@ accept any key.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from chimein.assistant.core import Decision, parse_reply, speakers
 from chimein.assistant.prompts import baseline_messages, replier_messages
+from chimein.assistant.replier import Answer, second_look
 from chimein.data import Message
 from chimein.format import to_chat_turns
 from chimein.mentions import mentions_assistant
@@ -97,15 +99,28 @@ class OpenAIReplier:
         self.model, self.max_tokens = model, max_tokens
         self.temperature, self.seed = temperature, seed  # temperature 0 (or a seed) makes replies repeatable
 
-    def reply(self, messages: list[Message], on_text: Any = None) -> str:
-        volunteer = not mentions_assistant(messages[-1].content)
+    def answer(self, messages: list[Message], volunteer: bool = False) -> Answer:
+        """The endpoint's reply with each token's probability (when the endpoint returns log-probabilities:
+        OpenAI, vLLM and llama.cpp's server do)."""
         response = self.client.chat.completions.create(
             model=self.model,
             messages=replier_messages(messages, volunteer),
             max_tokens=self.max_tokens,
             temperature=self.temperature,
+            logprobs=True,
+            top_logprobs=1,  # llama.cpp's server sends log-probabilities only when asked for alternatives too
             **({"seed": self.seed} if self.seed is not None else {}),
         )
-        raw = response.choices[0].message.content or ""
-        speak, text = parse_reply(raw, END_MARKERS, speakers(messages))
-        return text if speak else ""
+        choice = response.choices[0]
+        speak, text = parse_reply(choice.message.content or "", END_MARKERS, speakers(messages))
+        content = getattr(getattr(choice, "logprobs", None), "content", None) or []
+        return Answer(text if speak else "", [(t.token, math.exp(t.logprob)) for t in content])
+
+    def reply(self, messages: list[Message], on_text: Any = None) -> str:
+        """The Replier protocol. With token probabilities, the same second look as the local replier: "not sure"
+        instead of a doubtful fact on a question, silence instead of a doubtful volunteered one."""
+        volunteer = not mentions_assistant(messages[-1].content)
+        answer = self.answer(messages, volunteer)
+        if not answer.tokens:  # an endpoint without log-probabilities: sent as written
+            return answer.text
+        return second_look(answer, messages, volunteer)
