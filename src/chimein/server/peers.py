@@ -23,6 +23,8 @@ import os
 import uuid
 from typing import Any, Callable
 
+from chimein.server.store import is_postgres_url
+
 log = logging.getLogger("chimein.serve")
 
 CHANNEL = "chimein"
@@ -126,4 +128,4 @@ class PostgresPeers:
 
 def peers_for(db: str) -> Alone | PostgresPeers:
     """The peers of a server on ``db``: PostgreSQL URLs are shared, anything else (a SQLite file) is not."""
-    return PostgresPeers(db) if db.startswith(("postgresql://", "postgres://")) else Alone()
+    return PostgresPeers(db) if is_postgres_url(db) else Alone()
