@@ -9,8 +9,8 @@ How the guarantees hold across processes:
   to one room take turns, and a rolled-back insert leaves no gap.
 - ``client_id``: looked up after the room's lock is taken, so two resends of one message cannot both insert;
   ``UNIQUE (room, client_id)`` backs it.
-- one decision per message: ``INSERT INTO decisions ... ON CONFLICT DO NOTHING`` first; only the transaction
-  whose row went in writes the reply. A second one waits for the first to commit, then inserts nothing.
+- one decision per message (``Store.record_decision``): ``INSERT INTO decisions ... ON CONFLICT DO NOTHING``
+  first; only the transaction whose row went in writes the reply. A second one waits for the first to commit, then inserts nothing.
 - the schema: migrations run in one transaction under the advisory lock (:data:`SCHEMA_LOCK`), so two processes
   starting at once migrate one after the other.
 """
@@ -89,14 +89,21 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-def probe(url: str) -> None:
-    """A StoreError unless the database answers and its schema is one this chimein knows (nothing is created)."""
+@contextmanager
+def connection(url: str) -> Iterator[psycopg.Connection]:
+    """A connection of its own (outside the pool), autocommit; psycopg's errors become one StoreError line."""
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-            known = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
-            current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] if known else 0
+            yield conn
     except psycopg.Error as e:
         raise StoreError(f"{masked(url)}: cannot use it as the rooms' database: {describe(e, url)}") from None
+
+
+def probe(url: str) -> None:
+    """A StoreError unless the database answers and its schema is one this chimein knows (nothing is created)."""
+    with connection(url) as conn:
+        known = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+        current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] if known else 0
     pending(url, current or 0, MIGRATIONS)
 
 
@@ -109,11 +116,8 @@ class PostgresStore(Store):
     @classmethod
     def open(cls, url: str, migrations: list[Migration] = MIGRATIONS, max_connections: int = 8) -> PostgresStore:
         """Connect, migrate the schema, then open the pool. A StoreError (password masked) when that fails."""
-        try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-                migrate(conn, url, migrations)
-        except psycopg.Error as e:
-            raise StoreError(f"{masked(url)}: cannot use it as the rooms' database: {describe(e, url)}") from None
+        with connection(url) as conn:
+            migrate(conn, url, migrations)
         pool = ConnectionPool(
             url,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
