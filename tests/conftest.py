@@ -10,6 +10,7 @@ import pytest
 
 from chimein.data import Conversation
 from tests.helpers import conv
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures: a real PostgreSQL for any test)
 
 # What is slow to rebuild stays for the whole session: converted tokenizers and models (models/), the
 # llama.cpp adapter GGUF converted from the shipped adapter (gguf/).

@@ -16,7 +16,6 @@ import pytest
 from chimein.server.store import Store, StoreError, is_postgres_url, open_store, probe
 from chimein.server.store import postgres as pg_engine
 from chimein.server.store import sqlite as sqlite_engine
-from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -299,7 +298,7 @@ def test_an_unversioned_sqlite_database_is_upgraded_in_place(tmp_path: Path) -> 
         assert store.add_message("r1", "Ben", "user", "and now?")[0].seq == 3
 
 
-def test_processes_opening_a_new_postgres_database_at_once_migrate_it_once(postgres_url: str) -> None:  # noqa: F811
+def test_processes_opening_a_new_postgres_database_at_once_migrate_it_once(postgres_url: str) -> None:
     context = multiprocessing.get_context("spawn")
     openers = [context.Process(target=open_and_close, args=(postgres_url,)) for _ in range(4)]
     for p in openers:

@@ -1,0 +1,104 @@
+"""Room claims and announcements between `chimein serve` processes, on a real PostgreSQL (tests/postgres.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+from chimein.server.peers import Alone, PostgresPeers, lock_key, peers_for
+
+
+def test_a_sqlite_server_is_alone_and_decides_every_room() -> None:
+    peers = peers_for("rooms.db")
+    assert isinstance(peers, Alone) and not peers.shared
+    assert peers.claim("any-room")
+    assert isinstance(peers_for("postgresql://u@127.0.0.1:5/db"), PostgresPeers)
+
+
+def test_lock_keys_are_signed_64_bit_and_differ_per_room() -> None:
+    keys = {lock_key(f"room{i}") for i in range(1000)}
+    assert len(keys) == 1000
+    assert all(-(2**63) <= k < 2**63 for k in keys)
+
+
+def test_one_process_claims_a_room_until_it_releases_it(postgres_url: str) -> None:
+    async def scenario() -> None:
+        a, b = PostgresPeers(postgres_url), PostgresPeers(postgres_url)
+        await a.start(lambda e: None)
+        await b.start(lambda e: None)
+        try:
+            assert a.claim("r1")
+            assert a.claim("r1")  # already its own
+            assert not b.claim("r1")
+            assert b.claim("r2")
+            a.release("r1")
+            assert b.claim("r1")
+            assert not a.claim("r1")
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_killed_process_loses_its_rooms_at_once(postgres_url: str) -> None:
+    """SIGKILL: no goodbye; PostgreSQL ends the session when its connection closes, and the lock with it."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import psycopg, sys, time\n"
+            f"c = psycopg.connect({postgres_url!r}, autocommit=True)\n"
+            f"c.execute('SELECT pg_advisory_lock(%s)', ({lock_key('r1')},))\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    async def scenario() -> None:
+        peers = PostgresPeers(postgres_url)
+        await peers.start(lambda e: None)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            assert not peers.claim("r1")
+            holder.kill()
+            holder.wait(10)
+            for _ in range(100):  # the backend notices the closed socket within milliseconds
+                if peers.claim("r1"):
+                    break
+                await asyncio.sleep(0.05)
+            assert "r1" in peers.claimed
+        finally:
+            await peers.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        holder.kill()
+
+
+def test_announcements_reach_the_other_processes_not_the_sender(postgres_url: str) -> None:
+    async def scenario() -> None:
+        heard: dict[str, list[dict]] = {"a": [], "b": []}
+        a, b = PostgresPeers(postgres_url), PostgresPeers(postgres_url)
+        await a.start(heard["a"].append)
+        await b.start(heard["b"].append)
+        try:
+            a.publish({"kind": "message", "room": "r1", "id": 7, "reason": "addressed"})
+            b.publish({"kind": "typing", "room": "r1", "typing": True})
+            a.publish({"kind": "draft", "room": "r1", "reply_to": 7, "text": "x" * 20_000})  # too long: not sent
+            for _ in range(100):
+                if heard["a"] and heard["b"]:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            assert [(e["kind"], e.get("id")) for e in heard["b"]] == [("message", 7)]
+            assert [(e["kind"], e.get("typing")) for e in heard["a"]] == [("typing", True)]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
