@@ -11,12 +11,14 @@ every "bot" message answered exactly once (the `mention` backend), every client 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from websockets.asyncio.client import connect
 
 from . import Client, ServerProcess, room_messages, until
 
@@ -117,3 +119,73 @@ def test_two_processes_one_database_and_one_killed(
             f"phase 1 {timings['phase1']:.2f} s; A killed, its {len(clients) // 2} clients on B in "
             f"{timings['moved']:.2f} s; phase 2 {timings['phase2']:.2f} s"
         )
+
+
+class Person:
+    """One WebSocket client that keeps every frame it receives."""
+
+    def __init__(self, url: str, room: dict[str, str], name: str):
+        self.url, self.room, self.name = url, room, name
+        self.frames: list[dict] = []
+
+    async def __aenter__(self) -> "Person":
+        self.ws = await connect(self.url)
+        await self.ws.send(json.dumps({"type": "join", **self.room, "name": self.name}))
+        self.reader = asyncio.create_task(self.read())
+        await until(lambda: any(f["type"] == "joined" for f in self.frames), 10, f"{self.name} joined")
+        return self
+
+    async def read(self) -> None:
+        async for raw in self.ws:
+            self.frames.append(json.loads(raw))
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+    async def say(self, text: str) -> None:
+        await self.ws.send(json.dumps({"type": "say", "text": text}))
+
+    def messages(self, role: str) -> list[str]:
+        return [
+            f["message"]["content"] for f in self.frames if f["type"] == "message" and f["message"]["role"] == role
+        ]
+
+    def settings(self) -> list[dict]:
+        return [f["assistant"]["policy"] for f in self.frames if f["type"] == "settings"]
+
+
+def test_commands_settings_and_the_room_itself_move_between_processes(postgres_url: str, tmp_path: Path) -> None:
+    """Ana on A and Ben on B in one room: commands sent on either are answered once and their settings reach both;
+    when the deciding process's last client leaves, the other process takes the room over and answers."""
+    a = ServerProcess(postgres_url, tmp_path / "a.log", "mention", None, "--settle", "0").start()  # type: ignore[arg-type]
+    b = ServerProcess(postgres_url, tmp_path / "b.log", "mention", None, "--settle", "0").start()  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=a.url, timeout=10) as http:
+            room = {k: v for k, v in (await http.post("/api/rooms")).json().items() if k in ("room", "token")}
+        ana = await Person(a.ws_url, room, "Ana").__aenter__()  # A wakes the room first: A decides it
+        async with Person(b.ws_url, room, "Ben") as ben:
+            await ben.say("!chimein mode mention-only")  # sent to B, answered by A
+            await until(lambda: len(ana.messages("assistant")) == len(ben.messages("assistant")) == 1, 10, "answer")
+            await until(lambda: ana.settings() and ben.settings(), 10, "settings shown on both processes")
+            assert ana.settings()[-1]["mode"] == ben.settings()[-1]["mode"] == "mention-only"
+            await ana.say("!chimein mode auto")  # and back, from the deciding process's side
+            await until(lambda: len(ben.settings()) == 2 and ben.settings()[-1]["mode"] == "auto", 10, "auto")
+            await ben.say("bot, are you there?")
+            await until(lambda: len(ana.messages("assistant")) == len(ben.messages("assistant")) == 3, 10, "answer")
+            await ana.__aexit__()  # A has no client left in the room: it lets the room go, B takes it over
+            await ben.say("bot, anyone deciding here now?")
+            await until(lambda: len(ben.messages("assistant")) == 4, 15, "answered after the hand-over")
+            assert len(ben.messages("user")) == 4  # nothing twice
+        async with httpx.AsyncClient(base_url=b.url, timeout=10) as http:
+            stored = await room_messages(http, {"room": room["room"], "token": room["token"]})
+        replies = [m["reply_to"] for m in stored if m["role"] == "assistant"]
+        assert len(replies) == len(set(replies)) == 4
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        a.stop()
+        b.stop()
+    assert "deciding it here now" in (tmp_path / "b.log").read_text()
