@@ -10,7 +10,9 @@ processes on one PostgreSQL database use :class:`PostgresPeers`:
   once: the store's decisions table has one row per message, whoever writes it.
 - **What the others show.** Every stored message, typing and draft state and settings change is announced with
   ``NOTIFY chimein`` (after the store's commit); each process LISTENs and shows what concerns its own clients.
-  Announcements carry ids, not messages: the receiver reads the message from the store.
+  Announcements carry ids, not messages: the receiver reads the message from the store. Clients see their
+  room's messages in seq order: a gap (a message announced late, or stored by a process that died before
+  announcing it) is read from the store first, and the deciding process hears the undecided ones in it.
 """
 
 from __future__ import annotations
