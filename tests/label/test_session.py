@@ -131,5 +131,35 @@ def test_labels_replace_the_replies_the_input_held(tmp_path):
     assert json.loads(s.progress_file.read_text().splitlines()[0]) == {"header": FINGERPRINT}
 
 
+def test_a_turn_nobody_reached_keeps_the_reply_the_chat_held(tmp_path):
+    # an export's bot answered "Bolt, ...?" where the model proposes silence, and "bot, ...?" where it proposes to
+    # speak: unlabelled, both keep the chat's own reply (never the model's silence or its unconfirmed draft)
+    chat = [
+        conv(
+            ("Ana", "Bolt, 6A in V grades?"),
+            ("assistant", "About V3."),
+            ("Ben", "bot, and 7a?"),
+            ("assistant", "V6."),
+            ("Ana", "nice"),
+            id="x",
+        )
+    ]
+    s = LabelSession.open(chat, tmp_path / "p.jsonl", FINGERPRINT, threshold=0.5)
+    s.add_proposals(
+        [Proposal(0, 0, False, 0.1, "About V3."), Proposal(0, 2, True, 0.9, "V5."), Proposal(0, 4, False, 0.0)]
+    )
+    convs, written = s.dataset()
+    assert [(m.role, m.content) for m in convs[0].messages] == [
+        ("user", "Bolt, 6A in V grades?"),
+        ("assistant", "About V3."),
+        ("user", "bot, and 7a?"),
+        ("assistant", "V6."),
+        ("user", "nice"),
+    ]
+    assert (written.kept_replies, written.accepted_silences, written.cut_turns, written.labelled) == (2, 1, 0, 0)
+    s.label((0, 0), False)  # a label still replaces the chat's reply
+    assert [m.content for m in s.dataset()[0][0].messages][:2] == ["Bolt, 6A in V grades?", "bot, and 7a?"]
+
+
 def test_the_progress_file_sits_beside_the_output(tmp_path):
     assert progress_path(tmp_path / "mine.jsonl") == tmp_path / "mine.jsonl.progress.jsonl"

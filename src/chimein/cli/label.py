@@ -82,6 +82,7 @@ def label(
     written = session.write(output, accept_silences)
     console.print(
         f"{output}: {written.conversations} conversations, {written.labelled} turns labelled by you, "
+        f"{written.kept_replies} replies kept from the chat, "
         f"{written.accepted_silences} silences accepted from the model, {written.cut_turns} turns cut "
         f"(a conversation ends before its first turn without a label), {written.omitted_conversations} "
         "conversations left out (their first turn has none)",

@@ -12,10 +12,11 @@ Every proposal and every label is appended to the progress file (JSON lines, flu
 session resumes where it stopped: proposals are not asked of the model again, labels and undos are replayed.
 
 The dataset: each conversation's user messages with, after each, the person's label (silence, or the
-confirmed reply). A turn the person did not reach takes the model's proposal when that proposal is silence
-(``accept_silences``: the queue shows the least sure turns first, so the ones left are the ones the model
-is surest about); a speak proposal nobody confirmed is never written (its draft is the model's own reply).
-A conversation is cut before its first turn without a label (``Written`` counts what was cut).
+confirmed reply). A turn the person did not reach keeps the reply the chat already held there (a bot's message
+in an export: the group's own record, not the model's guess); else it takes the model's proposal when that
+proposal is silence (``accept_silences``: the queue shows the least sure turns first, so the ones left are the
+ones the model is surest about); a speak proposal nobody confirmed is never written (its draft is the model's
+own reply). A conversation is cut before its first turn without a label (``Written`` counts what was cut).
 
 This module needs no model: the server's labelling page imports it.
 """
@@ -64,6 +65,7 @@ class Written:
 
     conversations: int = 0
     labelled: int = 0  # turns the person labelled
+    kept_replies: int = 0  # turns nobody reached that keep the reply the chat held
     accepted_silences: int = 0  # turns nobody reached whose proposal (silence) was taken
     cut_turns: int = 0  # turns left out: from a conversation's first turn without a label to its end
     omitted_conversations: int = 0  # conversations whose first turn has no label
@@ -232,10 +234,13 @@ class LabelSession:
         for c, conv in enumerate(self.conversations):
             messages: list[Message] = []
             turns = conv.decisions()
-            for n, (i, _) in enumerate(turns):
+            for n, (i, held) in enumerate(turns):
                 label = self.labels.get((c, i))
                 proposal = self.proposals.get((c, i))
-                if label is None and accept_silences and proposal is not None and not proposal.speak:
+                if label is None and held is not None:
+                    label = Label(c, i, True, held.content)
+                    written.kept_replies += 1
+                elif label is None and accept_silences and proposal is not None and not proposal.speak:
                     label = Label(c, i, False)
                     written.accepted_silences += 1
                 elif label is not None:

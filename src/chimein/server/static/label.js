@@ -22,7 +22,7 @@ function render(next) {
   if (!turn) {
     const w = state.written;
     $("done-summary").textContent = `${w.conversations} conversations written: ${w.labelled} turns labelled, ` +
-      `${w.accepted_silences} silences accepted, ${w.cut_turns} turns cut.`;
+      `${w.kept_replies} replies kept from the chat, ${w.accepted_silences} silences accepted, ${w.cut_turns} turns cut.`;
     return;
   }
   $("where").textContent = `conversation ${turn.conversation_id}, message ${turn.turn + 1}`;
