@@ -51,19 +51,23 @@ WINDOW_TOKENS = 1900  # the shipped default's context window for the chat (2048 
 
 
 def tokens(messages: list[Message]) -> int:
-    """Prompt tokens of a chat in the fine-tuned format, roughly (a token is about 4 characters)."""
-    return min(WINDOW_TOKENS, sum(len(m.content) // 4 + 6 for m in messages))
+    """Prompt tokens of a chat in the fine-tuned format, roughly: the shipped default read 20, 40 and 80 of these
+    chat lines as 635, 1267 and 2425 tokens (about 2 characters a token, and 10 for a turn's markers and name)."""
+    return min(WINDOW_TOKENS, sum(len(m.content) // 2 + 10 for m in messages))
 
 
 @dataclass
 class Costs:
     speed: float = 1.0  # every duration divided by this
+    # Calibrated on the shipped default, one llama.cpp thread (many_rooms.json "latency": held p50 0.18 s, an
+    # evicted room's 40 messages (about 1270 tokens) 5.2 s; a question decided with its reply 0.82-1.07 s,
+    # without it 0.29-0.37 s, on this machine beside other work).
     fixed_s: tuple[float, float] = (0.15, 0.3)  # a decision with the room's cache held
-    prefill_tok_s: float = 400.0  # prompt tokens read per second (SmolLM2-135M, one thread)
-    kb_per_token: float = 23.0  # the room's KV cache
-    room_cache_mb: float = 256.0
-    local_reply_s: float = 1.0  # the decider writes its own reply when it speaks
-    replier_s: tuple[float, float] = (3.0, 4.0)
+    prefill_tok_s: float = 250.0  # prompt tokens read per second
+    kb_per_token: float = 23.0  # the room's KV cache (SmolLM2-135M)
+    room_cache_mb: float = 256.0  # chimein serve --room-cache-mb
+    local_reply_s: float = 0.65  # the decider writes its own reply when it speaks
+    replier_s: tuple[float, float] = (3.0, 4.0)  # the local replier (Qwen2.5-Coder-1.5B), one reply
     volunteer: float = 0.08
     seed: int = 25
 
@@ -141,7 +145,13 @@ class SimReplier:
 
 
 async def run_load(
-    costs: Costs, rooms: int, seconds: float, questions: int, replier: bool, max_backlog: float
+    costs: Costs,
+    rooms: int,
+    seconds: float,
+    questions: int,
+    replier: bool,
+    max_backlog: float,
+    replier_wait_s: float | None = None,
 ) -> dict:
     speed = costs.speed
     backend = SimBackend(costs)
@@ -175,6 +185,7 @@ async def run_load(
             on_outcomes=recorder(r),
             two_stage=two_stage,
             behind_s=5.0 / speed,
+            **({} if replier_wait_s is None else {"replier_wait_s": replier_wait_s / speed}),  # main's Room has none
         )
         for r in range(rooms)
     ]
@@ -228,6 +239,7 @@ async def run_load(
         "replies_written": sim_replier.written if sim_replier else 0,
         "local_replies_replier_behind": sum(1 for d in decided.values() if "used the local reply" in d.note),
         "replier": replier,
+        "replier_wait_s": replier_wait_s,
         "rooms": rooms,
         "talk_seconds": seconds,
         "speed": speed,
@@ -278,14 +290,26 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=12)
     ap.add_argument("--speed", type=float, default=1.0, help="run the load this many times faster")
     ap.add_argument("--no-replier", action="store_true")
+    ap.add_argument(
+        "--replier-wait", type=float, default=None, help="Room(replier_wait_s=): a question's reply waits at most this"
+    )
     ap.add_argument("--room-cache-mb", type=float, default=256.0)
+    ap.add_argument("--prefill-tok-s", type=float, default=Costs.prefill_tok_s)
+    ap.add_argument("--local-reply-s", type=float, default=Costs.local_reply_s)
     ap.add_argument("--max-backlog", type=float, default=240.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "room_queue.json"))
     args = ap.parse_args()
     logging.getLogger("chimein").setLevel(logging.ERROR)  # one warning per skipped or local reply: counted instead
-    costs = Costs(speed=args.speed, room_cache_mb=args.room_cache_mb)
+    costs = Costs(
+        speed=args.speed,
+        room_cache_mb=args.room_cache_mb,
+        prefill_tok_s=args.prefill_tok_s,
+        local_reply_s=args.local_reply_s,
+    )
     run: dict[str, Any] = asyncio.run(
-        run_load(costs, args.rooms, args.seconds, args.questions, not args.no_replier, args.max_backlog)
+        run_load(
+            costs, args.rooms, args.seconds, args.questions, not args.no_replier, args.max_backlog, args.replier_wait
+        )
     )
     print(json.dumps(run, indent=1), flush=True)
     out = Path(args.out)

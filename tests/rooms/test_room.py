@@ -426,10 +426,11 @@ def test_a_volunteered_reply_is_not_sent_after_a_question_that_came_after_it() -
 
 
 def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind() -> None:
-    """Four rooms wait for the replier (held by a fifth), in this order: a volunteered reply, a question, and in
-    two rooms with a shorter behind_s a volunteered reply and a question. The question is written before the
-    volunteered reply that came first; past behind_s the volunteered reply is skipped and the question gets the
-    local reply (TwoStage's fallback), each with its reason."""
+    """Four rooms wait for the replier (held by a fifth), in this order: a volunteered reply, a question, a
+    volunteered reply in a room with a short behind_s, and a question in a room with a short replier_wait_s. The
+    question that waits its turn is written before the volunteered reply that came first; past behind_s the
+    volunteered reply is skipped; past replier_wait_s the question gets the local reply (TwoStage's rule for a
+    failed replier), each with its reason."""
     import threading
 
     from chimein.assistant.core import TwoStage
@@ -439,10 +440,10 @@ def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind
     replier = GatedReplier(gate)
     two_stage = TwoStage(backend, replier)
     waiting = [
-        ("volunteer", "my robot vacuum broke", 10.0),
-        ("asks", "bot, second?", 10.0),
-        ("stale", "the robot ate a sock", 0.5),
-        ("late", "bot, third?", 0.5),
+        ("volunteer", "my robot vacuum broke", {}),
+        ("asks", "bot, second?", {}),
+        ("stale", "the robot ate a sock", {"behind_s": 0.5}),
+        ("late", "bot, third?", {"replier_wait_s": 0.5}),
     ]
 
     async def scenario() -> None:
@@ -451,7 +452,8 @@ def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind
         async def collect(batch: list[Outcome]) -> None:
             outcomes.extend(batch)
 
-        def room(key: str, behind_s: float) -> Room:
+        def room(key: str, options: dict[str, float]) -> Room:
+            options = {"behind_s": 10.0, **options}
             return Room(
                 f"room:{key}",
                 Assistant(backend),
@@ -459,10 +461,10 @@ def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind
                 model,
                 on_outcomes=collect,
                 two_stage=two_stage,
-                behind_s=behind_s,
+                **options,
             )
 
-        rooms = {"holder": room("holder", 10.0)} | {key: room(key, behind_s) for key, _, behind_s in waiting}
+        rooms = {"holder": room("holder", {})} | {key: room(key, options) for key, _, options in waiting}
         try:
             rooms["holder"].hear(Incoming("holder", "Cy", "bot, first?"))
             await _until(lambda: len(backend.calls) == 1)

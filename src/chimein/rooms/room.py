@@ -17,7 +17,8 @@ A transport turns its events into :class:`Incoming` and shows the :class:`Outcom
   when a question arrives in its room is folded into the question's burst, never decided before it),
 - lets a two-stage replier rewrite a reply outside the model thread, in the replier's line
   (:mod:`~chimein.rooms.replier_line`: replies to questions first; a volunteered reply that waited longer than
-  ``behind_s``, or that a question in its room came after, is skipped with the reason logged),
+  ``behind_s``, or that a question in its room came after, is skipped with the reason logged; a question's
+  reply waits its turn, or at most ``replier_wait_s``, then follows TwoStage's rule for a failed replier),
 - answers ``!chimein`` commands (the transport says who may change settings: Matrix power levels),
 - keeps ``last_reason`` ("spoke/silent on X's message: why") for ``!chimein status``, logs every decision
   as one JSON object, and bounds its history (cut back to ``keep_history`` messages at ``max_history``).
@@ -123,6 +124,7 @@ class Room:
         max_history: int = 1000,
         keep_history: int = 50,
         behind_s: float | None = BEHIND_S,
+        replier_wait_s: float | None = None,
     ):
         if not 0 <= keep_history < max_history:
             raise ValueError("need 0 <= keep_history < max_history")
@@ -131,6 +133,9 @@ class Room:
         self.on_draft = on_draft
         self.typing_after_s, self.two_stage, self.behind_s = typing_after_s, two_stage, behind_s
         self.max_history, self.keep_history = max_history, keep_history
+        # How long a reply to a question may wait for the replier before TwoStage's failure rule answers instead
+        # (the local reply, or silence). None: it waits its turn (the small model's own replies get facts wrong).
+        self.replier_wait_s = replier_wait_s
         self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
         # Set while a message that addresses the assistant waits in the queue: it ends the settle time, and
         # the room's chit-chat decision or volunteered reply still waiting gives way to it.
@@ -275,7 +280,8 @@ class Room:
         for i, at in reversed(list(zip(spoken, positions))):  # from the end: a dropped reply shifts nothing before it
             asked = self.addresses_assistant(burst[i])
             start = time.monotonic()
-            if not await line.acquire(asked, self.behind_s, None if asked else self.question_waits):
+            waits = self.replier_wait_s if asked else self.behind_s
+            if not await line.acquire(asked, waits, None if asked else self.question_waits):
                 behind = f"waited {time.monotonic() - start:.1f} s for the replier (behind)"
                 if asked:  # someone waits for the answer: the local one (or silence), as when the replier fails
                     decisions[i] = self.two_stage.fallback(decisions[i], behind)
