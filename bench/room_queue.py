@@ -133,6 +133,8 @@ class SimBackend:
 class SimReplier:
     """Writes for ``replier_s`` seconds, one reply at a time (a lock, like LocalReplier)."""
 
+    concurrent_replies = 1
+
     def __init__(self, costs: Costs):
         self.costs, self.lock, self.rng = costs, threading.Lock(), random.Random(costs.seed + 1)
         self.written = 0

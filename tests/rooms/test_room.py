@@ -301,7 +301,9 @@ def test_a_reply_is_shown_as_drafts_while_the_replier_writes_it() -> None:
 
 
 class GatedReplier:
-    """Writes "answer to <message>", each reply held until ``gate`` is set; records the messages it wrote for."""
+    """Writes "answer to <message>", one at a time, each held until ``gate`` is set; records what it answered."""
+
+    concurrent_replies = 1
 
     def __init__(self, gate: Any = None):
         self.gate, self.wrote = gate, []

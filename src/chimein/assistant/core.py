@@ -225,6 +225,9 @@ class Backend(Protocol):
 
 
 class Replier(Protocol):
+    """A replier that writes one reply at a time says so with ``concurrent_replies = 1``: rooms then wait for it
+    in one line, questions first (``chimein.rooms.replier_line``); without it, replies are written at once."""
+
     def reply(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> str:
         """The reply to the last message, or "" when the replier has nothing true to add (the assistant then
         stays silent). Raises when it fails (a timeout, an HTTP error). ``on_text``: called with the reply so far

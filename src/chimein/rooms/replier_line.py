@@ -1,10 +1,11 @@
-"""The line in front of a replier: one reply at a time, replies to addressed messages first.
+"""The line in front of a replier that writes one reply at a time: replies to addressed messages first.
 
-A replier (a 1.5B model on the CPU) writes one reply at a time, seconds each. Rooms that reach it in the
-order they asked would queue a direct question behind every room's volunteered reply, and volunteered replies
-pile up faster than it writes them when many rooms talk. Here the rooms wait on the event loop: a reply to a
-message that addresses the assistant goes first, and a volunteered reply may give up waiting (after a time,
-or when something more pressing happens in its room), so the caller can skip it and log why.
+A local replier (a 1.5B model on the CPU, ``concurrent_replies = 1``) writes one reply at a time, seconds each.
+Rooms that reach it in the order they asked would queue a direct question behind every room's volunteered
+reply, and volunteered replies pile up faster than it writes them when many rooms talk. Here the rooms wait
+on the event loop: a reply to a message that addresses the assistant goes first, and a volunteered reply may
+give up waiting (after a time, or when something more pressing happens in its room), so the caller can skip it
+and log why. A replier without ``concurrent_replies`` (one over HTTP) writes as many replies at once as asked.
 
     line = replier_line(two_stage)                     # one line per replier, shared by every room using it
     if await line.acquire(urgent=False, timeout=5.0, unless=question_waits):
@@ -22,18 +23,19 @@ from typing import Any
 
 
 class ReplierLine:
-    def __init__(self) -> None:
+    def __init__(self, width: int | None = 1) -> None:
+        self.width = width  # replies written at once (None: no limit)
         self._waiting: list[tuple[int, int, asyncio.Future]] = []  # (0 urgent / 1 not, arrival, future)
         self._order = itertools.count()
-        self.busy = False
+        self.writing = 0
 
     async def acquire(self, urgent: bool, timeout: float | None = None, unless: asyncio.Event | None = None) -> bool:
         """Wait for the turn: True once it is ours (then :meth:`release` it); False when ``timeout`` seconds
         passed or ``unless`` was set first (the turn is then not taken)."""
         if unless is not None and unless.is_set():
             return False
-        if not self.busy:
-            self.busy = True
+        if self.width is None or self.writing < self.width:
+            self.writing += 1
             return True
         turn = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (0 if urgent else 1, next(self._order), turn))
@@ -64,9 +66,9 @@ class ReplierLine:
         while self._waiting:
             _, _, turn = heapq.heappop(self._waiting)
             if not turn.done():
-                turn.set_result(None)  # still busy: the turn passes straight to that waiter
+                turn.set_result(None)  # the turn passes straight to that waiter
                 return
-        self.busy = False
+        self.writing -= 1
 
     def waiting(self) -> int:
         return sum(1 for *_, turn in self._waiting if not turn.done())
@@ -80,5 +82,5 @@ def replier_line(replier: Any) -> ReplierLine:
     that uses it; dropped with it."""
     line = _LINES.get(replier)
     if line is None:
-        line = _LINES[replier] = ReplierLine()
+        line = _LINES[replier] = ReplierLine(getattr(getattr(replier, "replier", replier), "concurrent_replies", None))
     return line
