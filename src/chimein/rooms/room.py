@@ -53,9 +53,8 @@ from chimein.rooms.replier_line import replier_line
 
 log = logging.getLogger("chimein.rooms")
 
-BEHIND_S = (
-    5.0  # chit-chat that waited longer than this for the model (or a volunteered reply for the replier) is skipped
-)
+# Chit-chat that waited longer than this for the model, or a volunteered reply for the replier, is skipped.
+BEHIND_S = 5.0
 
 
 @dataclass
@@ -255,7 +254,7 @@ class Room:
     def _decide_now(self, heard: list[Heard], queued_at: float, urgent: bool) -> list[Decision] | None:
         """On the model thread: bound the history, then decide the burst, or only hear it when it waited too long;
         None (nothing heard) when a question arrived in the room meanwhile: the burst is decided with it."""
-        if not urgent and self.question_waits.is_set():
+        if not urgent and self.question_waits.is_set():  # a flag read across threads: no wait on the loop's event
             return None
         if len(self.assistant.history) >= self.max_history:
             self.seed(self.assistant.history)
