@@ -510,8 +510,10 @@ def test_a_burst_is_decided_once_and_the_reply_answers_the_question_in_it(synaps
                 await send(ana, room, text) for text in ("so", "about", "the trip", "bot, when do we leave?", "brb")
             ]
             await wait_until(lambda: len(heard) >= 5, task, "five messages heard")
-            assert backend.calls == ["bot, when do we leave?"]  # one decision, on the question
-            assert [h.decision.reason for h in heard if not h.decision.speak] == [BURST_REASON] * 4
+            # The chatter before the question is decided with it; the question ends the settle time, so "brb"
+            # is heard in its burst or decided after it, never answered instead of it.
+            assert backend.calls[0] == "bot, when do we leave?" and backend.calls[1:] in ([], ["brb"])
+            assert [h.decision.reason for h in heard if not h.decision.speak][:3] == [BURST_REASON] * 3
             assert [h.event_id for h in heard if h.decision.speak] == [ids[3]]
             await wait_until(lambda: replies_from(ana, room, bot_u.user_id), task, "the reply")
             assert await replies_from(ana, room, bot_u.user_id) == [("reply to bot, when do we leave?", ids[3])]

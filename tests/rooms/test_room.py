@@ -295,3 +295,197 @@ def test_a_reply_is_shown_as_drafts_while_the_replier_writes_it() -> None:
         ("q", True, "Lima."),
         ("v", False, ""),
     ]
+
+
+# -- under load: questions first, nothing stale sent after a question ----------------------------------------
+
+
+class GatedReplier:
+    """Writes "answer to <message>", one at a time, each held until ``gate`` is set; records what it answered."""
+
+    concurrent_replies = 1
+
+    def __init__(self, gate: Any = None):
+        self.gate, self.wrote = gate, []
+
+    def reply(self, messages: list[Message]) -> str:
+        if self.gate is not None:
+            self.gate.wait(10)
+        self.wrote.append(messages[-1].content)
+        return f"answer to {messages[-1].content}"
+
+
+async def _until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_a_question_is_decided_without_waiting_out_the_settle_time() -> None:
+    async def scenario() -> float:
+        model, done = ModelThread(), asyncio.get_running_loop().create_future()
+
+        async def collect(batch: list[Outcome]) -> None:
+            done.set_result(time.monotonic())
+
+        room = Room(
+            "room:q", Assistant(ScriptedBackend()), RoomGate(RoomPolicy(settle_s=5.0)), model, on_outcomes=collect
+        )
+        try:
+            start = time.monotonic()
+            room.hear(Incoming("q", "Ana", PERU))
+            return await asyncio.wait_for(done, 10) - start
+        finally:
+            await room.close()
+            model.shutdown()
+
+    assert asyncio.run(scenario()) < 1.0  # not the 5 s settle time: chatter is batched, a question is not
+
+
+def test_chit_chat_waiting_for_the_model_gives_way_to_a_question_in_its_room() -> None:
+    """Room A's chit-chat waits for the model (room B holds it); then A's question arrives. The chit-chat is
+    heard with the question's burst: one model call for A, none made on the chit-chat before the question."""
+    import threading
+
+    gate, outcomes = threading.Event(), []
+    backend = ScriptedBackend(gate=gate)
+
+    async def scenario() -> None:
+        model = ModelThread()
+
+        async def collect(batch: list[Outcome]) -> None:
+            outcomes.extend(batch)
+
+        a, b = (
+            Room(f"room:{k}", Assistant(backend), RoomGate(SETTLE), model, on_outcomes=collect, behind_s=None)
+            for k in "ab"
+        )
+        try:
+            b.hear(Incoming("b1", "Cy", "hello"))
+            await _until(lambda: len(backend.calls) == 1)  # B holds the model
+            a.hear(Incoming("a1", "Ana", "my robot vacuum broke"))
+            await _until(lambda: model.pending().get("room:a") == 1)
+            a.hear(Incoming("a2", "Ana", PERU))
+            gate.set()
+            await _until(lambda: a.idle and b.idle and len(outcomes) == 3)
+        finally:
+            await a.close()
+            await b.close()
+            model.shutdown()
+
+    asyncio.run(scenario())
+    room_a_calls = [contents for contents, _, _ in backend.calls if contents[-1] != "hello"]
+    assert room_a_calls == [["my robot vacuum broke", PERU]]  # decided once, on the question
+    by_id = {o.message.id: o.decision for o in outcomes}
+    assert by_id["a1"].reason == BURST_REASON and not by_id["a1"].speak
+    assert by_id["a2"].speak and by_id["a2"].text == f"reply to {PERU}"
+
+
+def test_a_volunteered_reply_is_not_sent_after_a_question_that_came_after_it() -> None:
+    """Room A volunteers on chit-chat while room B's question holds the replier; A's question then arrives. The
+    reply A sends next is the question's, never the stale volunteered one (which is skipped, with its reason)."""
+    import threading
+
+    from chimein.assistant.core import TwoStage
+
+    gate, outcomes = threading.Event(), []
+    backend = ScriptedBackend(p_speak=lambda text: 0.9)  # the decider volunteers on anything
+    replier = GatedReplier(gate)
+    two_stage = TwoStage(backend, replier)
+
+    async def scenario() -> None:
+        model = ModelThread()
+
+        async def collect(batch: list[Outcome]) -> None:
+            outcomes.extend(batch)
+
+        a, b = (
+            Room(f"room:{k}", Assistant(backend), RoomGate(SETTLE), model, on_outcomes=collect, two_stage=two_stage)
+            for k in "ab"
+        )
+        try:
+            b.hear(Incoming("b1", "Cy", "bot, what is 2+2?"))
+            await _until(lambda: len(backend.calls) == 1)
+            await asyncio.sleep(0.1)  # B's reply is being written: the replier is taken
+            a.hear(Incoming("a1", "Ana", "my robot vacuum broke"))
+            await _until(lambda: len(backend.calls) == 2)  # decided: A's volunteered reply waits for the replier
+            a.hear(Incoming("a2", "Ana", PERU))
+            await _until(lambda: any(o.message.id == "a1" for o in outcomes))
+            gate.set()
+            await _until(lambda: a.idle and b.idle and len(outcomes) == 3)
+        finally:
+            await a.close()
+            await b.close()
+            model.shutdown()
+
+    asyncio.run(scenario())
+    spoken = [(o.message.id, o.decision.text) for o in outcomes if o.decision.speak]
+    assert spoken == [("b1", "answer to bot, what is 2+2?"), ("a2", f"answer to {PERU}")]
+    skipped = next(o for o in outcomes if o.message.id == "a1")
+    assert skipped.why.endswith("skipped: a message to the assistant came after it")
+    assert replier.wrote == ["bot, what is 2+2?", PERU]
+
+
+def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind() -> None:
+    """Four rooms wait for the replier (held by a fifth), in this order: a volunteered reply, a question, a
+    volunteered reply in a room with a short behind_s, and a question in a room with a short replier_wait_s. The
+    question that waits its turn is written before the volunteered reply that came first; past behind_s the
+    volunteered reply is skipped; past replier_wait_s the question gets the local reply (TwoStage's rule for a
+    failed replier), each with its reason."""
+    import threading
+
+    from chimein.assistant.core import TwoStage
+
+    gate, outcomes = threading.Event(), []
+    backend = ScriptedBackend(p_speak=lambda text: 0.9)
+    replier = GatedReplier(gate)
+    two_stage = TwoStage(backend, replier)
+    waiting = [
+        ("volunteer", "my robot vacuum broke", {}),
+        ("asks", "bot, second?", {}),
+        ("stale", "the robot ate a sock", {"behind_s": 0.5}),
+        ("late", "bot, third?", {"replier_wait_s": 0.5}),
+    ]
+
+    async def scenario() -> None:
+        model = ModelThread()
+
+        async def collect(batch: list[Outcome]) -> None:
+            outcomes.extend(batch)
+
+        def room(key: str, options: dict[str, float]) -> Room:
+            options = {"behind_s": 10.0, **options}
+            return Room(
+                f"room:{key}",
+                Assistant(backend),
+                RoomGate(SETTLE),
+                model,
+                on_outcomes=collect,
+                two_stage=two_stage,
+                **options,
+            )
+
+        rooms = {"holder": room("holder", {})} | {key: room(key, options) for key, _, options in waiting}
+        try:
+            rooms["holder"].hear(Incoming("holder", "Cy", "bot, first?"))
+            await _until(lambda: len(backend.calls) == 1)
+            await asyncio.sleep(0.1)  # the holder's reply is being written
+            for n, (key, text, _) in enumerate(waiting, start=2):
+                rooms[key].hear(Incoming(key, "Ana", text))
+                await _until(lambda n=n: len(backend.calls) == n)
+            await _until(lambda: {"stale", "late"} <= {o.message.id for o in outcomes})  # gave up after 0.5 s
+            gate.set()
+            await _until(lambda: all(r.idle for r in rooms.values()) and len(outcomes) == 5)
+        finally:
+            for r in rooms.values():
+                await r.close()
+            model.shutdown()
+
+    asyncio.run(scenario())
+    assert replier.wrote == ["bot, first?", "bot, second?", "my robot vacuum broke"]  # the question went first
+    by_id = {o.message.id: o for o in outcomes}
+    assert not by_id["stale"].decision.speak and by_id["stale"].why.endswith("for the replier (behind)")
+    assert "skipped: waited" in by_id["stale"].why
+    assert by_id["late"].decision.speak and by_id["late"].decision.text == "reply to bot, third?"
+    assert "for the replier (behind); used the local reply" in by_id["late"].why

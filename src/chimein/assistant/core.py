@@ -225,6 +225,9 @@ class Backend(Protocol):
 
 
 class Replier(Protocol):
+    """A replier that writes one reply at a time says so with ``concurrent_replies = 1``: rooms then wait for it
+    in one line, questions first (``chimein.rooms.replier_line``); without it, replies are written at once."""
+
     def reply(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> str:
         """The reply to the last message, or "" when the replier has nothing true to add (the assistant then
         stays silent). Raises when it fails (a timeout, an HTTP error). ``on_text``: called with the reply so far
@@ -275,6 +278,17 @@ class TwoStage:
             return decision
         return self.rewrite(decision, messages)
 
+    def fallback(self, decision: Decision, why: str) -> Decision:
+        """The decision when the replier cannot write the reply (it failed, or it is too far behind): the local
+        reply, or silence (``on_failure``, or no local reply); ``why`` goes in the note, and the log."""
+        if self.on_failure == "silent" or not decision.text:
+            decision.speak, decision.text = False, ""
+            decision.note = f"{why}; stayed silent"
+        else:
+            decision.note = f"{why}; used the local reply"
+        log.warning(decision.note)
+        return decision
+
     def rewrite(
         self, decision: Decision, messages: list[Message], on_text: Callable[[str], None] | None = None
     ) -> Decision:
@@ -288,13 +302,7 @@ class TwoStage:
                 else self.replier.reply(messages)
             ).strip()
         except Exception as e:  # a remote replier must never block or break the room
-            if self.on_failure == "silent" or not decision.text:
-                decision.speak, decision.text = False, ""
-                decision.note = f"replier failed ({e}); stayed silent"
-            else:
-                decision.note = f"replier failed ({e}); used the local reply"
-            log.warning(decision.note)
-            return decision
+            return self.fallback(decision, f"replier failed ({e})")
         if not text:
             decision.speak, decision.text = False, ""
             decision.note = "the replier had nothing it is sure of; stayed silent"

@@ -185,6 +185,8 @@ class LocalReplier:
     template. Thread-safe: one reply at a time (a lock), so it may run beside the decisions' model thread.
     """
 
+    concurrent_replies = 1  # rooms wait in one line for it (chimein.rooms.replier_line), questions first
+
     def __init__(
         self,
         engine: Any,

@@ -9,11 +9,16 @@
 A transport turns its events into :class:`Incoming` and shows the :class:`Outcome` list the room hands to
 ``on_outcomes``: one per message, the reply (if any) on the message it answers. The room:
 
-- waits out the settle time after a message and decides the burst once (:func:`~chimein.assistant.policy.hear_burst`),
+- waits out the settle time after a message and decides the burst once (:func:`~chimein.assistant.policy.hear_burst`);
+  a message that addresses the assistant ends the wait: it is decided at once,
 - runs that decision on the shared :class:`~chimein.rooms.model_thread.ModelThread` (a burst that addresses
   the assistant goes before other rooms' chit-chat; a chit-chat decision that waited longer than ``behind_s``
-  for the model is skipped: its messages are heard, with the reason logged),
-- lets a two-stage replier rewrite a reply outside the model thread (a slow replier holds only its room),
+  for the model is skipped: its messages are heard, with the reason logged; a chit-chat decision still waiting
+  when a question arrives in its room is folded into the question's burst, never decided before it),
+- lets a two-stage replier rewrite a reply outside the model thread, in the replier's line
+  (:mod:`~chimein.rooms.replier_line`: replies to questions first; a volunteered reply that waited longer than
+  ``behind_s``, or that a question in its room came after, is skipped with the reason logged; a question's
+  reply waits its turn, or at most ``replier_wait_s``, then follows TwoStage's rule for a failed replier),
 - answers ``!chimein`` commands (the transport says who may change settings: Matrix power levels),
 - keeps ``last_reason`` ("spoke/silent on X's message: why") for ``!chimein status``, logs every decision
   as one JSON object, and bounds its history (cut back to ``keep_history`` messages at ``max_history``).
@@ -22,10 +27,11 @@ A transport turns its events into :class:`Incoming` and shows the :class:`Outcom
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from chimein.assistant.core import Assistant, Decision, TwoStage, cut_reply
@@ -43,10 +49,12 @@ from chimein.assistant.policy import (
 from chimein.data import Message
 from chimein.mentions import addresses_assistant
 from chimein.rooms.model_thread import ModelBusy, ModelThread
+from chimein.rooms.replier_line import replier_line
 
 log = logging.getLogger("chimein.rooms")
 
-BEHIND_S = 5.0  # a chit-chat decision that waited longer than this for the model is skipped (its messages heard)
+# Chit-chat that waited longer than this for the model, or a volunteered reply for the replier, is skipped.
+BEHIND_S = 5.0
 
 
 @dataclass
@@ -115,6 +123,7 @@ class Room:
         max_history: int = 1000,
         keep_history: int = 50,
         behind_s: float | None = BEHIND_S,
+        replier_wait_s: float | None = None,
     ):
         if not 0 <= keep_history < max_history:
             raise ValueError("need 0 <= keep_history < max_history")
@@ -123,7 +132,14 @@ class Room:
         self.on_draft = on_draft
         self.typing_after_s, self.two_stage, self.behind_s = typing_after_s, two_stage, behind_s
         self.max_history, self.keep_history = max_history, keep_history
+        # How long a reply to a question may wait for the replier before TwoStage's failure rule answers instead
+        # (the local reply, or silence). None: it waits its turn (the small model's own replies get facts wrong).
+        self.replier_wait_s = replier_wait_s
         self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        # Set while a message that addresses the assistant waits in the queue: it ends the settle time, and
+        # the room's chit-chat decision or volunteered reply still waiting gives way to it.
+        self.question_waits = asyncio.Event()
+        self._questions_queued = 0
         self.busy = self.typing = False
         self.last_reason = ""
         self.worker: asyncio.Task | None = None
@@ -142,13 +158,29 @@ class Room:
 
     def hear(self, message: Incoming) -> None:
         """Queue a message; it is decided after the settle time, with the others that arrive meanwhile.
-        One that addresses the assistant moves the room's waiting call (if any) to the model's urgent line:
-        the room decides in order, so its question would otherwise wait behind its own chit-chat."""
+        One that addresses the assistant is decided without waiting out the settle time, and moves the room's
+        waiting call (if any) to the model's urgent line, where that call gives way to it: the room decides in
+        order, so its question would otherwise wait behind its own chit-chat."""
         self.queue.put_nowait(message)
-        if self.busy and (message.reply_to_assistant or addresses_assistant(message.text, self.gate.names)):
-            self.model.promote(self.key)
+        if self.addresses_assistant(message):
+            self._questions_queued += 1
+            self.question_waits.set()
+            if self.busy:
+                self.model.promote(self.key)
         if self.worker is None:
             self.worker = asyncio.get_running_loop().create_task(self._work(), name=f"chimein-{self.key}")
+
+    def addresses_assistant(self, message: Incoming | Heard) -> bool:
+        """Cheap to tell on the loop: a message to the assistant goes before chit-chat."""
+        return message.reply_to_assistant or addresses_assistant(message.text, self.gate.names)
+
+    def _take(self) -> Incoming:
+        message = self.queue.get_nowait()
+        if self.addresses_assistant(message):
+            self._questions_queued -= 1
+            if not self._questions_queued:
+                self.question_waits.clear()
+        return message
 
     async def close(self) -> None:
         worker = self.worker
@@ -159,16 +191,24 @@ class Room:
     # -- deciding ---------------------------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        set_aside: list[Incoming] = []  # a chit-chat burst that gave way to a question: decided with it
         try:
-            while not self.queue.empty():
-                burst = [self.queue.get_nowait()]
+            while set_aside or not self.queue.empty():
+                burst, gather = set_aside or [self._take()], bool(set_aside)
+                set_aside = []
                 self.busy = True
                 try:
                     if self.policy.settle_s > 0:  # with no settle time, every message is decided on its own
-                        await asyncio.sleep(self.policy.settle_s)
-                        while not self.queue.empty():
-                            burst.append(self.queue.get_nowait())
+                        gather = True
+                        if not self.question_waits.is_set() and not self.addresses_assistant(burst[0]):
+                            with contextlib.suppress(asyncio.TimeoutError):
+                                await asyncio.wait_for(self.question_waits.wait(), self.policy.settle_s)
+                    while gather and not self.queue.empty():
+                        burst.append(self._take())
                     outcomes = await self._decide(burst)
+                    if outcomes is None:
+                        set_aside = burst
+                        continue
                     self._report(outcomes)
                     await self.on_outcomes(outcomes)
                 except asyncio.CancelledError:
@@ -183,10 +223,10 @@ class Room:
         if self.on_idle is not None:
             self.on_idle()
 
-    async def _decide(self, burst: list[Incoming]) -> list[Outcome]:
+    async def _decide(self, burst: list[Incoming]) -> list[Outcome] | None:
+        """The burst's outcomes, or None when it gave way to a question that arrived while it waited."""
         heard = [m.heard() for m in burst]
-        # Cheap to tell on the loop: a burst that addresses the assistant goes before other rooms' chit-chat.
-        urgent = any(h.reply_to_assistant or addresses_assistant(h.text, self.gate.names) for h in heard)
+        urgent = any(self.addresses_assistant(m) for m in burst)  # before other rooms' chit-chat
         timer = (
             asyncio.get_running_loop().call_later(self.typing_after_s, self._set_typing, True)
             if self.on_typing is not None
@@ -195,6 +235,8 @@ class Room:
         try:
             future = self.model.submit_as(self.key, self._decide_now, heard, time.monotonic(), urgent, urgent=urgent)
             decisions = await asyncio.wrap_future(future)
+            if decisions is None:
+                return None
             await self._rewrite(decisions, burst)
         except ModelBusy as e:  # the room has no call running: hearing here cannot race the model thread
             log.warning("%s: %s; heard without a decision", self.key, e)
@@ -209,8 +251,11 @@ class Room:
             self._set_typing(False)
         return [Outcome(m, d) for m, d in zip(burst, decisions)]
 
-    def _decide_now(self, heard: list[Heard], queued_at: float, urgent: bool) -> list[Decision]:
-        """On the model thread: bound the history, then decide the burst, or only hear it when it waited too long."""
+    def _decide_now(self, heard: list[Heard], queued_at: float, urgent: bool) -> list[Decision] | None:
+        """On the model thread: bound the history, then decide the burst, or only hear it when it waited too long;
+        None (nothing heard) when a question arrived in the room meanwhile: the burst is decided with it."""
+        if not urgent and self.question_waits.is_set():  # a flag read across threads: no wait on the loop's event
+            return None
         if len(self.assistant.history) >= self.max_history:
             self.seed(self.assistant.history)
         waited = time.monotonic() - queued_at
@@ -228,13 +273,31 @@ class Room:
         if self.two_stage is None or not spoken:
             return
         loop = asyncio.get_running_loop()
+        line = replier_line(self.two_stage)
         history = self.assistant.history
         positions = [i for i, m in enumerate(history) if m.role == "assistant"][-len(spoken) :]
         for i, at in reversed(list(zip(spoken, positions))):  # from the end: a dropped reply shifts nothing before it
+            asked = self.addresses_assistant(burst[i])
+            start = time.monotonic()
+            waits = self.replier_wait_s if asked else self.behind_s
+            if not await line.acquire(asked, waits, None if asked else self.question_waits):
+                behind = f"waited {time.monotonic() - start:.1f} s for the replier (behind)"
+                if asked:  # someone waits for the answer: the local one (or silence), as when the replier fails
+                    decisions[i] = self.two_stage.fallback(decisions[i], behind)
+                    if decisions[i].speak:
+                        continue
+                else:  # a volunteered reply nobody waits for
+                    why = "a message to the assistant came after it" if self.question_waits.is_set() else behind
+                    decisions[i] = replace(decisions[i], speak=False, text="", note=f"skipped: {why}")
+                history.pop(at)
+                continue
             draft = None
             if self.on_draft is not None:
                 draft = lambda text, m=burst[i]: loop.call_soon_threadsafe(self.on_draft, m, text)  # noqa: E731
-            decision = await asyncio.to_thread(self.two_stage.rewrite, decisions[i], history[:at], draft)
+            try:
+                decision = await asyncio.to_thread(self.two_stage.rewrite, decisions[i], history[:at], draft)
+            finally:
+                line.release()
             if decision.speak:
                 decision.text = cut_reply(decision.text, self.policy.max_reply_chars)
                 history[at] = Message("assistant", decision.text)
