@@ -189,3 +189,38 @@ def test_commands_settings_and_the_room_itself_move_between_processes(postgres_u
         a.stop()
         b.stop()
     assert "deciding it here now" in (tmp_path / "b.log").read_text()
+
+
+def test_a_question_sent_just_before_everyone_leaves_is_still_answered(postgres_url: str, tmp_path: Path) -> None:
+    """Ben asks on B (which does not decide the room) and everyone leaves at once: no process may drop the room
+    before the question is decided, whichever of them hears of it last."""
+    a = ServerProcess(postgres_url, tmp_path / "a.log", "mention", None, "--settle", "0").start()  # type: ignore[arg-type]
+    b = ServerProcess(postgres_url, tmp_path / "b.log", "mention", None, "--settle", "0").start()  # type: ignore[arg-type]
+
+    async def scenario() -> list[dict]:
+        async with httpx.AsyncClient(base_url=a.url, timeout=10) as http:
+            rooms = [
+                {k: v for k, v in (await http.post("/api/rooms")).json().items() if k in ("room", "token")}
+                for _ in range(5)
+            ]
+        for room in rooms:
+            ana = await Person(a.ws_url, room, "Ana").__aenter__()  # A decides the room
+            ben = await Person(b.ws_url, room, "Ben").__aenter__()
+            await ben.say("bot, one last question before we go?")
+            await asyncio.gather(ben.__aexit__(), ana.__aexit__())
+        async with httpx.AsyncClient(base_url=b.url, timeout=10) as http:
+            deadline = time.monotonic() + 20
+            while True:
+                stored = [await room_messages(http, room) for room in rooms]
+                if all(any(m["role"] == "assistant" for m in msgs) for msgs in stored):
+                    return stored
+                assert time.monotonic() < deadline, [len(msgs) for msgs in stored]
+                await asyncio.sleep(0.1)
+
+    try:
+        stored = asyncio.run(scenario())
+    finally:
+        a.stop()
+        b.stop()
+    for msgs in stored:
+        assert [m["role"] for m in msgs] == ["user", "assistant"]

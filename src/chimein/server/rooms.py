@@ -294,14 +294,15 @@ class LiveRoom:
         if latest:
             self.show(latest[0])
 
-    def hear_undecided(self, messages: list[StoredMessage]) -> None:
-        """Hear those of ``messages`` nobody has decided on (when this process decides the room)."""
+    def hear_undecided(self, messages: list[StoredMessage]) -> int:
+        """Hear those of ``messages`` nobody has decided on (when this process decides the room); how many."""
         if self.engine is None or all(m.role != "user" or m.id in self.heard for m in messages):
-            return
+            return 0
         undecided = {m.id for m in self.hub.store.undecided(self.id)}
-        for m in messages:
-            if m.id in undecided:
-                self.hear(m)
+        fresh = [m for m in messages if m.id in undecided and m.id not in self.heard]
+        for m in fresh:
+            self.hear(m)
+        return len(fresh)
 
     def hear(self, message: StoredMessage) -> None:
         """A user message for the engine (this process decides the room): a command is answered, anything else
@@ -410,6 +411,8 @@ class Hub:
                     elif live.engine is not None and turn % SWEEP_EVERY == 0:
                         live.catch_up()
                         live.hear_undecided(self.store.undecided(live.id))
+                    if live.idle:
+                        self.sleep(live)  # a room kept awake for its undecided messages
                 except Exception:
                     log.exception("room %s: could not take it over", live.id)
 
@@ -594,6 +597,12 @@ class Hub:
         return replace(self.policy, eagerness=room.eagerness) if room.eagerness is not None else replace(self.policy)
 
     def sleep(self, live: LiveRoom) -> None:
+        """Drop a room nobody here is in. With other processes on the database, not while it holds user messages
+        nobody decided: a process that stored a message and lost its clients at once, or a decider the message's
+        announcement had not reached yet, must not leave it undecided. The room then decides them here (or waits
+        for its decider to, retried by the claim loop) and sleeps once they are decided."""
+        if self.peers.shared and live.clients == set() and self._keeps_awake(live):
+            return
         if self.live.get(live.id) is live:
             del self.live[live.id]
         if live.engine is not None:
@@ -601,6 +610,19 @@ class Hub:
             if worker is not None and worker is not asyncio.current_task():
                 worker.cancel()
             self.peers.release(live.id)
+
+    def _keeps_awake(self, live: LiveRoom) -> bool:
+        undecided = [
+            m for m in self.store.undecided(live.id) if time.time() - m.time <= live.current_policy.stale_after_s
+        ]
+        if not undecided:
+            return False
+        if live.engine is None and self.peers.claim(live.id):
+            live.decide()  # hears them
+            return True
+        if live.engine is not None:
+            return live.hear_undecided(undecided) > 0 or not live.engine.idle
+        return True  # decided elsewhere: the claim loop looks again
 
     async def close(self) -> None:
         if self._claimer is not None:
