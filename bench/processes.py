@@ -125,31 +125,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="the decision server's threads")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "processes.json"))
     args = ap.parse_args()
-    from chimein.assistant.backends.llamacpp import adapter_gguf_path
-    from chimein.models import resolve_model
-    from tests.helpers import llama_server
+    from tests.helpers import decision_server
     from tests.postgres import PostgresServer
 
     rooms = 4 if args.quick else ROOMS
     loads = {name: (2, period) if args.quick else (n, period) for name, (n, period) in LOADS.items()}
-    resolved = resolve_model("default")
     load_at_start = os.getloadavg()[0]
-    threads = str(args.threads)
     with (
         tempfile.TemporaryDirectory() as tmp,
         PostgresServer.start() as pg,
-        llama_server(
-            Path(tmp),
-            "--lora_path",
-            str(adapter_gguf_path(resolved)),
-            "--n_ctx",
-            "4096",
-            "--n_threads",
-            threads,
-            "--n_threads_batch",
-            threads,
-            gguf=Path(resolved.source) / resolved.gguf_file,
-        ) as base_url,
+        decision_server(Path(tmp), args.threads) as base_url,
     ):
         rows = [
             run(k, name, base_url, pg, Path(tmp), rooms, n, period)

@@ -104,30 +104,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "served_decisions.json"))
     args = ap.parse_args()
     from chimein.assistant import get_backend
-    from chimein.assistant.backends.llamacpp import adapter_gguf_path
-    from chimein.models import resolve_model
-    from tests.helpers import llama_server
+    from tests.helpers import decision_server
 
     samples, rounds = (2, 2) if args.quick else (5, 4)
     messages = long_conversation(max(LENGTHS) + ROOMS * (HISTORY + rounds))
     threads = str(args.threads)
     load_at_start = os.getloadavg()[0]  # other work on the machine shows in every number; the ratios share it
     rows = {"in_process": run(get_backend("llamacpp:default", threads=args.threads), messages, samples, rounds)}
-    resolved = resolve_model("default")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        llama_server(
-            Path(tmp),
-            "--lora_path",
-            str(adapter_gguf_path(resolved)),
-            "--n_ctx",
-            "4096",
-            "--n_threads",
-            threads,
-            "--n_threads_batch",
-            threads,
-            gguf=Path(resolved.source) / resolved.gguf_file,
-        ) as url,
+        decision_server(Path(tmp), args.threads) as url,
     ):
         rows["served"] = run(get_backend("served:default", base_url=url, timeout=600), messages, samples, rounds)
     inp, srv = rows["in_process"], rows["served"]

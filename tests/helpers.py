@@ -137,3 +137,25 @@ def llama_server(workdir: Path, *args: str, gguf: Path | None = None) -> Iterato
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def decision_server(workdir: Path, threads: int = 1) -> Iterator[str]:
+    """llama.cpp's server running the shipped default (the base GGUF with chimein's adapter), for ``served:default``."""
+    from chimein.assistant.backends.llamacpp import adapter_gguf_path
+    from chimein.models import resolve_model
+
+    resolved = resolve_model("default")
+    with llama_server(
+        workdir,
+        "--lora_path",
+        str(adapter_gguf_path(resolved)),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        str(threads),
+        "--n_threads_batch",
+        str(threads),
+        gguf=Path(resolved.source) / resolved.gguf_file,
+    ) as url:
+        yield url

@@ -186,6 +186,37 @@ async def room_messages(http: httpx.AsyncClient, room: dict[str, str]) -> list[d
     return r.json()["messages"]
 
 
+def check_rooms(
+    location: str, clients: list[Client], rooms: list[dict[str, str]], people: int, per_person: int
+) -> int:
+    """From the store (SQLite or PostgreSQL): every room's messages stored once, in each sender's order, seqs
+    without gaps; every user message decided; every "bot" message answered exactly once; every client saw every
+    message of its room. Returns the number of messages stored."""
+    from chimein.server.store import open_store
+
+    total = 0
+    with open_store(location) as store:
+        for i, room in enumerate(rooms):
+            rows = store.messages(room["room"])
+            assert [m.seq for m in rows] == list(range(1, len(rows) + 1))  # no gaps, no duplicates
+            users = [m for m in rows if m.role == "user"]
+            assert len(users) == people * per_person
+            members = clients[i * people : (i + 1) * people]
+            for c in members:  # each message exactly once, in the order its sender sent it
+                assert [(m.client_id, m.content) for m in users if m.name == c.name] == c.sent
+            bot_ids = {m.id for m in users if "bot" in m.content}
+            replied = [m.reply_to for m in rows if m.role == "assistant"]
+            assert sorted(replied) == sorted(bot_ids)  # every "bot" message answered exactly once
+            assert store.undecided(room["room"]) == []  # every user message decided
+            for c in members:  # every client saw every message of its room
+                assert {s: (m["name"], m["content"]) for s, m in c.seen.items()} == {
+                    m.seq: (m.name, m.content) for m in rows
+                }
+                assert not c.errors, c.errors
+            total += len(rows)
+    return total
+
+
 # -- in-process rooms (FastAPI's TestClient) ----------------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from . import Client, ServerProcess, room_messages, until
+from . import Client, ServerProcess, check_rooms, room_messages, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(300)]
 
@@ -77,36 +77,6 @@ async def scenario(server: ServerProcess) -> tuple[list[Client], list[dict[str, 
     return clients, rooms, timings
 
 
-def check_db(db: Path, clients: list[Client], rooms: list[dict[str, str]]) -> int:
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        total = 0
-        for i, room in enumerate(rooms):
-            rows = conn.execute(
-                "SELECT id, seq, name, role, content, client_id, reply_to FROM messages WHERE room = ? ORDER BY seq",
-                (room["room"],),
-            ).fetchall()
-            assert [r[1] for r in rows] == list(range(1, len(rows) + 1))  # no gaps, no duplicates
-            users = [r for r in rows if r[3] == "user"]
-            assert len(users) == PEOPLE * PER_PERSON
-            members = clients[i * PEOPLE : (i + 1) * PEOPLE]
-            for c in members:  # each message exactly once, in the order its sender sent it
-                assert [(r[5], r[4]) for r in users if r[2] == c.name] == c.sent
-            bot_ids = {r[0] for r in users if "bot" in r[4]}
-            replied = [r[6] for r in rows if r[3] == "assistant"]
-            assert sorted(replied) == sorted(bot_ids)  # every "bot" message answered exactly once
-            decided = conn.execute(
-                "SELECT COUNT(*) FROM decisions d JOIN messages m ON m.id = d.message_id WHERE m.room = ?",
-                (room["room"],),
-            ).fetchone()[0]
-            assert decided == len(users)
-            for c in members:  # every client saw every message of its room
-                assert {s: (m["name"], m["content"]) for s, m in c.seen.items()} == {r[1]: (r[2], r[4]) for r in rows}
-                assert not c.errors, c.errors
-            total += len(rows)
-    return total
-
-
 def test_fifty_clients_ten_rooms_and_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # No settle time: every message that names the bot gets its own answer (bursts: tests/server/test_policy.py).
     server = ServerProcess(tmp_path / "rooms.db", tmp_path / "server.log", "mention", None, "--settle", "0").start()
@@ -114,7 +84,9 @@ def test_fifty_clients_ten_rooms_and_a_crash(tmp_path: Path, capsys: pytest.Capt
         clients, rooms, timings = asyncio.run(scenario(server))
     finally:
         server.stop()
-    total = check_db(tmp_path / "rooms.db", clients, rooms)
+    with sqlite3.connect(tmp_path / "rooms.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    total = check_rooms(str(tmp_path / "rooms.db"), clients, rooms, PEOPLE, PER_PERSON)
     n1, n2 = len(clients) * BEFORE, len(clients) * AFTER
     with capsys.disabled():
         print(

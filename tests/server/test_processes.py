@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from websockets.asyncio.client import connect
 
-from . import Client, ServerProcess, room_messages, until
+from . import Client, ServerProcess, check_rooms, room_messages, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(300)]
 
@@ -73,35 +72,6 @@ async def scenario(a: ServerProcess, b: ServerProcess) -> tuple[list[Client], li
     return clients, rooms, timings
 
 
-def check_db(url: str, clients: list[Client], rooms: list[dict[str, str]]) -> int:
-    total = 0
-    with psycopg.connect(url) as conn:
-        for i, room in enumerate(rooms):
-            rows = conn.execute(
-                "SELECT id, seq, name, role, content, client_id, reply_to FROM messages WHERE room = %s ORDER BY seq",
-                (room["room"],),
-            ).fetchall()
-            assert [r[1] for r in rows] == list(range(1, len(rows) + 1))  # no gaps, no duplicates
-            users = [r for r in rows if r[3] == "user"]
-            assert len(users) == PEOPLE * PER_PERSON
-            members = clients[i * PEOPLE : (i + 1) * PEOPLE]
-            for c in members:  # each message exactly once, in the order its sender sent it
-                assert [(r[5], r[4]) for r in users if r[2] == c.name] == c.sent
-            bot_ids = {r[0] for r in users if "bot" in r[4]}
-            replied = [r[6] for r in rows if r[3] == "assistant"]
-            assert sorted(replied) == sorted(bot_ids)  # every "bot" message answered exactly once
-            decided = conn.execute(
-                "SELECT COUNT(*) FROM decisions d JOIN messages m ON m.id = d.message_id WHERE m.room = %s",
-                (room["room"],),
-            ).fetchone()[0]
-            assert decided == len(users)
-            for c in members:  # every client saw every message of its room
-                assert {s: (m["name"], m["content"]) for s, m in c.seen.items()} == {r[1]: (r[2], r[4]) for r in rows}
-                assert not c.errors, c.errors
-            total += len(rows)
-    return total
-
-
 def test_two_processes_one_database_and_one_killed(
     postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -112,7 +82,7 @@ def test_two_processes_one_database_and_one_killed(
     finally:
         a.stop()
         b.stop()
-    total = check_db(postgres_url, clients, rooms)
+    total = check_rooms(postgres_url, clients, rooms, PEOPLE, PER_PERSON)
     with capsys.disabled():
         print(
             f"\nprocesses: {len(clients)} clients in {ROOMS} rooms over 2 processes, {total} messages stored; "

@@ -2,7 +2,6 @@
 real llama.cpp server agreeing with the in-process llama.cpp decision."""
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,7 @@ from chimein.assistant.backends.served import ServedBackend, ServedFormatError, 
 from chimein.data import Message
 from chimein.format import ChatFormat, to_chat_turns
 from chimein.markers import find_marker_split
-from tests.helpers import llama_server
+from tests.helpers import decision_server
 
 UNUSED_URL = "http://127.0.0.1:9/v1"  # no request is sent in the tests that build requests only
 
@@ -96,23 +95,7 @@ TURNS = [
 
 @pytest.fixture(scope="module")
 def served_url(tmp_path_factory):
-    from chimein.assistant.backends.llamacpp import adapter_gguf_path
-    from chimein.models import resolve_model
-
-    resolved = resolve_model("default")
-    lora = adapter_gguf_path(resolved)
-    with llama_server(
-        tmp_path_factory.mktemp("served"),
-        "--lora_path",
-        str(lora),
-        "--n_ctx",
-        "4096",
-        "--n_threads",
-        "1",
-        "--n_threads_batch",
-        "1",
-        gguf=Path(resolved.source) / resolved.gguf_file,
-    ) as url:
+    with decision_server(tmp_path_factory.mktemp("served")) as url:
         yield url
 
 
