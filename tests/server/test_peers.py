@@ -102,3 +102,41 @@ def test_announcements_reach_the_other_processes_not_the_sender(postgres_url: st
             await b.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lost_connection_is_made_again_and_its_claims_are_let_go(postgres_url: str) -> None:
+    """PostgreSQL ends both of a process's sessions (a restart, a network cut): its claims are gone with them, so
+    it must stop counting on them; announcements flow again both ways, and a resync says some may have been lost."""
+    import psycopg
+
+    async def scenario() -> None:
+        heard: dict[str, list[dict]] = {"a": [], "b": []}
+        a, b = PostgresPeers(postgres_url), PostgresPeers(postgres_url)
+        await a.start(heard["a"].append)
+        await b.start(heard["b"].append)
+        try:
+            assert a.claim("r1") and not b.claim("r1")
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                pids = [a._locks.info.backend_pid, a._listener.info.backend_pid]
+                for pid in pids:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await asyncio.sleep(0.2)
+            a.publish({"kind": "typing", "room": "r1", "typing": True})  # on a new connection
+            assert not a.holds("r1")  # the claim went with the old session
+            assert b.claim("r1") and not a.claim("r1")
+            for _ in range(100):  # the listener connects again within a second or two
+                if any(e["kind"] == "resync" for e in heard["a"]):
+                    break
+                await asyncio.sleep(0.05)
+            assert [e["kind"] for e in heard["a"]] == ["resync"]
+            b.publish({"kind": "message", "room": "r1", "id": 3})
+            for _ in range(100):
+                if len(heard["a"]) == 2 and heard["b"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert heard["a"][-1]["id"] == 3 and [e["kind"] for e in heard["b"]] == ["typing"]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())

@@ -194,3 +194,42 @@ def test_a_question_sent_just_before_everyone_leaves_is_still_answered(postgres_
         b.stop()
     for msgs in stored:
         assert [m["role"] for m in msgs] == ["user", "assistant"]
+
+
+def test_a_process_that_loses_its_database_session_hands_its_rooms_over(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL ends the session holding A's claims (a network cut): A notices; whichever process claims the room
+    first decides it (A again, or B, and then A stops deciding it), and a question afterwards is answered once."""
+    import psycopg
+
+    a = ServerProcess(postgres_url, tmp_path / "a.log", "mention", None, "--settle", "0").start()  # type: ignore[arg-type]
+    b = ServerProcess(postgres_url, tmp_path / "b.log", "mention", None, "--settle", "0").start()  # type: ignore[arg-type]
+
+    async def scenario() -> list[dict]:
+        async with httpx.AsyncClient(base_url=a.url, timeout=10) as http:
+            room = {k: v for k, v in (await http.post("/api/rooms")).json().items() if k in ("room", "token")}
+        async with Person(a.ws_url, room, "Ana") as ana, Person(b.ws_url, room, "Ben") as ben:
+            await ben.say("bot, who decides?")
+            await until(lambda: len(ana.messages("assistant")) == len(ben.messages("assistant")) == 1, 10, "answer")
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                holders = admin.execute("SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory'").fetchall()
+                assert len(holders) == 1  # A's claims' session
+                admin.execute("SELECT pg_terminate_backend(%s)", holders[0])
+                await until(lambda: "lost the claims' connection" in (tmp_path / "a.log").read_text(), 10, "A notices")
+                await asyncio.sleep(2.5)  # two turns of the claim loops: A claims the room again, or B takes it
+                holders = admin.execute("SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory'").fetchall()
+                assert len(holders) == 1  # one decider again
+            if "deciding it here now" in (tmp_path / "b.log").read_text():  # B was first: A must have let go
+                assert "decided elsewhere now" in (tmp_path / "a.log").read_text()
+            await ana.say("bot, and now?")
+            await until(lambda: len(ana.messages("assistant")) == len(ben.messages("assistant")) == 2, 10, "answer")
+            await asyncio.sleep(1)  # time for a second answer, if there were one
+            assert len(ana.messages("assistant")) == len(ben.messages("assistant")) == 2
+        async with httpx.AsyncClient(base_url=b.url, timeout=10) as http:
+            return await room_messages(http, room)
+
+    try:
+        stored = asyncio.run(scenario())
+    finally:
+        a.stop()
+        b.stop()
+    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]

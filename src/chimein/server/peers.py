@@ -54,6 +54,12 @@ class Alone:
     def claim(self, room_id: str) -> bool:
         return True
 
+    def holds(self, room_id: str) -> bool:
+        return True
+
+    def check(self) -> None:
+        pass
+
     def release(self, room_id: str) -> None:
         pass
 
@@ -83,30 +89,75 @@ class PostgresPeers:
         import psycopg
 
         self._locks = psycopg.connect(self.conninfo, autocommit=True)
-        self._listener = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        await self._listener.execute(f"LISTEN {CHANNEL}")
+        self._listener = await self._listen_on()
         self._task = asyncio.get_running_loop().create_task(self._listen(on_event), name="chimein-peers")
 
+    async def _listen_on(self) -> Any:
+        import psycopg
+
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        await conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
     async def _listen(self, on_event: Callable[[Event], None]) -> None:
-        async for notify in self._listener.notifies():
+        """Hand every other process's announcement to ``on_event``. A lost connection is made again (every
+        ``CLAIM_EVERY_S``), then ``{"kind": "resync"}`` says announcements may have been missed meanwhile."""
+        import psycopg
+
+        while True:
             try:
-                event = json.loads(notify.payload)
-                if event.get("origin") != self.origin:
-                    on_event(event)
-            except Exception:  # one bad announcement must not stop the others
-                log.exception("could not handle the announcement %r", notify.payload[:200])
+                async for notify in self._listener.notifies():
+                    self._handle(notify.payload, on_event)
+            except psycopg.Error as e:
+                log.warning("lost the announcements' connection (%s); connecting again", e)
+            while True:
+                await asyncio.sleep(CLAIM_EVERY_S)
+                try:
+                    self._listener = await self._listen_on()
+                    break
+                except psycopg.Error as e:
+                    log.warning("could not connect for announcements yet: %s", e)
+            on_event({"kind": "resync"})
+
+    def _handle(self, payload: str, on_event: Callable[[Event], None]) -> None:
+        try:
+            event = json.loads(payload)
+            if event.get("origin") != self.origin:
+                on_event(event)
+        except Exception:  # one bad announcement must not stop the others
+            log.exception("could not handle the announcement %r", payload[:200])
+
+    def _execute(self, sql: str, args: tuple) -> Any:
+        """On the claims' connection; when that connection was lost, its claims went with it (``claimed`` is
+        emptied: the rooms are claimed again or left to their new decider) and it is made again once."""
+        import psycopg
+
+        try:
+            return self._locks.execute(sql, args).fetchone()
+        except psycopg.OperationalError as e:
+            log.warning("lost the claims' connection (%s): %d rooms to claim again", e, len(self.claimed))
+            self.claimed.clear()
+            self._locks = psycopg.connect(self.conninfo, autocommit=True)
+            return self._locks.execute(sql, args).fetchone()
+
+    def holds(self, room_id: str) -> bool:
+        return room_id in self.claimed
+
+    def check(self) -> None:
+        """Find out whether the claims' session is still there (if not, ``claimed`` is emptied)."""
+        self._execute("SELECT 1", ())
 
     def publish(self, event: Event) -> None:
         payload = json.dumps({**event, "origin": self.origin}, ensure_ascii=False)
         if len(payload.encode()) > MAX_PAYLOAD_BYTES:
             log.warning("announcement too long for NOTIFY (%d bytes); not sent: %s", len(payload), event.get("kind"))
             return
-        self._locks.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        self._execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
     def claim(self, room_id: str) -> bool:
         if room_id in self.claimed:
             return True
-        row = self._locks.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(room_id),)).fetchone()
+        row = self._execute("SELECT pg_try_advisory_lock(%s)", (lock_key(room_id),))
         if row and row[0]:
             self.claimed.add(room_id)
             return True
@@ -115,7 +166,7 @@ class PostgresPeers:
     def release(self, room_id: str) -> None:
         if room_id in self.claimed:
             self.claimed.discard(room_id)
-            self._locks.execute("SELECT pg_advisory_unlock(%s)", (lock_key(room_id),))
+            self._execute("SELECT pg_advisory_unlock(%s)", (lock_key(room_id),))
 
     async def close(self) -> None:
         if self._task is not None:

@@ -287,6 +287,15 @@ class LiveRoom:
         self.broadcast({"type": "message", "message": frame})
         self.shown = message.seq
 
+    async def stop_deciding(self) -> None:
+        """Another process decides the room now (this one lost its claim): what the engine still held is left to
+        that process, which hears it from the store."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            self.policy = engine.policy
+            await engine.close()
+        self.heard.clear()
+
     def catch_up(self) -> None:
         """Show whatever the store holds beyond what this process's clients were shown (messages a process that
         died stored but never announced)."""
@@ -402,12 +411,22 @@ class Hub:
         with what a process that died stored in the rooms decided here without announcing it."""
         for turn in itertools.count(1):
             await asyncio.sleep(CLAIM_EVERY_S)
+            try:
+                self.peers.check()
+            except Exception:  # the database is away: the rooms keep going on what they hold
+                log.exception("could not reach the database for the rooms' claims")
+                continue
             for live in list(self.live.values()):
                 try:
                     if live.engine is None and self.peers.claim(live.id):
                         log.info("room %s: deciding it here now", live.id)
                         live.policy = self.room_policy(live.stored)
                         live.decide()
+                    elif live.engine is not None and not self.peers.holds(live.id) and not self.peers.claim(live.id):
+                        log.warning(
+                            "room %s: lost its claim with the database connection; decided elsewhere now", live.id
+                        )
+                        await live.stop_deciding()
                     elif live.engine is not None and turn % SWEEP_EVERY == 0:
                         live.catch_up()
                         live.hear_undecided(self.store.undecided(live.id))
@@ -530,10 +549,15 @@ class Hub:
 
     def on_event(self, event: dict[str, Any]) -> None:
         """What another process on the database did in a room that has clients here."""
+        kind = event.get("kind")
+        if kind == "resync":  # announcements may have been lost: read what the rooms hold
+            for live in list(self.live.values()):
+                live.catch_up()
+                live.hear_undecided(self.store.undecided(live.id))
+            return
         live = self.live.get(event.get("room", ""))
         if live is None:
             return
-        kind = event.get("kind")
         if kind == "message":
             message = self.store.message(live.id, event.get("id"))
             if message is not None:
