@@ -67,7 +67,7 @@ async def load(servers: list[Any], rooms: int, messages: int, period_s: float) -
     return {"rooms": [r["room"] for r in made], "start": start, "sent_for_s": sent_for}
 
 
-def decisions(url: str, rooms: list[str], timeout_s: float) -> list[tuple[float, float]]:
+def decisions(url: str, rooms: list[str], timeout_s: float) -> list[tuple[float, float | None]]:
     """(stored, decided) times of every user message of ``rooms``, once all are decided (or the wait ran out)."""
     import psycopg
 
@@ -80,9 +80,7 @@ def decisions(url: str, rooms: list[str], timeout_s: float) -> list[tuple[float,
                 (rooms,),
             ).fetchall()
             if all(r[1] is not None for r in rows) or time.time() > deadline:
-                return [(r[0], r[1]) for r in rows if r[1] is not None] + [
-                    (r[0], float("nan")) for r in rows if r[1] is None
-                ]
+                return [(r[0], r[1]) for r in rows]  # None: not decided when the wait ran out
             time.sleep(0.5)
 
 
@@ -103,7 +101,7 @@ def run(
     finally:
         for s in servers:
             s.stop()
-    decided = [(m, d) for m, d in times if d == d]
+    decided = [(m, d) for m, d in times if d is not None]
     waits = sorted(d - m for m, d in decided)
     last = max(d for _, d in decided)
     return {

@@ -186,6 +186,20 @@ async def room_messages(http: httpx.AsyncClient, room: dict[str, str]) -> list[d
     return r.json()["messages"]
 
 
+async def all_replied(url: str, clients: list[Client], rooms: list[dict[str, str]], people: int) -> None:
+    """Wait until every stored message that names the bot has a reply and every client has seen all of its room."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        deadline = time.monotonic() + 60
+        while True:
+            stored = [await room_messages(http, r) for r in rooms]
+            bots = sum(1 for msgs in stored for m in msgs if m["role"] == "user" and "bot" in m["content"])
+            replies = sum(1 for msgs in stored for m in msgs if m["role"] == "assistant")
+            if replies >= bots and all(len(c.seen) == len(stored[i // people]) for i, c in enumerate(clients)):
+                return
+            assert time.monotonic() < deadline, f"timed out waiting for the replies ({replies} of {bots})"
+            await asyncio.sleep(0.05)
+
+
 def check_rooms(
     location: str, clients: list[Client], rooms: list[dict[str, str]], people: int, per_person: int
 ) -> int:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from . import Client, ServerProcess, check_rooms, room_messages, until
+from . import Client, ServerProcess, all_replied, check_rooms, room_messages, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(300)]
 
@@ -58,16 +58,7 @@ async def scenario(a: ServerProcess, b: ServerProcess) -> tuple[list[Client], li
     await until(lambda: all(c.users_seen() >= PEOPLE * PER_PERSON for c in clients), 60, "phase 2 delivered")
     timings["phase2"] = time.monotonic() - start
 
-    async with httpx.AsyncClient(base_url=b.url, timeout=10) as http:  # the assistant's last replies
-        deadline = time.monotonic() + 60
-        while True:
-            stored = [await room_messages(http, r) for r in rooms]
-            bots = sum(1 for msgs in stored for m in msgs if m["role"] == "user" and "bot" in m["content"])
-            replies = sum(1 for msgs in stored for m in msgs if m["role"] == "assistant")
-            if replies >= bots and all(len(c.seen) == len(stored[i // PEOPLE]) for i, c in enumerate(clients)):
-                break
-            assert time.monotonic() < deadline, f"timed out waiting for the replies ({replies} of {bots})"
-            await asyncio.sleep(0.05)
+    await all_replied(b.url, clients, rooms, PEOPLE)
     await asyncio.gather(*(c.close() for c in clients))
     return clients, rooms, timings
 

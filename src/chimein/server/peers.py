@@ -172,9 +172,8 @@ class PostgresPeers:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for conn in (self._listener,):
-            if conn is not None:
-                await conn.close()
+        if self._listener is not None:
+            await self._listener.close()
         if self._locks is not None:
             self._locks.close()  # the claims go with the session
 

@@ -303,12 +303,16 @@ class LiveRoom:
         if latest:
             self.show(latest[0])
 
-    def hear_undecided(self, messages: list[StoredMessage]) -> int:
-        """Hear those of ``messages`` nobody has decided on (when this process decides the room); how many."""
-        if self.engine is None or all(m.role != "user" or m.id in self.heard for m in messages):
+    def hear_undecided(self, among: list[StoredMessage] | None = None) -> int:
+        """Hear the room's user messages nobody has decided on (only those ``among`` the given ones), when this
+        process decides the room; how many it heard."""
+        if self.engine is None or (among is not None and all(m.role != "user" or m.id in self.heard for m in among)):
             return 0
-        undecided = {m.id for m in self.hub.store.undecided(self.id)}
-        fresh = [m for m in messages if m.id in undecided and m.id not in self.heard]
+        undecided = self.hub.store.undecided(self.id)
+        if among is not None:
+            wanted = {m.id for m in among}
+            undecided = [m for m in undecided if m.id in wanted]
+        fresh = [m for m in undecided if m.id not in self.heard]
         for m in fresh:
             self.hear(m)
         return len(fresh)
@@ -429,7 +433,7 @@ class Hub:
                         await live.stop_deciding()
                     elif live.engine is not None and turn % SWEEP_EVERY == 0:
                         live.catch_up()
-                        live.hear_undecided(self.store.undecided(live.id))
+                        live.hear_undecided()
                     if live.idle:
                         self.sleep(live)  # a room kept awake for its undecided messages
                 except Exception:
@@ -553,7 +557,7 @@ class Hub:
         if kind == "resync":  # announcements may have been lost: read what the rooms hold
             for live in list(self.live.values()):
                 live.catch_up()
-                live.hear_undecided(self.store.undecided(live.id))
+                live.hear_undecided()
             return
         live = self.live.get(event.get("room", ""))
         if live is None:
@@ -641,12 +645,14 @@ class Hub:
         ]
         if not undecided:
             return False
-        if live.engine is None and self.peers.claim(live.id):
-            live.decide()  # hears them
-            return True
-        if live.engine is not None:
-            return live.hear_undecided(undecided) > 0 or not live.engine.idle
-        return True  # decided elsewhere: the claim loop looks again
+        if live.engine is None:
+            if self.peers.claim(live.id):
+                live.decide()  # hears them
+            return True  # else decided elsewhere: the claim loop looks again
+        waiting = [m for m in undecided if m.id not in live.heard]
+        for m in waiting:
+            live.hear(m)
+        return bool(waiting)
 
     async def close(self) -> None:
         if self._claimer is not None:
