@@ -272,7 +272,10 @@ def undecided(db: Path) -> int:
 async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Path, max_backlog_s: float) -> dict:
     import websockets
 
+    from chimein.mentions import mentions_assistant
+
     sent: dict[str, tuple[float, int, str]] = {}  # client_id -> (when, room, kind)
+    addressed: set[str] = set()  # client_ids of every line that names the assistant (the questions and chat lines)
     ids: dict[str, int] = {}  # client_id -> message id
     replies: dict[int, tuple[float, int, int | None]] = {}  # reply id -> (when, room, reply_to)
     conns = {}
@@ -311,6 +314,8 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
         cid = f"load{n}"
         sent[cid] = (time.monotonic(), room, kind)
+        if mentions_assistant(text):
+            addressed.add(cid)
         await conns[room, speaker].send(json.dumps({"type": "say", "text": text, "client_id": cid}))
     talk_ended = time.monotonic()
     while (left := await asyncio.to_thread(undecided, db)) and time.monotonic() - talk_ended < max_backlog_s:
@@ -339,6 +344,11 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
     with sqlite3.connect(db) as conn:
         skipped = conn.execute("SELECT count(*) FROM decisions WHERE note LIKE 'skipped%'").fetchone()[0]
     waits.sort()
+    # Every line that names the assistant, the chat's own included: the time to a reply addressed to it.
+    answered_at = {}
+    for t, _, to in replies.values():
+        answered_at[to] = min(t, answered_at.get(to, t))
+    asked = sorted(answered_at[ids[c]] - sent[c][0] for c in addressed if ids.get(c) in answered_at)
     return {
         "messages": len(sent),
         "questions": on_question + on_other + unanswered,
@@ -348,6 +358,11 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
         "replies_on_follow_ups": sum(1 for _, _, to in replies.values() if to in follow_up_ids),
         "question_to_answer_p50_s": round(statistics.median(waits), 1) if waits else None,
         "question_to_answer_p95_s": round(waits[min(len(waits) - 1, int(0.95 * len(waits)))], 1) if waits else None,
+        "addressed_lines": len(addressed),
+        "addressed_answered": len(asked),
+        "addressed_to_reply_p50_s": round(statistics.median(asked), 1) if asked else None,
+        "addressed_to_reply_p95_s": round(asked[int(0.95 * (len(asked) - 1))], 1) if asked else None,
+        "question_waits_s": [round(w, 1) for w in waits],
         "backlog_after_talk_s": round(backlog_s, 1),
         "undecided_at_the_end": left,
         "skipped_decisions": skipped,
@@ -365,6 +380,8 @@ def bench_load(
     threads: int | None,
     max_backlog_s: float,
     model: str = "llamacpp:default",
+    serve_args: tuple[str, ...] = (),
+    log_copy: Path | None = None,
 ) -> dict:
     from tests.server import ServerProcess
 
@@ -373,7 +390,7 @@ def bench_load(
     store = open_store(tmp / "rooms.db")
     made = [{"room": r.id, "token": r.token} for r in (store.create_room() for _ in range(rooms))]
     store.close()
-    extra = ("--threads", str(threads)) if threads else ()
+    extra = (("--threads", str(threads)) if threads else ()) + tuple(serve_args)
     env = dict(os.environ)
     if src:
         os.environ["PYTHONPATH"] = str(Path(src).resolve())
@@ -395,8 +412,11 @@ def bench_load(
                 threads=threads or "the server's default",
                 src=src or "this checkout",
                 model=model,
+                serve_args=" ".join(serve_args),
             )
     finally:
+        if log_copy is not None and (tmp / "serve.log").exists():
+            log_copy.write_bytes((tmp / "serve.log").read_bytes())
         os.environ.clear()
         os.environ.update(env)
     return result
@@ -411,6 +431,9 @@ def load_table(load: dict) -> str:
         ("unanswered", "unanswered"),
         ("question -> answer p50 (s)", "question_to_answer_p50_s"),
         ("question -> answer p95 (s)", "question_to_answer_p95_s"),
+        ("lines naming the assistant, answered", "addressed_answered"),
+        ("line naming the assistant -> its reply p50 (s)", "addressed_to_reply_p50_s"),
+        ("line naming the assistant -> its reply p95 (s)", "addressed_to_reply_p95_s"),
         ("backlog after the talk ends (s)", "backlog_after_talk_s"),
         ("messages undecided at the end", "undecided_at_the_end"),
         ("chit-chat decisions skipped (behind)", "skipped_decisions"),
@@ -481,6 +504,8 @@ def main() -> None:
     ap.add_argument(
         "--load-model", default="llamacpp:default", help="load: the server's --model (mention: a smoke test)"
     )
+    ap.add_argument("--load-arg", action="append", default=[], help="load: one more argument for `chimein serve`")
+    ap.add_argument("--load-log", type=Path, default=None, help="load: keep the server's log (decisions) here")
     ap.add_argument("--max-backlog", type=float, default=300.0, help="load: stop waiting for the backlog after this")
     args = ap.parse_args()
     out_path = Path(args.out)
@@ -518,6 +543,8 @@ def main() -> None:
                 args.load_threads,
                 args.max_backlog,
                 args.load_model,
+                tuple(args.load_arg),
+                args.load_log,
             )
         results.setdefault("load", {})[args.label] = run
         print(f"load ({args.label}):", run, flush=True)

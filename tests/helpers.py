@@ -142,7 +142,7 @@ def llama_server(workdir: Path, *args: str, gguf: Path | None = None) -> Iterato
 @contextlib.contextmanager
 def decision_server(workdir: Path, threads: int = 1) -> Iterator[str]:
     """llama.cpp's server running the shipped default (the base GGUF with chimein's adapter), for ``served:default``."""
-    from chimein.assistant.backends.llamacpp import adapter_gguf_path
+    from chimein.assistant.backends.llamacpp import adapter_gguf_path, base_gguf_path
     from chimein.models import resolve_model
 
     resolved = resolve_model("default")
@@ -156,6 +156,6 @@ def decision_server(workdir: Path, threads: int = 1) -> Iterator[str]:
         str(threads),
         "--n_threads_batch",
         str(threads),
-        gguf=Path(resolved.source) / resolved.gguf_file,
+        gguf=base_gguf_path(resolved),
     ) as url:
         yield url

@@ -25,7 +25,9 @@ def _base_gguf(resolved: ResolvedModel) -> Path:
         raise ExportError(
             f"{resolved.name}: GGUF export needs a base model that is a GGUF file (e.g. smollm2-135m-instruct)"
         )
-    return Path(resolved.source) / resolved.gguf_file
+    from chimein.assistant.backends.llamacpp import base_gguf_path  # llama.cpp only when exporting
+
+    return base_gguf_path(resolved)  # the copy chimein itself runs (Q8_0 for a Q4_1 file: faster on CPUs)
 
 
 CHATML_OLLAMA = """{{ range .Messages }}<|im_start|>{{ .Role }}

@@ -57,6 +57,17 @@ def test_it_streams_the_reply_and_keeps_each_fact_token_probability():
     assert "berlin wall" in engine.prompts[0]  # the question is restated in the prompt
 
 
+def test_a_sampled_answer_draws_its_tokens_from_the_model_and_a_greedy_one_never_does():
+    engine = ScriptedEngine([("Paris", 0.6)])
+    replier = LocalReplier(engine, render=lambda messages: messages[-1]["content"])
+    question = chat(("Ana", "bot, what is the capital of France?"))
+    assert {replier.answer(question).text for _ in range(5)} == {"Paris"}
+    rng = np.random.default_rng(0)
+    texts = [replier.answer(question, sample=rng).text for _ in range(200)]
+    assert 0.5 < texts.count("Paris") / len(texts) < 0.95  # 0.74 at temperature 0.7
+    assert set(texts) - {"Paris"} and set(texts) - {"Paris"} <= {"?", "!", "~", ""}  # the runners-up
+
+
 def test_reply_sends_a_sure_answer_and_holds_back_a_doubtful_volunteer():
     sure = LocalReplier(ScriptedEngine([("Lima", 0.95), (".", 0.99)]), render=lambda m: m[-1]["content"])
     doubtful = LocalReplier(ScriptedEngine([("Lima", 0.35), (".", 0.99)]), render=lambda m: m[-1]["content"])

@@ -99,6 +99,8 @@ def test_every_decision_is_one_json_object_in_the_log_file(tmp_path: Path) -> No
     found = decisions(lines)
     assert [(d.get("room") is not None, d["speak"]) for d in found] == [(True, False), (True, True), (False, False)]
     assert found[1]["reason"] == "addressed" and found[2]["api"] == "127.0.0.1"
+    # a room's decision says how long it waited for the model and how long the model took
+    assert all(d["waited_s"] >= 0 and d["model_s"] >= 0 for d in found[:2])
     assert [d["logger"] for d in found] == ["chimein.rooms", "chimein.rooms", "chimein.serve"]  # the rooms', the API's
     assert all(d["level"] == "info" and "time" in d for d in found)
     assert '"event": "decision"' not in (tmp_path / "out.txt").read_text()  # not also on stderr

@@ -203,8 +203,16 @@ class LocalReplier:
         self.state = engine.new_state()  # one cache: the system prompt and a room's recent chat are reused
         self.lock = threading.Lock()
 
-    def stream(self, messages: list[Message], volunteer: bool = False, answer: Answer | None = None) -> Iterator[str]:
-        """The reply's text as it is written (pieces to append); ``answer`` is filled as it goes."""
+    def stream(
+        self,
+        messages: list[Message],
+        volunteer: bool = False,
+        answer: Answer | None = None,
+        sample: np.random.Generator | None = None,
+        temperature: float = 0.7,
+    ) -> Iterator[str]:
+        """The reply's text as it is written (pieces to append); ``answer`` is filled as it goes. Greedy, or
+        with ``sample`` (a random generator) drawn at ``temperature``."""
         answer = answer if answer is not None else Answer("")
         prompt = self.engine.tokenize(self.render(replier_messages(messages, volunteer=volunteer)))
         with self.lock:
@@ -213,7 +221,10 @@ class LocalReplier:
             shown = ""
             for _ in range(self.max_new_tokens):
                 probs = _softmax(logits)
-                token = int(np.argmax(probs))
+                if sample is None:
+                    token = int(np.argmax(probs))
+                else:
+                    token = int(sample.choice(len(probs), p=_softmax(np.asarray(logits) / temperature)))
                 if token in self.stop_ids:
                     break
                 out.append(token)
@@ -225,9 +236,11 @@ class LocalReplier:
                 logits, _ = self.engine.advance(self.state, prompt + out)
         _, answer.text = _clean(self.engine.detokenize(out), messages)
 
-    def answer(self, messages: list[Message], volunteer: bool = False) -> Answer:
+    def answer(
+        self, messages: list[Message], volunteer: bool = False, sample: np.random.Generator | None = None
+    ) -> Answer:
         answer = Answer("")
-        for _ in self.stream(messages, volunteer, answer):
+        for _ in self.stream(messages, volunteer, answer, sample):
             pass
         return answer
 

@@ -80,6 +80,8 @@ class Outcome:
 
     message: Incoming
     decision: Decision
+    # Seconds the burst waited for the model, spent on it, and spent waiting for and writing the replier's reply.
+    timing: dict[str, float] = field(default_factory=dict)
 
     @property
     def why(self) -> str:
@@ -232,12 +234,18 @@ class Room:
             if self.on_typing is not None
             else None
         )
+        timing: dict[str, float] = {}
         try:
-            future = self.model.submit_as(self.key, self._decide_now, heard, time.monotonic(), urgent, urgent=urgent)
+            future = self.model.submit_as(
+                self.key, self._decide_now, heard, time.monotonic(), urgent, timing, urgent=urgent
+            )
             decisions = await asyncio.wrap_future(future)
             if decisions is None:
                 return None
+            start, spoke = time.monotonic(), any(d.speak for d in decisions)
             await self._rewrite(decisions, burst)
+            if self.two_stage is not None and spoke:
+                timing["replier_s"] = time.monotonic() - start
         except ModelBusy as e:  # the room has no call running: hearing here cannot race the model thread
             log.warning("%s: %s; heard without a decision", self.key, e)
             decisions = hear_only(self.assistant, self.gate, heard, f"skipped: {e}")
@@ -249,21 +257,28 @@ class Room:
             if timer is not None:
                 timer.cancel()
             self._set_typing(False)
-        return [Outcome(m, d) for m, d in zip(burst, decisions)]
+        return [Outcome(m, d, timing) for m, d in zip(burst, decisions)]
 
-    def _decide_now(self, heard: list[Heard], queued_at: float, urgent: bool) -> list[Decision] | None:
+    def _decide_now(
+        self, heard: list[Heard], queued_at: float, urgent: bool, timing: dict[str, float]
+    ) -> list[Decision] | None:
         """On the model thread: bound the history, then decide the burst, or only hear it when it waited too long;
-        None (nothing heard) when a question arrived in the room meanwhile: the burst is decided with it."""
+        None (nothing heard) when a question arrived in the room meanwhile: the burst is decided with it.
+        ``timing`` gets the seconds waited for the model and spent on it."""
         if not urgent and self.question_waits.is_set():  # a flag read across threads: no wait on the loop's event
             return None
-        if len(self.assistant.history) >= self.max_history:
-            self.seed(self.assistant.history)
-        waited = time.monotonic() - queued_at
-        if not urgent and self.behind_s is not None and waited > self.behind_s:
-            return hear_only(
-                self.assistant, self.gate, heard, f"skipped: waited {waited:.1f} s for the model (behind)"
-            )
-        return hear_burst(self.assistant, self.gate, heard)
+        start = time.monotonic()
+        timing["waited_s"] = waited = start - queued_at
+        try:
+            if len(self.assistant.history) >= self.max_history:
+                self.seed(self.assistant.history)
+            if not urgent and self.behind_s is not None and waited > self.behind_s:
+                return hear_only(
+                    self.assistant, self.gate, heard, f"skipped: waited {waited:.1f} s for the model (behind)"
+                )
+            return hear_burst(self.assistant, self.gate, heard)
+        finally:
+            timing["model_s"] = time.monotonic() - start
 
     async def _rewrite(self, decisions: list[Decision], burst: list[Incoming]) -> None:
         """The replier's replies in place of the local ones, written outside the model thread (a slow replier
@@ -318,6 +333,7 @@ class Room:
                         "speak": o.decision.speak,
                         "p_speak": o.decision.to_json()["p_speak"],
                         "reason": o.why,
+                        **{k: round(v, 3) for k, v in o.timing.items()},
                     },
                     ensure_ascii=False,
                 ),

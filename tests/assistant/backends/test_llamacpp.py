@@ -169,3 +169,23 @@ def test_threads_reach_every_llama_context(llama_backend):
     assert threads(two) == (2, 2)
     with pytest.raises(ValueError, match="--threads"):
         get_backend("llamacpp:smollm2-135m-instruct", threads=0)
+
+
+def test_the_shipped_q4_1_base_runs_as_a_q8_0_copy_made_once(tmp_path, monkeypatch):
+    import gguf
+
+    from chimein.assistant.backends.llamacpp import base_gguf_path
+    from chimein.models import resolve_model
+
+    monkeypatch.setenv("CHIMEIN_HOME", str(tmp_path))
+    resolved = resolve_model("default")
+    shipped = Path(resolved.source) / resolved.gguf_file
+    copy = base_gguf_path(resolved)
+    assert copy.parent == tmp_path / "gguf" and copy != shipped
+    made = copy.stat().st_mtime_ns
+    assert base_gguf_path(resolved) == copy and copy.stat().st_mtime_ns == made  # made once
+    types = {t.tensor_type.name for t in gguf.GGUFReader(copy).tensors if len(t.shape) == 2}
+    assert "Q8_0" in types and "Q4_1" not in types
+    names = lambda path: {t.name for t in gguf.GGUFReader(path).tensors}  # noqa: E731
+    assert names(copy) == names(shipped)  # the adapter's tensors still find their base
+    assert not list((tmp_path / "gguf").glob("*.part"))
