@@ -47,3 +47,5 @@ bench: install
 	$(PY) bench/many_rooms.py
 	$(PY) bench/replies.py data/heldout-writers.jsonl --limit 20 --small --threads 1 --fresh --out bench/results/replies-latency.json
 	$(PY) bench/graded_replies.py
+	$(PY) bench/second_look.py
+	$(PY) bench/base_quant.py

@@ -21,6 +21,7 @@ import typer
 
 from chimein.cli.options import (
     LOG_FILE,
+    ROOM_CACHE_MB,
     ModelOptions,
     RoomOptions,
     backend_from_options,
@@ -58,6 +59,7 @@ def matrix(
     ),
     history: int = typer.Option(40, help="messages of room history each room's assistant starts from"),
     log_level: str = typer.Option("INFO", help="DEBUG also logs message texts"),
+    room_cache_mb: float = ROOM_CACHE_MB,
     log_file: Optional[Path] = LOG_FILE,
     bot_user: List[str] = typer.Option(
         [], help="another bot's Matrix ID (repeatable): heard, never a reason to interject"
@@ -98,7 +100,8 @@ def matrix(
             raise MatrixBotError(f"set ${password_env} to the bot's password (no saved login in {settings.store_dir})")
     except (ValueError, MatrixBotError) as e:
         fail(str(e))
-    backend, replier = backend_from_options(options), replier_from_options(options)
+    extra = {"state_budget_mb": room_cache_mb} if options.model.startswith("llamacpp:") else {}
+    backend, replier = backend_from_options(options, **extra), replier_from_options(options)
     log_json_lines(log_handler, log_level)
     logging.getLogger("nio").setLevel(logging.WARNING)
     try:

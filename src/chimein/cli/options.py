@@ -214,6 +214,13 @@ def assistant_from_options(options: ModelOptions, backend: Any = None) -> Any:
 
 # -- the log of a long-running command (serve, matrix): one JSON object per line ---------------------------
 
+ROOM_CACHE_MB = typer.Option(
+    1024.0,
+    "--room-cache-mb",
+    min=0.0,
+    help="llama.cpp: memory for the rooms' caches; past it the least recently used room is re-read from its messages when it speaks again",
+)
+
 LOG_FILE = typer.Option(
     None,
     "--log-file",

@@ -22,6 +22,7 @@ import typer
 
 from chimein.cli.options import (
     LOG_FILE,
+    ROOM_CACHE_MB,
     MODEL_API_KEY_ENV,
     ModelOptions,
     RoomOptions,
@@ -50,11 +51,7 @@ def serve(
     api_key_env: Optional[str] = typer.Option(
         None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"
     ),
-    room_cache_mb: float = typer.Option(
-        256.0,
-        min=0.0,
-        help="llama.cpp: memory for idle rooms' caches; past it the least recently used room is re-read from its messages when it speaks again",
-    ),
+    room_cache_mb: float = ROOM_CACHE_MB,
     log_file: Optional[Path] = LOG_FILE,
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
