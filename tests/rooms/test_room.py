@@ -489,3 +489,43 @@ def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind
     assert "skipped: waited" in by_id["stale"].why
     assert by_id["late"].decision.speak and by_id["late"].decision.text == "reply to bot, third?"
     assert "for the replier (behind); used the local reply" in by_id["late"].why
+
+
+def test_a_room_decides_its_next_messages_while_its_reply_waits_for_the_replier() -> None:
+    """A question's reply waits for the replier (held); the room's chit-chat after it is decided meanwhile, not
+    after the reply. Once the replier writes, the question's reply is shown on the question, and the replier's
+    text replaces the local one in the history, before the chit-chat that came after it."""
+    import threading
+
+    from chimein.assistant.core import TwoStage
+
+    gate, outcomes = threading.Event(), []
+    backend = ScriptedBackend(p_speak=lambda text: 0.9 if "bot" in text else 0.1)
+    replier = GatedReplier(gate)
+    two_stage = TwoStage(backend, replier)
+    assistant = Assistant(backend)
+
+    async def scenario() -> None:
+        model = ModelThread()
+
+        async def collect(batch: list[Outcome]) -> None:
+            outcomes.extend(batch)
+
+        room = Room("room:a", assistant, RoomGate(SETTLE), model, on_outcomes=collect, two_stage=two_stage)
+        try:
+            room.hear(Incoming("q", "Ana", PERU))
+            await _until(lambda: len(backend.calls) == 1)
+            for n in range(3):
+                room.hear(Incoming(f"c{n}", "Ben", f"chit-chat {n}"))
+                await _until(lambda: any(o.message.id == f"c{n}" for o in outcomes))
+            assert [o.message.id for o in outcomes] == ["c0", "c1", "c2"] and not room.idle  # the reply still waits
+            gate.set()
+            await _until(lambda: room.idle and len(outcomes) == 4)
+        finally:
+            await room.close()
+            model.shutdown()
+
+    asyncio.run(scenario())
+    answer = outcomes[-1]
+    assert answer.message.id == "q" and answer.decision.text == f"answer to {PERU}"
+    assert [m.content for m in assistant.history] == [PERU, f"answer to {PERU}"] + [f"chit-chat {n}" for n in range(3)]

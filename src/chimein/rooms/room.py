@@ -15,7 +15,8 @@ A transport turns its events into :class:`Incoming` and shows the :class:`Outcom
   the assistant goes before other rooms' chit-chat; a chit-chat decision that waited longer than ``behind_s``
   for the model is skipped: its messages are heard, with the reason logged; a chit-chat decision still waiting
   when a question arrives in its room is folded into the question's burst, never decided before it),
-- lets a two-stage replier rewrite a reply outside the model thread, in the replier's line
+- lets a two-stage replier rewrite a reply outside the model thread, in the replier's line, while the room goes
+  on deciding its next messages (the burst is shown once its reply is written)
   (:mod:`~chimein.rooms.replier_line`: replies to questions first; a volunteered reply that waited longer than
   ``behind_s``, or that a question in its room came after, is skipped with the reason logged; a question's
   reply waits its turn, or at most ``replier_wait_s``, then follows TwoStage's rule for a failed replier),
@@ -141,7 +142,8 @@ class Room:
         # Set while a message that addresses the assistant waits in the queue: it ends the settle time, and
         # the room's chit-chat decision or volunteered reply still waiting gives way to it.
         self.question_waits = asyncio.Event()
-        self._questions_queued = 0
+        self._questions_queued = self._questions_heard = 0
+        self._arrived = asyncio.Event()  # a message was queued (wakes a worker waiting for its replies)
         self.busy = self.typing = False
         self.last_reason = ""
         self.worker: asyncio.Task | None = None
@@ -164,8 +166,10 @@ class Room:
         waiting call (if any) to the model's urgent line, where that call gives way to it: the room decides in
         order, so its question would otherwise wait behind its own chit-chat."""
         self.queue.put_nowait(message)
+        self._arrived.set()
         if self.addresses_assistant(message):
             self._questions_queued += 1
+            self._questions_heard += 1
             self.question_waits.set()
             if self.busy:
                 self.model.promote(self.key)
@@ -194,8 +198,19 @@ class Room:
 
     async def _work(self) -> None:
         set_aside: list[Incoming] = []  # a chit-chat burst that gave way to a question: decided with it
+        # Bursts whose replies wait for (or are being written by) the replier: the room decides its next messages
+        # meanwhile, and each burst is shown when its reply is done.
+        replying: set[asyncio.Task] = set()
         try:
-            while set_aside or not self.queue.empty():
+            while set_aside or not self.queue.empty() or replying:
+                if not set_aside and self.queue.empty():
+                    self._arrived.clear()
+                    arrived = asyncio.ensure_future(self._arrived.wait())
+                    try:
+                        await asyncio.wait({arrived, *replying}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        arrived.cancel()
+                    continue
                 burst, gather = set_aside or [self._take()], bool(set_aside)
                 set_aside = []
                 self.busy = True
@@ -211,8 +226,15 @@ class Room:
                     if outcomes is None:
                         set_aside = burst
                         continue
-                    self._report(outcomes)
-                    await self.on_outcomes(outcomes)
+                    replies = self._replies_to_write(outcomes)
+                    if replies:
+                        task = asyncio.get_running_loop().create_task(
+                            self._finish(outcomes, replies, self._questions_heard)
+                        )
+                        replying.add(task)
+                        task.add_done_callback(replying.discard)
+                    else:
+                        await self._show(outcomes)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -220,13 +242,46 @@ class Room:
                 finally:
                     self.busy = False
         finally:
+            for task in replying:  # the room is closing: its replies are not written
+                task.cancel()
             if self.worker is asyncio.current_task():
                 self.worker = None
         if self.on_idle is not None:
             self.on_idle()
 
+    async def _show(self, outcomes: list[Outcome]) -> None:
+        self._report(outcomes)
+        await self.on_outcomes(outcomes)
+
+    def _replies_to_write(self, outcomes: list[Outcome]) -> list[tuple[int, Message]]:
+        """The burst's spoken replies the replier is to write: each outcome's index and the local reply it
+        replaces in the history (found again by identity: the room's later messages come after it)."""
+        spoken = [i for i, o in enumerate(outcomes) if o.decision.speak]
+        if self.two_stage is None or not spoken:
+            return []
+        local = [m for m in self.assistant.history if m.role == "assistant"][-len(spoken) :]
+        return list(zip(spoken, local))
+
+    async def _finish(self, outcomes: list[Outcome], replies: list[tuple[int, Message]], questions: int) -> None:
+        """The replier's replies in place of the local ones, then the burst shown. ``questions``: how many
+        messages to the assistant the room had heard when the burst was decided."""
+        start = time.monotonic()
+        try:
+            await self._rewrite(outcomes, replies, questions)
+        except Exception as e:  # a failing replier never breaks the room: it stays silent on those messages
+            log.exception("%s: the replier failed on message %s", self.key, outcomes[-1].message.id)
+            for i, local in replies:
+                self._drop_from_history(local)
+                outcomes[i].decision = replace(outcomes[i].decision, speak=False, text="", note=f"error: {e}")
+        outcomes[0].timing["replier_s"] = time.monotonic() - start  # one timing dict per burst
+        try:
+            await self._show(outcomes)
+        except Exception:
+            log.exception("%s: could not record the decision on message %s", self.key, outcomes[-1].message.id)
+
     async def _decide(self, burst: list[Incoming]) -> list[Outcome] | None:
-        """The burst's outcomes, or None when it gave way to a question that arrived while it waited."""
+        """The burst's outcomes (spoken replies as the deciding model wrote them), or None when it gave way to a
+        question that arrived while it waited."""
         heard = [m.heard() for m in burst]
         urgent = any(self.addresses_assistant(m) for m in burst)  # before other rooms' chit-chat
         timer = (
@@ -242,10 +297,6 @@ class Room:
             decisions = await asyncio.wrap_future(future)
             if decisions is None:
                 return None
-            start, spoke = time.monotonic(), any(d.speak for d in decisions)
-            await self._rewrite(decisions, burst)
-            if self.two_stage is not None and spoke:
-                timing["replier_s"] = time.monotonic() - start
         except ModelBusy as e:  # the room has no call running: hearing here cannot race the model thread
             log.warning("%s: %s; heard without a decision", self.key, e)
             decisions = hear_only(self.assistant, self.gate, heard, f"skipped: {e}")
@@ -280,45 +331,59 @@ class Room:
         finally:
             timing["model_s"] = time.monotonic() - start
 
-    async def _rewrite(self, decisions: list[Decision], burst: list[Incoming]) -> None:
+    async def _rewrite(self, outcomes: list[Outcome], replies: list[tuple[int, Message]], questions: int) -> None:
         """The replier's replies in place of the local ones, written outside the model thread (a slow replier
-        holds only this room). Each local reply is in the history right after the message it answers. While
-        the replier writes, ``on_draft`` is handed the reply so far (on the event loop)."""
-        spoken = [i for i, d in enumerate(decisions) if d.speak]
-        if self.two_stage is None or not spoken:
-            return
+        holds only this burst: the room goes on deciding). While the replier writes, ``on_draft`` is handed the
+        reply so far (on the event loop)."""
+        assert self.two_stage is not None
         loop = asyncio.get_running_loop()
         line = replier_line(self.two_stage)
-        history = self.assistant.history
-        positions = [i for i, m in enumerate(history) if m.role == "assistant"][-len(spoken) :]
-        for i, at in reversed(list(zip(spoken, positions))):  # from the end: a dropped reply shifts nothing before it
-            asked = self.addresses_assistant(burst[i])
+        for i, local in reversed(replies):
+            message, decision = outcomes[i].message, outcomes[i].decision
+            asked = self.addresses_assistant(message)
             start = time.monotonic()
             waits = self.replier_wait_s if asked else self.behind_s
             if not await line.acquire(asked, waits, None if asked else self.question_waits):
                 behind = f"waited {time.monotonic() - start:.1f} s for the replier (behind)"
                 if asked:  # someone waits for the answer: the local one (or silence), as when the replier fails
-                    decisions[i] = self.two_stage.fallback(decisions[i], behind)
-                    if decisions[i].speak:
+                    outcomes[i].decision = self.two_stage.fallback(decision, behind)
+                    if outcomes[i].decision.speak:
                         continue
                 else:  # a volunteered reply nobody waits for
-                    why = "a message to the assistant came after it" if self.question_waits.is_set() else behind
-                    decisions[i] = replace(decisions[i], speak=False, text="", note=f"skipped: {why}")
-                history.pop(at)
+                    asked_since = self._questions_heard > questions or self.question_waits.is_set()
+                    why = "a message to the assistant came after it" if asked_since else behind
+                    outcomes[i].decision = replace(decision, speak=False, text="", note=f"skipped: {why}")
+                self._drop_from_history(local)
                 continue
             draft = None
             if self.on_draft is not None:
-                draft = lambda text, m=burst[i]: loop.call_soon_threadsafe(self.on_draft, m, text)  # noqa: E731
+                draft = lambda text, m=message: loop.call_soon_threadsafe(self.on_draft, m, text)  # noqa: E731
+            history = self.assistant.history
+            at = next((k for k, m in enumerate(history) if m is local), None)
+            # the history up to the message it answers (the room's later messages came after the local reply)
+            context = history[:at] if at is not None else [*history, Message("user", message.text, message.name)]
             try:
-                decision = await asyncio.to_thread(self.two_stage.rewrite, decisions[i], history[:at], draft)
+                decision = await asyncio.to_thread(self.two_stage.rewrite, decision, context, draft)
             finally:
                 line.release()
             if decision.speak:
                 decision.text = cut_reply(decision.text, self.policy.max_reply_chars)
-                history[at] = Message("assistant", decision.text)
+                self._replace_in_history(local, Message("assistant", decision.text))
             else:
-                history.pop(at)
-            decisions[i] = decision
+                self._drop_from_history(local)
+            outcomes[i].decision = decision
+
+    def _replace_in_history(self, old: Message, new: Message) -> None:
+        history = self.assistant.history
+        at = next((k for k, m in enumerate(history) if m is old), None)
+        if at is not None:  # gone only if the history was cut back meanwhile
+            history[at] = new
+
+    def _drop_from_history(self, old: Message) -> None:
+        history = self.assistant.history
+        at = next((k for k, m in enumerate(history) if m is old), None)
+        if at is not None:
+            history.pop(at)
 
     def _report(self, outcomes: list[Outcome]) -> None:
         decided = [o for o in outcomes if o.decision.reason != BURST_REASON] or outcomes
