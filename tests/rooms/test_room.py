@@ -18,7 +18,7 @@ import pytest
 from chimein.assistant.core import Assistant
 from chimein.assistant.policy import BURST_REASON, RoomGate, RoomPolicy
 from chimein.data import Message
-from chimein.rooms import Incoming, ModelThread, Outcome, Room, normalize_history
+from chimein.rooms import BUSY_REPLY, Incoming, ModelThread, Outcome, Room, normalize_history
 from tests.helpers import ScriptedBackend, lisbon_chat
 
 SETTLE = RoomPolicy(settle_s=0.05)  # a burst: messages heard in the same instant
@@ -431,8 +431,8 @@ def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind
     """Four rooms wait for the replier (held by a fifth), in this order: a volunteered reply, a question, a
     volunteered reply in a room with a short behind_s, and a question in a room with a short replier_wait_s. The
     question that waits its turn is written before the volunteered reply that came first; past behind_s the
-    volunteered reply is skipped; past replier_wait_s the question gets the local reply (TwoStage's rule for a
-    failed replier), each with its reason."""
+    volunteered reply is skipped; past replier_wait_s the room says it is too busy for the question (never the
+    deciding model's own guess), each with its reason."""
     import threading
 
     from chimein.assistant.core import TwoStage
@@ -487,8 +487,8 @@ def test_the_replier_answers_questions_first_and_skips_or_falls_back_when_behind
     by_id = {o.message.id: o for o in outcomes}
     assert not by_id["stale"].decision.speak and by_id["stale"].why.endswith("for the replier (behind)")
     assert "skipped: waited" in by_id["stale"].why
-    assert by_id["late"].decision.speak and by_id["late"].decision.text == "reply to bot, third?"
-    assert "for the replier (behind); used the local reply" in by_id["late"].why
+    assert by_id["late"].decision.speak and by_id["late"].decision.text == BUSY_REPLY
+    assert by_id["late"].why.endswith("for the replier (behind): said so")
 
 
 def test_a_room_decides_its_next_messages_while_its_reply_waits_for_the_replier() -> None:

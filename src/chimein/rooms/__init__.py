@@ -8,14 +8,16 @@ only carry messages in and replies out, and store what they must.
 
 from chimein.rooms.model_thread import ModelBusy, ModelThread
 from chimein.rooms.names import has_bidi_control, passes_for_assistant
-from chimein.rooms.room import BEHIND_S, Incoming, Outcome, Room, normalize_history
+from chimein.rooms.room import BEHIND_S, BUSY_REPLY, REPLIER_WAIT_S, Incoming, Outcome, Room, normalize_history
 
 __all__ = [
     "BEHIND_S",
+    "BUSY_REPLY",
     "Incoming",
     "ModelBusy",
     "ModelThread",
     "Outcome",
+    "REPLIER_WAIT_S",
     "Room",
     "has_bidi_control",
     "normalize_history",

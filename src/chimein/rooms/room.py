@@ -19,7 +19,8 @@ A transport turns its events into :class:`Incoming` and shows the :class:`Outcom
   on deciding its next messages (the burst is shown once its reply is written)
   (:mod:`~chimein.rooms.replier_line`: replies to questions first; a volunteered reply that waited longer than
   ``behind_s``, or that a question in its room came after, is skipped with the reason logged; a question's
-  reply waits its turn, or at most ``replier_wait_s``, then follows TwoStage's rule for a failed replier),
+  reply waits its turn, at most ``replier_wait_s``: past it the room says it is too busy to answer that one
+  (never the deciding model's guess), so the replier's line stays bounded),
 - answers ``!chimein`` commands (the transport says who may change settings: Matrix power levels),
 - keeps ``last_reason`` ("spoke/silent on X's message: why") for ``!chimein status``, logs every decision
   as one JSON object, and bounds its history (cut back to ``keep_history`` messages at ``max_history``).
@@ -56,6 +57,10 @@ log = logging.getLogger("chimein.rooms")
 
 # Chit-chat that waited longer than this for the model, or a volunteered reply for the replier, is skipped.
 BEHIND_S = 5.0
+# A question's reply waits at most this for the replier; then the room says so (BUSY_REPLY): an answer much later
+# comes after the chat has moved on, and the deciding model's own answer is often wrong.
+REPLIER_WAIT_S = 30.0
+BUSY_REPLY = "Sorry, too many questions at once: I can't answer that one now. Ask me again in a minute?"
 
 
 @dataclass
@@ -126,7 +131,7 @@ class Room:
         max_history: int = 1000,
         keep_history: int = 50,
         behind_s: float | None = BEHIND_S,
-        replier_wait_s: float | None = None,
+        replier_wait_s: float | None = REPLIER_WAIT_S,
     ):
         if not 0 <= keep_history < max_history:
             raise ValueError("need 0 <= keep_history < max_history")
@@ -135,8 +140,7 @@ class Room:
         self.on_draft = on_draft
         self.typing_after_s, self.two_stage, self.behind_s = typing_after_s, two_stage, behind_s
         self.max_history, self.keep_history = max_history, keep_history
-        # How long a reply to a question may wait for the replier before TwoStage's failure rule answers instead
-        # (the local reply, or silence). None: it waits its turn (the small model's own replies get facts wrong).
+        # How long a reply to a question may wait for the replier (None: its turn, however long).
         self.replier_wait_s = replier_wait_s
         self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
         # Set while a message that addresses the assistant waits in the queue: it ends the settle time, and
@@ -345,10 +349,10 @@ class Room:
             waits = self.replier_wait_s if asked else self.behind_s
             if not await line.acquire(asked, waits, None if asked else self.question_waits):
                 behind = f"waited {time.monotonic() - start:.1f} s for the replier (behind)"
-                if asked:  # someone waits for the answer: the local one (or silence), as when the replier fails
-                    outcomes[i].decision = self.two_stage.fallback(decision, behind)
-                    if outcomes[i].decision.speak:
-                        continue
+                if asked:  # someone waits for the answer: say it will not come, rather than guess
+                    outcomes[i].decision = replace(decision, text=BUSY_REPLY, note=f"{behind}: said so")
+                    self._replace_in_history(local, Message("assistant", BUSY_REPLY))
+                    continue
                 else:  # a volunteered reply nobody waits for
                     asked_since = self._questions_heard > questions or self.question_waits.is_set()
                     why = "a message to the assistant came after it" if asked_since else behind
