@@ -48,9 +48,9 @@ def histories() -> dict[str, list]:
     return out
 
 
-def verify(replier: replier_mod.LocalReplier, question: str, answer: str) -> float:
-    """P(yes) / (P(yes) + P(no)) of the replier's first token, asked whether ``answer`` answers ``question``
-    correctly."""
+def verify(replier: replier_mod.LocalReplier, question: str, answer: str, yes: list[int], no: list[int]) -> float:
+    """P(yes) / (P(yes) + P(no)) of the replier's first token (``yes``, ``no``: the token ids of each word),
+    asked whether ``answer`` answers ``question`` correctly."""
     engine = replier.engine
     prompt = replier.render(
         [
@@ -60,20 +60,15 @@ def verify(replier: replier_mod.LocalReplier, question: str, answer: str) -> flo
     )
     with replier.lock:
         logits, _ = engine.advance(replier.state, engine.tokenize(prompt))
-    probs = np.exp(logits - logits.max())
-    probs = probs / probs.sum()
-    yes = sum(float(probs[i]) for i in token_ids(engine, ("yes", "Yes", " yes", " Yes", "YES")))
-    no = sum(float(probs[i]) for i in token_ids(engine, ("no", "No", " no", " No", "NO")))
-    return yes / (yes + no) if yes + no > 0 else 0.5
+    probs = replier_mod.softmax(logits)
+    p_yes, p_no = float(probs[yes].sum()), float(probs[no].sum())
+    return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
 
 
-def token_ids(engine, words: tuple[str, ...]) -> set[int]:
-    ids = set()
-    for w in words:
-        t = engine.llm.tokenize(w.encode(), add_bos=False, special=False)
-        if len(t) == 1:
-            ids.add(t[0])
-    return ids
+def token_ids(engine, words: tuple[str, ...]) -> list[int]:
+    """The ids of the words that are one token each."""
+    pieces = [engine.llm.tokenize(w.encode(), add_bos=False, special=False) for w in words]
+    return sorted({t[0] for t in pieces if len(t) == 1})
 
 
 def agreement(replier: replier_mod.LocalReplier, history: list, volunteer: bool, greedy: str, seed: int) -> float:
@@ -126,7 +121,7 @@ def main() -> None:
         for line in rows_file.read_text().splitlines():
             done[json.loads(line)["key"]] = json.loads(line)
     hist = histories()
-    replier = None
+    replier = yes = no = None
     rows = []
     with rows_file.open("a") as out:
         for k, g in enumerate(graded):
@@ -135,7 +130,10 @@ def main() -> None:
                 rows.append(done[key])
                 continue
             turn, history = turns[key], hist[key]
-            replier = replier or replier_mod.load("replier", threads=args.threads)
+            if replier is None:
+                replier = replier_mod.load("replier", threads=args.threads)
+                yes = token_ids(replier.engine, ("yes", "Yes", " yes", " Yes", "YES"))
+                no = token_ids(replier.engine, ("no", "No", " no", " No", "NO"))
             start = time.perf_counter()
             row = {
                 "key": key,
@@ -143,7 +141,7 @@ def main() -> None:
                 "volunteer": turn["volunteer"],
                 "grade": g["grade"],
                 "confidence": turn["confidence"],
-                "verify": round(verify(replier, the_question(history), turn["answer"]), 4),
+                "verify": round(verify(replier, the_question(history), turn["answer"], yes, no), 4),
                 "agree": agreement(replier, history, turn["volunteer"], turn["answer"], seed=k),
             }
             row["verify_and_confidence"] = min(row["verify"], row["confidence"])

@@ -9,9 +9,10 @@ these in and out; their own tests check that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -22,6 +23,28 @@ from chimein.rooms import BUSY_REPLY, Incoming, ModelThread, Outcome, Room, norm
 from tests.helpers import ScriptedBackend, lisbon_chat
 
 SETTLE = RoomPolicy(settle_s=0.05)  # a burst: messages heard in the same instant
+
+
+@contextlib.asynccontextmanager
+async def rooms_on_one_model(
+    backend: Any, outcomes: list[Outcome], keys: str = "ab", **options: Any
+) -> AsyncIterator[tuple[ModelThread, list[Room]]]:
+    """Rooms ``room:<key>`` sharing one model thread, each with its own assistant on ``backend``; every outcome
+    they show goes to ``outcomes``. Closed, and the thread shut down, on the way out."""
+    model = ModelThread()
+
+    async def collect(batch: list[Outcome]) -> None:
+        outcomes.extend(batch)
+
+    rooms = [
+        Room(f"room:{k}", Assistant(backend), RoomGate(SETTLE), model, on_outcomes=collect, **options) for k in keys
+    ]
+    try:
+        yield model, rooms
+    finally:
+        for room in rooms:
+            await room.close()
+        model.shutdown()
 
 
 @dataclass
@@ -352,16 +375,7 @@ def test_chit_chat_waiting_for_the_model_gives_way_to_a_question_in_its_room() -
     backend = ScriptedBackend(gate=gate)
 
     async def scenario() -> None:
-        model = ModelThread()
-
-        async def collect(batch: list[Outcome]) -> None:
-            outcomes.extend(batch)
-
-        a, b = (
-            Room(f"room:{k}", Assistant(backend), RoomGate(SETTLE), model, on_outcomes=collect, behind_s=None)
-            for k in "ab"
-        )
-        try:
+        async with rooms_on_one_model(backend, outcomes, behind_s=None) as (model, (a, b)):
             b.hear(Incoming("b1", "Cy", "hello"))
             await _until(lambda: len(backend.calls) == 1)  # B holds the model
             a.hear(Incoming("a1", "Ana", "my robot vacuum broke"))
@@ -369,10 +383,6 @@ def test_chit_chat_waiting_for_the_model_gives_way_to_a_question_in_its_room() -
             a.hear(Incoming("a2", "Ana", PERU))
             gate.set()
             await _until(lambda: a.idle and b.idle and len(outcomes) == 3)
-        finally:
-            await a.close()
-            await b.close()
-            model.shutdown()
 
     asyncio.run(scenario())
     room_a_calls = [contents for contents, _, _ in backend.calls if contents[-1] != "hello"]
@@ -395,16 +405,7 @@ def test_a_volunteered_reply_is_not_sent_after_a_question_that_came_after_it() -
     two_stage = TwoStage(backend, replier)
 
     async def scenario() -> None:
-        model = ModelThread()
-
-        async def collect(batch: list[Outcome]) -> None:
-            outcomes.extend(batch)
-
-        a, b = (
-            Room(f"room:{k}", Assistant(backend), RoomGate(SETTLE), model, on_outcomes=collect, two_stage=two_stage)
-            for k in "ab"
-        )
-        try:
+        async with rooms_on_one_model(backend, outcomes, two_stage=two_stage) as (_, (a, b)):
             b.hear(Incoming("b1", "Cy", "bot, what is 2+2?"))
             await _until(lambda: len(backend.calls) == 1)
             await asyncio.sleep(0.1)  # B's reply is being written: the replier is taken
@@ -414,10 +415,6 @@ def test_a_volunteered_reply_is_not_sent_after_a_question_that_came_after_it() -
             await _until(lambda: any(o.message.id == "a1" for o in outcomes))
             gate.set()
             await _until(lambda: a.idle and b.idle and len(outcomes) == 3)
-        finally:
-            await a.close()
-            await b.close()
-            model.shutdown()
 
     asyncio.run(scenario())
     spoken = [(o.message.id, o.decision.text) for o in outcomes if o.decision.speak]
@@ -503,16 +500,9 @@ def test_a_room_decides_its_next_messages_while_its_reply_waits_for_the_replier(
     backend = ScriptedBackend(p_speak=lambda text: 0.9 if "bot" in text else 0.1)
     replier = GatedReplier(gate)
     two_stage = TwoStage(backend, replier)
-    assistant = Assistant(backend)
 
-    async def scenario() -> None:
-        model = ModelThread()
-
-        async def collect(batch: list[Outcome]) -> None:
-            outcomes.extend(batch)
-
-        room = Room("room:a", assistant, RoomGate(SETTLE), model, on_outcomes=collect, two_stage=two_stage)
-        try:
+    async def scenario() -> list[Message]:
+        async with rooms_on_one_model(backend, outcomes, keys="a", two_stage=two_stage) as (_, (room,)):
             room.hear(Incoming("q", "Ana", PERU))
             await _until(lambda: len(backend.calls) == 1)
             for n in range(3):
@@ -521,11 +511,9 @@ def test_a_room_decides_its_next_messages_while_its_reply_waits_for_the_replier(
             assert [o.message.id for o in outcomes] == ["c0", "c1", "c2"] and not room.idle  # the reply still waits
             gate.set()
             await _until(lambda: room.idle and len(outcomes) == 4)
-        finally:
-            await room.close()
-            model.shutdown()
+            return room.assistant.history
 
-    asyncio.run(scenario())
+    history = asyncio.run(scenario())
     answer = outcomes[-1]
     assert answer.message.id == "q" and answer.decision.text == f"answer to {PERU}"
-    assert [m.content for m in assistant.history] == [PERU, f"answer to {PERU}"] + [f"chit-chat {n}" for n in range(3)]
+    assert [m.content for m in history] == [PERU, f"answer to {PERU}"] + [f"chit-chat {n}" for n in range(3)]

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+from typing import AsyncIterator
 
 from chimein.server.peers import Alone, PostgresPeers, lock_key, peers_for
+
+
+@contextlib.asynccontextmanager
+async def two_processes(
+    postgres_url: str,
+) -> AsyncIterator[tuple[PostgresPeers, PostgresPeers, dict[str, list[dict]]]]:
+    """The peers of two serve processes on one database, started, with what each heard; closed on the way out."""
+    heard: dict[str, list[dict]] = {"a": [], "b": []}
+    a, b = PostgresPeers(postgres_url), PostgresPeers(postgres_url)
+    await a.start(heard["a"].append)
+    await b.start(heard["b"].append)
+    try:
+        yield a, b, heard
+    finally:
+        await a.close()
+        await b.close()
 
 
 def test_a_sqlite_server_is_alone_and_decides_every_room() -> None:
@@ -24,10 +42,7 @@ def test_lock_keys_are_signed_64_bit_and_differ_per_room() -> None:
 
 def test_one_process_claims_a_room_until_it_releases_it(postgres_url: str) -> None:
     async def scenario() -> None:
-        a, b = PostgresPeers(postgres_url), PostgresPeers(postgres_url)
-        await a.start(lambda e: None)
-        await b.start(lambda e: None)
-        try:
+        async with two_processes(postgres_url) as (a, b, _):
             assert a.claim("r1")
             assert a.claim("r1")  # already its own
             assert not b.claim("r1")
@@ -35,9 +50,6 @@ def test_one_process_claims_a_room_until_it_releases_it(postgres_url: str) -> No
             a.release("r1")
             assert b.claim("r1")
             assert not a.claim("r1")
-        finally:
-            await a.close()
-            await b.close()
 
     asyncio.run(scenario())
 
@@ -82,11 +94,7 @@ def test_a_killed_process_loses_its_rooms_at_once(postgres_url: str) -> None:
 
 def test_announcements_reach_the_other_processes_not_the_sender(postgres_url: str) -> None:
     async def scenario() -> None:
-        heard: dict[str, list[dict]] = {"a": [], "b": []}
-        a, b = PostgresPeers(postgres_url), PostgresPeers(postgres_url)
-        await a.start(heard["a"].append)
-        await b.start(heard["b"].append)
-        try:
+        async with two_processes(postgres_url) as (a, b, heard):
             a.publish({"kind": "message", "room": "r1", "id": 7, "reason": "addressed"})
             b.publish({"kind": "typing", "room": "r1", "typing": True})
             a.publish({"kind": "draft", "room": "r1", "reply_to": 7, "text": "x" * 20_000})  # too long: not sent
@@ -97,9 +105,6 @@ def test_announcements_reach_the_other_processes_not_the_sender(postgres_url: st
             await asyncio.sleep(0.1)
             assert [(e["kind"], e.get("id")) for e in heard["b"]] == [("message", 7)]
             assert [(e["kind"], e.get("typing")) for e in heard["a"]] == [("typing", True)]
-        finally:
-            await a.close()
-            await b.close()
 
     asyncio.run(scenario())
 
@@ -110,11 +115,7 @@ def test_a_lost_connection_is_made_again_and_its_claims_are_let_go(postgres_url:
     import psycopg
 
     async def scenario() -> None:
-        heard: dict[str, list[dict]] = {"a": [], "b": []}
-        a, b = PostgresPeers(postgres_url), PostgresPeers(postgres_url)
-        await a.start(heard["a"].append)
-        await b.start(heard["b"].append)
-        try:
+        async with two_processes(postgres_url) as (a, b, heard):
             assert a.claim("r1") and not b.claim("r1")
             with psycopg.connect(postgres_url, autocommit=True) as admin:
                 pids = [a._locks.info.backend_pid, a._listener.info.backend_pid]
@@ -135,8 +136,5 @@ def test_a_lost_connection_is_made_again_and_its_claims_are_let_go(postgres_url:
                     break
                 await asyncio.sleep(0.05)
             assert heard["a"][-1]["id"] == 3 and [e["kind"] for e in heard["b"]] == ["typing"]
-        finally:
-            await a.close()
-            await b.close()
 
     asyncio.run(scenario())

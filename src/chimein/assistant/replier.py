@@ -220,11 +220,11 @@ class LocalReplier:
             out: list[int] = []
             shown = ""
             for _ in range(self.max_new_tokens):
-                probs = _softmax(logits)
+                probs = softmax(logits)
                 if sample is None:
                     token = int(np.argmax(probs))
                 else:
-                    token = int(sample.choice(len(probs), p=_softmax(np.asarray(logits) / temperature)))
+                    token = int(sample.choice(len(probs), p=softmax(np.asarray(logits) / temperature)))
                 if token in self.stop_ids:
                     break
                 out.append(token)
@@ -264,7 +264,8 @@ def _clean(raw: str, messages: list[Message]) -> tuple[bool, str]:
     return parse_reply(raw, (), speakers(messages))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Token probabilities from a model's logits."""
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max())
     return z / z.sum()

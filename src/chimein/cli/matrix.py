@@ -100,8 +100,7 @@ def matrix(
             raise MatrixBotError(f"set ${password_env} to the bot's password (no saved login in {settings.store_dir})")
     except (ValueError, MatrixBotError) as e:
         fail(str(e))
-    extra = {"state_budget_mb": room_cache_mb} if options.model.startswith("llamacpp:") else {}
-    backend, replier = backend_from_options(options, **extra), replier_from_options(options)
+    backend, replier = backend_from_options(options, room_cache_mb), replier_from_options(options)
     log_json_lines(log_handler, log_level)
     logging.getLogger("nio").setLevel(logging.WARNING)
     try:

@@ -163,18 +163,22 @@ class RoomOptions:
 room_options = option_group(RoomOptions, "room")
 
 
-def backend_from_options(options: ModelOptions, **extra: Any) -> Any:
-    """The decision backend the options name (``extra`` goes to the backend, e.g. ``state_budget_mb``)."""
+def backend_from_options(options: ModelOptions, room_cache_mb: float | None = None) -> Any:
+    """The decision backend the options name; ``room_cache_mb`` (``--room-cache-mb``) bounds a llama.cpp
+    backend's room caches."""
     from chimein.assistant import get_backend
 
-    style = {"style": options.style} if options.model.startswith("openai:") or options.base_url else {}
+    extra: dict[str, Any] = {}
+    if options.model.startswith("openai:") or options.base_url:
+        extra["style"] = options.style
+    if room_cache_mb is not None and options.model.startswith("llamacpp:"):
+        extra["state_budget_mb"] = room_cache_mb
     return get_backend(
         options.model,
         base_url=options.base_url,
         api_key_env=options.api_key_env,
         threshold=options.eagerness,
         threads=options.threads,
-        **style,
         **extra,
     )
 

@@ -74,8 +74,7 @@ def serve(
             raise ValueError(f"--api-key-env: the environment variable {api_key_env} is empty or unset")
     model = options.model
     with err.status(f"loading {model}...", spinner="dots"):
-        extra = {"state_budget_mb": room_cache_mb} if model.startswith("llamacpp:") else {}
-        backend = backend_from_options(options, **extra)
+        backend = backend_from_options(options, room_cache_mb)
     app = create_app(
         backend,
         db_path=db,

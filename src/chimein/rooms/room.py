@@ -362,8 +362,7 @@ class Room:
             draft = None
             if self.on_draft is not None:
                 draft = lambda text, m=message: loop.call_soon_threadsafe(self.on_draft, m, text)  # noqa: E731
-            history = self.assistant.history
-            at = next((k for k, m in enumerate(history) if m is local), None)
+            history, at = self.assistant.history, self._history_index(local)
             # the history up to the message it answers (the room's later messages came after the local reply)
             context = history[:at] if at is not None else [*history, Message("user", message.text, message.name)]
             try:
@@ -377,17 +376,17 @@ class Room:
                 self._drop_from_history(local)
             outcomes[i].decision = decision
 
+    def _history_index(self, message: Message) -> int | None:
+        """Where ``message`` (this very object) is in the history; None once the history was cut back."""
+        return next((k for k, m in enumerate(self.assistant.history) if m is message), None)
+
     def _replace_in_history(self, old: Message, new: Message) -> None:
-        history = self.assistant.history
-        at = next((k for k, m in enumerate(history) if m is old), None)
-        if at is not None:  # gone only if the history was cut back meanwhile
-            history[at] = new
+        if (at := self._history_index(old)) is not None:
+            self.assistant.history[at] = new
 
     def _drop_from_history(self, old: Message) -> None:
-        history = self.assistant.history
-        at = next((k for k, m in enumerate(history) if m is old), None)
-        if at is not None:
-            history.pop(at)
+        if (at := self._history_index(old)) is not None:
+            self.assistant.history.pop(at)
 
     def _report(self, outcomes: list[Outcome]) -> None:
         decided = [o for o in outcomes if o.decision.reason != BURST_REASON] or outcomes
