@@ -279,8 +279,8 @@ class TwoStage:
         return self.rewrite(decision, messages)
 
     def fallback(self, decision: Decision, why: str) -> Decision:
-        """The decision when the replier cannot write the reply (it failed, or it is too far behind): the local
-        reply, or silence (``on_failure``, or no local reply); ``why`` goes in the note, and the log."""
+        """The decision when the replier failed to write the reply: the local reply, or silence (``on_failure``,
+        or no local reply); ``why`` goes in the note, and the log."""
         if self.on_failure == "silent" or not decision.text:
             decision.speak, decision.text = False, ""
             decision.note = f"{why}; stayed silent"
