@@ -42,7 +42,8 @@ class ScriptedBackend:
 
     It plays the queued ``decisions`` first, one per call; after them p_speak is ``p_speak(last message)``
     (0.9 when it says "bot", else 0.1) and it speaks, with ``reply(last message)``, when p_speak reaches the
-    threshold. Every call is recorded as (contents, thread name, threshold); ``gate`` holds each call until set.
+    threshold (unless ``decide_only``). Every call is recorded as (contents, thread name, threshold); ``gate`` holds
+    each call until set.
     """
 
     supports_probability = True
@@ -60,6 +61,7 @@ class ScriptedBackend:
     ):
         self.decisions, self.p_speak, self.reply, self.gate = list(decisions), p_speak, reply, gate
         self.calls: list[tuple[list[str], str, float | None]] = []
+        self.wrote: list[str] = []  # the messages it wrote a reply to (none when ``decide_only``)
 
     def new_state(self) -> dict:
         return {}
@@ -72,7 +74,10 @@ class ScriptedBackend:
             return self.decisions.pop(0)
         p = self.p_speak(messages[-1].content)
         speak = p >= (self.threshold if threshold is None else threshold)
-        return Decision(speak, self.reply(messages[-1].content) if speak else "", p)
+        if not speak or self.decide_only:
+            return Decision(speak, "", p)
+        self.wrote.append(messages[-1].content)
+        return Decision(speak, self.reply(messages[-1].content), p)
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from chimein.rooms.replier_line import ReplierLine
 
@@ -61,3 +62,32 @@ def test_a_replier_without_a_limit_never_waits() -> None:
         return line.writing
 
     assert asyncio.run(scenario()) == 5
+
+
+def test_a_caller_is_told_at_once_when_the_wait_ahead_is_longer_than_it_would_wait() -> None:
+    """The line times its turns; a caller that would wait longer than its timeout behind the callers ahead of it
+    is refused at once, without joining the line. One with a longer timeout joins and gets its turn."""
+
+    async def scenario() -> None:
+        line = ReplierLine(1)
+        assert line.expected_wait(True) == 0.0  # free
+        assert await line.acquire(True)
+        await asyncio.sleep(0.2)
+        line.release()  # the line has seen one turn of about 0.2 s
+        assert line.write_s is not None and 0.15 < line.write_s < 1.0
+        assert await line.acquire(True)  # held again
+        ahead = [asyncio.create_task(line.acquire(True)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert line.expected_wait(True) > 3 * 0.15
+        start = time.monotonic()
+        assert not await line.acquire(True, timeout=0.3)
+        assert time.monotonic() - start < 0.1 and line.waiting() == 3  # refused without waiting or joining
+        patient = asyncio.create_task(line.acquire(False, timeout=30))
+        for _ in range(4):  # the holder and the three ahead each take their turn and end it
+            line.release()
+            await asyncio.sleep(0)
+        assert await patient and all(t.result() for t in ahead)
+        line.release()
+        assert line.writing == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))

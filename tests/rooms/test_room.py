@@ -517,3 +517,36 @@ def test_a_room_decides_its_next_messages_while_its_reply_waits_for_the_replier(
     answer = outcomes[-1]
     assert answer.message.id == "q" and answer.decision.text == f"answer to {PERU}"
     assert [m.content for m in history] == [PERU, f"answer to {PERU}"] + [f"chit-chat {n}" for n in range(3)]
+
+
+def test_a_burst_with_two_questions_waits_for_the_replier_once() -> None:
+    """Two questions in one burst, the replier held by another room: both replies wait in the line from the same
+    moment, so both hear that the assistant is busy after one wait, not one wait after the other."""
+    import threading
+
+    from chimein.assistant.core import TwoStage
+
+    gate, outcomes = threading.Event(), []
+    backend = ScriptedBackend(p_speak=lambda text: 0.9 if "bot" in text else 0.1)
+    two_stage = TwoStage(backend, GatedReplier(gate))
+    wait = 1.0
+
+    async def scenario() -> float:
+        async with rooms_on_one_model(backend, outcomes, keys="ab", two_stage=two_stage, replier_wait_s=wait) as (
+            _,
+            (holder, room),
+        ):
+            holder.hear(Incoming("h", "Cy", "bot, first?"))
+            await _until(lambda: len(backend.calls) == 1)
+            start = time.monotonic()
+            room.hear(Incoming("q1", "Ana", "bot, second?"))
+            room.hear(Incoming("q2", "Ben", "bot, third?"))
+            await _until(lambda: {"q1", "q2"} <= {o.message.id for o in outcomes})
+            took = time.monotonic() - start
+            gate.set()
+            return took
+
+    took = asyncio.run(scenario())
+    busy = [o for o in outcomes if o.message.id in ("q1", "q2")]
+    assert [o.decision.text for o in busy] == [BUSY_REPLY, BUSY_REPLY]
+    assert wait <= took < 1.8 * wait  # one wait (one after the other would be two)

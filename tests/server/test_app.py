@@ -528,7 +528,7 @@ def test_serve_rejects_a_bad_eagerness() -> None:
     assert result.exit_code == 2
 
 
-def test_a_reply_streams_into_the_room_as_drafts_before_the_message(tmp_path: Path) -> None:
+def test_a_reply_streams_into_the_room_as_drafts_and_the_deciding_model_writes_none(tmp_path: Path) -> None:
     class StreamingReplier:
         def reply(self, messages: list, on_text: Any = None) -> str:
             for draft in ("Li", "Lima"):
@@ -536,7 +536,8 @@ def test_a_reply_streams_into_the_room_as_drafts_before_the_message(tmp_path: Pa
                     on_text(draft)
             return "Lima."
 
-    with make_client(tmp_path / "rooms.db", ScriptedBackend(), replier=StreamingReplier()) as client:
+    backend = ScriptedBackend()
+    with make_client(tmp_path / "rooms.db", backend, replier=StreamingReplier()) as client:
         room, token = new_room(client)
         with client.websocket_connect("/ws") as ws:
             join(ws, room, token, "Ana")
@@ -548,3 +549,4 @@ def test_a_reply_streams_into_the_room_as_drafts_before_the_message(tmp_path: Pa
     assert [d["text"] for d in drafts] == ["Li", "Lima"]
     assert all(d["reply_to"] == asked["id"] for d in drafts)
     assert frames[-1]["message"]["content"] == "Lima."  # the stored reply follows its drafts
+    assert backend.calls and backend.wrote == []  # the deciding model only decided: the replier wrote the reply

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
 from chimein.data import Message
+from chimein.format import RESPONSE, SILENCE
 from chimein.mentions import addressed_person, asks_the_assistant
 from chimein.stuck import LOOKBACK, looks_stuck
 
@@ -188,8 +189,20 @@ def should_speak(
        needs only ``stuck_threshold`` (None: no special case): WHEN-TO-SPEAK rule 2, which a small model
        misses in chats unlike its training data;
     4. otherwise speak when ``p_speak`` reaches the eagerness threshold.
-    A threshold above 1 never speaks (a backend's ``decide_only`` is the way to skip the reply).
+    A threshold above 1 never speaks (a backend's ``decide_only`` is the way to skip the reply); one of 0 or
+    below speaks but for rule 2 (a room's policy answers a question to the assistant whatever the model says).
     """
+    ruled = decided_by_rules(threshold, messages, answer_direct_questions)
+    if ruled is not None:
+        return ruled
+    if stuck_threshold is not None and looks_stuck([m.content for m in messages if m.role == "user"][-LOOKBACK - 1 :]):
+        return p_speak >= min(threshold, stuck_threshold)
+    return p_speak >= threshold
+
+
+def decided_by_rules(threshold: float, messages: list[Message], answer_direct_questions: bool = True) -> bool | None:
+    """What :func:`should_speak` decides whatever ``p_speak`` is (rules 1 and 2, and the thresholds above 1 and
+    at 0), or None when p_speak decides."""
     if threshold > 1.0:
         return False
     text = messages[-1].content
@@ -198,9 +211,20 @@ def should_speak(
     others = [m.name for m in messages[:-1] if m.role == "user" and m.name and m.name != messages[-1].name]
     if addressed_person(text, others):
         return False
-    if stuck_threshold is not None and looks_stuck([m.content for m in messages if m.role == "user"][-LOOKBACK - 1 :]):
-        return p_speak >= min(threshold, stuck_threshold)
-    return p_speak >= threshold
+    return True if threshold <= 0.0 else None
+
+
+def decision_without_the_model(backend: Any, messages: list[Message], threshold: float) -> Decision | None:
+    """The decision when the model need not run: the backend only decides (``decide_only``), is allowed to skip
+    the model then (``rules_skip_model``: a server, not an evaluation, which needs every p_speak), and the rules
+    alone decide (:func:`decided_by_rules`). None: run the model. Its ``p_speak`` is None."""
+    if not (backend.decide_only and getattr(backend, "rules_skip_model", False)):
+        return None
+    speak = decided_by_rules(threshold, messages, backend.answer_direct_questions)
+    if speak is None:
+        return None
+    why = "a question to the assistant" if speak else "addressed to someone else"
+    return Decision(speak, "", None, RESPONSE if speak else SILENCE, note=f"{why}: decided without the model")
 
 
 class Backend(Protocol):
@@ -309,6 +333,18 @@ class TwoStage:
         else:
             decision.text = text
         return decision
+
+
+def decide_only_for(decider: Backend, replier: Replier | None) -> None:
+    """A server whose replier writes every reply (rooms, the API) asks its deciding model for decisions only:
+    the decider's own reply would be thrown away, and writing it holds the model thread every room shares (the
+    replier writes outside it). When the rules alone decide (a question to the assistant), the model does not
+    run at all (:func:`decision_without_the_model`). A failed replier then leaves the assistant silent (no local
+    reply to fall back on)."""
+    if replier is not None:
+        decider.decide_only = True
+        if hasattr(decider, "rules_skip_model"):
+            decider.rules_skip_model = True
 
 
 @dataclass

@@ -5,7 +5,10 @@ Rooms that reach it in the order they asked would queue a direct question behind
 reply, and volunteered replies pile up faster than it writes them when many rooms talk. Here the rooms wait
 on the event loop: a reply to a message that addresses the assistant goes first, and a volunteered reply may
 give up waiting (after a time, or when something more pressing happens in its room), so the caller can skip it
-and log why. A replier without ``concurrent_replies`` (one over HTTP) writes as many replies at once as asked.
+and log why. A caller that could not get its turn in time is told so at once, without joining the line: the line
+times the replies it hands out, and a wait it can already see is longer than the caller's is not waited out
+(under a load the replier cannot keep up with, a question hears "busy" in a second, not after its whole wait).
+A replier without ``concurrent_replies`` (one over HTTP) writes as many replies at once as asked.
 
     line = replier_line(two_stage)                     # one line per replier, shared by every room using it
     if await line.acquire(urgent=False, timeout=5.0, unless=question_waits):
@@ -18,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 import weakref
+from collections import deque
 from typing import Any
 
 
@@ -28,15 +33,30 @@ class ReplierLine:
         self._waiting: list[tuple[int, int, asyncio.Future]] = []  # (0 urgent / 1 not, arrival, future)
         self._order = itertools.count()
         self.writing = 0
+        self.write_s: float | None = None  # how long a turn lasts: a moving average (None: no turn ended yet)
+        self._taken: deque[float] = deque()  # when each turn being written was taken, oldest first
+
+    def expected_wait(self, urgent: bool) -> float:
+        """Seconds a caller arriving now would wait for its turn, from how long turns have lasted (0 while the
+        line is free or no turn has ended yet)."""
+        if self.width is None or self.writing < self.width or self.write_s is None:
+            return 0.0
+        ahead = sum(1 for rank, _, turn in self._waiting if not turn.done() and (rank == 0 or not urgent))
+        now = time.monotonic()
+        first_free = max(0.0, self.write_s - (now - self._taken[0])) if self._taken else 0.0
+        return first_free + ahead * self.write_s / self.width
 
     async def acquire(self, urgent: bool, timeout: float | None = None, unless: asyncio.Event | None = None) -> bool:
         """Wait for the turn: True once it is ours (then :meth:`release` it); False when ``timeout`` seconds
-        passed or ``unless`` was set first (the turn is then not taken)."""
+        passed, or the wait ahead is already longer (:meth:`expected_wait`), or ``unless`` was set first (the
+        turn is then not taken)."""
         if unless is not None and unless.is_set():
             return False
         if self.width is None or self.writing < self.width:
-            self.writing += 1
+            self._take()
             return True
+        if timeout is not None and self.expected_wait(urgent) > timeout:
+            return False
         turn = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (0 if urgent else 1, next(self._order), turn))
         waits: set[asyncio.Future] = {turn}
@@ -55,6 +75,10 @@ class ReplierLine:
         turn.cancel()  # release() passes over it
         return False
 
+    def _take(self) -> None:
+        self.writing += 1
+        self._taken.append(time.monotonic())
+
     def _give_up(self, turn: asyncio.Future) -> None:
         if turn.done() and not turn.cancelled():  # handed the turn as the caller was cancelled: pass it on
             self.release()
@@ -63,10 +87,14 @@ class ReplierLine:
 
     def release(self) -> None:
         """End our turn: hand it to the next waiter (urgent first, then in arrival order)."""
+        if self._taken:  # turns end in about the order they were taken: the oldest one's length is near enough
+            lasted = time.monotonic() - self._taken.popleft()
+            self.write_s = lasted if self.write_s is None else 0.7 * self.write_s + 0.3 * lasted
         while self._waiting:
             _, _, turn = heapq.heappop(self._waiting)
             if not turn.done():
                 turn.set_result(None)  # the turn passes straight to that waiter
+                self._taken.append(time.monotonic())
                 return
         self.writing -= 1
 

@@ -19,8 +19,8 @@ A transport turns its events into :class:`Incoming` and shows the :class:`Outcom
   on deciding its next messages (the burst is shown once its reply is written)
   (:mod:`~chimein.rooms.replier_line`: replies to questions first; a volunteered reply that waited longer than
   ``behind_s``, or that a question in its room came after, is skipped with the reason logged; a question's
-  reply waits its turn, at most ``replier_wait_s``: past it the room says it is too busy to answer that one
-  (never the deciding model's guess), so the replier's line stays bounded),
+  reply waits its turn, at most ``replier_wait_s``: past it, or at once when the line is already longer, the room
+  says it is too busy to answer that one (never the deciding model's guess), so the replier's line stays bounded),
 - answers ``!chimein`` commands (the transport says who may change settings: Matrix power levels),
 - keeps ``last_reason`` ("spoke/silent on X's message: why") for ``!chimein status``, logs every decision
   as one JSON object, and bounds its history (cut back to ``keep_history`` messages at ``max_history``).
@@ -57,9 +57,11 @@ log = logging.getLogger("chimein.rooms")
 
 # Chit-chat that waited longer than this for the model, or a volunteered reply for the replier, is skipped.
 BEHIND_S = 5.0
-# A question's reply waits at most this for the replier; then the room says so (BUSY_REPLY): an answer much later
-# comes after the chat has moved on, and the deciding model's own answer is often wrong.
-REPLIER_WAIT_S = 30.0
+# A question's reply waits at most this for its turn at the replier, then the room says so (BUSY_REPLY), at once
+# when the line ahead is already longer: with the seconds of writing, the answer or the "busy" comes within about
+# 10 s, while the chat is still on it (an answer much later comes after it moved on; the deciding model's own
+# answer is often wrong).
+REPLIER_WAIT_S = 5.0
 BUSY_REPLY = "Sorry, too many questions at once: I can't answer that one now. Ask me again in a minute?"
 
 
@@ -337,44 +339,52 @@ class Room:
 
     async def _rewrite(self, outcomes: list[Outcome], replies: list[tuple[int, Message]], questions: int) -> None:
         """The replier's replies in place of the local ones, written outside the model thread (a slow replier
-        holds only this burst: the room goes on deciding). While the replier writes, ``on_draft`` is handed the
-        reply so far (on the event loop)."""
+        holds only this burst: the room goes on deciding). The burst's replies join the replier's line together,
+        each waiting from the same moment (a burst with two questions does not wait twice)."""
+        await asyncio.gather(*(self._rewrite_one(outcomes[i], local, questions) for i, local in reversed(replies)))
+
+    async def _rewrite_one(self, outcome: Outcome, local: Message, questions: int) -> None:
+        """One reply from the replier, once it is this reply's turn in the line. While the replier writes,
+        ``on_draft`` is handed the reply so far (on the event loop)."""
         assert self.two_stage is not None
         loop = asyncio.get_running_loop()
         line = replier_line(self.two_stage)
-        for i, local in reversed(replies):
-            message, decision = outcomes[i].message, outcomes[i].decision
-            asked = self.addresses_assistant(message)
-            start = time.monotonic()
-            waits = self.replier_wait_s if asked else self.behind_s
-            if not await line.acquire(asked, waits, None if asked else self.question_waits):
-                behind = f"waited {time.monotonic() - start:.1f} s for the replier (behind)"
-                if asked:  # someone waits for the answer: say it will not come, rather than guess
-                    outcomes[i].decision = replace(decision, text=BUSY_REPLY, note=f"{behind}: said so")
-                    self._replace_in_history(local, Message("assistant", BUSY_REPLY))
-                    continue
-                else:  # a volunteered reply nobody waits for
-                    asked_since = self._questions_heard > questions or self.question_waits.is_set()
-                    why = "a message to the assistant came after it" if asked_since else behind
-                    outcomes[i].decision = replace(decision, speak=False, text="", note=f"skipped: {why}")
-                self._drop_from_history(local)
-                continue
-            draft = None
-            if self.on_draft is not None:
-                draft = lambda text, m=message: loop.call_soon_threadsafe(self.on_draft, m, text)  # noqa: E731
-            history, at = self.assistant.history, self._history_index(local)
-            # the history up to the message it answers (the room's later messages came after the local reply)
-            context = history[:at] if at is not None else [*history, Message("user", message.text, message.name)]
-            try:
-                decision = await asyncio.to_thread(self.two_stage.rewrite, decision, context, draft)
-            finally:
-                line.release()
-            if decision.speak:
-                decision.text = cut_reply(decision.text, self.policy.max_reply_chars)
-                self._replace_in_history(local, Message("assistant", decision.text))
-            else:
-                self._drop_from_history(local)
-            outcomes[i].decision = decision
+        message, decision = outcome.message, outcome.decision
+        asked = self.addresses_assistant(message)
+        start = time.monotonic()
+        waits = self.replier_wait_s if asked else self.behind_s
+        if not await line.acquire(asked, waits, None if asked else self.question_waits):
+            waited = time.monotonic() - start
+            behind = (
+                f"waited {waited:.1f} s for the replier (behind)"
+                if waits is None or waited >= waits
+                else f"the replier's line was {line.expected_wait(asked):.0f} s long (behind)"
+            )
+            if asked:  # someone waits for the answer: say it will not come, rather than guess
+                outcome.decision = replace(decision, text=BUSY_REPLY, note=f"{behind}: said so")
+                self._replace_in_history(local, Message("assistant", BUSY_REPLY))
+                return
+            asked_since = self._questions_heard > questions or self.question_waits.is_set()
+            why = "a message to the assistant came after it" if asked_since else behind
+            outcome.decision = replace(decision, speak=False, text="", note=f"skipped: {why}")
+            self._drop_from_history(local)
+            return
+        draft = None
+        if self.on_draft is not None:
+            draft = lambda text, m=message: loop.call_soon_threadsafe(self.on_draft, m, text)  # noqa: E731
+        history, at = self.assistant.history, self._history_index(local)
+        # the history up to the message it answers (the room's later messages came after the local reply)
+        context = history[:at] if at is not None else [*history, Message("user", message.text, message.name)]
+        try:
+            decision = await asyncio.to_thread(self.two_stage.rewrite, decision, context, draft)
+        finally:
+            line.release()
+        if decision.speak:
+            decision.text = cut_reply(decision.text, self.policy.max_reply_chars)
+            self._replace_in_history(local, Message("assistant", decision.text))
+        else:
+            self._drop_from_history(local)
+        outcome.decision = decision
 
     def _history_index(self, message: Message) -> int | None:
         """Where ``message`` (this very object) is in the history; None once the history was cut back."""

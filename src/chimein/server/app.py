@@ -37,7 +37,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 
-from chimein.assistant.core import Backend, TwoStage
+from chimein.assistant.core import Backend, TwoStage, decide_only_for
 from chimein.assistant.policy import RoomPolicy
 from chimein.rooms import ModelThread
 from chimein.server.errors import error_response, rate_limited
@@ -78,7 +78,9 @@ def create_app(
 ) -> FastAPI:
     """The whole server over ONE backend: rooms stored in ``db_path``, model calls on one worker thread.
     With ``api_key``, the /v1 API needs ``Authorization: Bearer <api_key>`` (rooms keep their own tokens).
-    ``policy``: a new room's settings (mode, cooldown, settle time, ...; each room can change its own)."""
+    ``policy``: a new room's settings (mode, cooldown, settle time, ...; each room can change its own).
+    With a ``replier`` the backend only decides: the replier writes every reply (see :func:`decide_only_for`)."""
+    decide_only_for(backend, replier)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -92,6 +92,26 @@ def test_local_backend_decide_only_returns_the_decision_without_a_reply(chatml):
     assert not backend.decide(history(3)).speak
 
 
+def test_a_backend_that_only_decides_skips_the_model_where_the_rules_decide(chatml):
+    """A server with a replier needs only the decision: where the rules make it whatever p_speak is (a question to
+    the assistant, a message to someone else), the model does not run. An evaluation (the default) still gets
+    every p_speak."""
+    engine, backend = scripted(chatml, 0.1, decide_only=True)
+    asked = history(3) + [Message("user", "bot, how long is the flight to lisbon?", "Ana")]
+    to_ben = history(3) + [Message("user", "Ben, can you book the hotel?", "Ana")]
+    d = backend.decide(asked, backend.new_state())
+    assert d.speak and d.p_speak == pytest.approx(0.1) and engine.calls == 1  # the default: the model runs
+    backend.rules_skip_model = True
+    d = backend.decide(asked, backend.new_state())
+    assert d.speak and d.p_speak is None and d.note.endswith("decided without the model") and engine.calls == 1
+    d = backend.decide(to_ben, backend.new_state())
+    assert not d.speak and d.p_speak is None and engine.calls == 1
+    d = backend.decide(history(4), backend.new_state())  # p_speak decides: the model runs
+    assert not d.speak and d.p_speak == pytest.approx(0.1) and engine.calls == 2
+    backend.decide_only = False  # a reply to write: the model runs
+    assert backend.decide(asked, backend.new_state()).p_speak == pytest.approx(0.1) and engine.calls > 2
+
+
 def test_local_backend_bans_an_empty_reply_or_another_marker_as_the_opening(chatml):
     hello = chatml.tokenize("Hello")[0]
     engine, backend = scripted(chatml, 0.9)

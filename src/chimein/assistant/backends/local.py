@@ -31,7 +31,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from chimein.assistant.core import STUCK_THRESHOLD, Decision, parse_reply, should_speak, speakers
+from chimein.assistant.core import (
+    STUCK_THRESHOLD,
+    Decision,
+    decision_without_the_model,
+    parse_reply,
+    should_speak,
+    speakers,
+)
 from chimein.assistant.decoding import next_reply_token
 from chimein.assistant.prompts import baseline_messages
 from chimein.assistant.window import fit_window
@@ -107,6 +114,7 @@ class LocalBackend:
         self.threshold, self.mode, self.style, self.variant = threshold, mode, style, baseline_variant
         self.max_new_tokens, self.answer_direct_questions = max_new_tokens, answer_direct_questions
         self.stuck_threshold, self.decide_only = stuck_threshold, decide_only
+        self.rules_skip_model = False  # see core.decision_without_the_model (a server with a replier sets it)
         if max_context_tokens is None:
             max_context_tokens = (
                 engine.n_ctx - max_new_tokens - CONTEXT_MARGIN if engine.n_ctx else DEFAULT_CONTEXT_TOKENS
@@ -130,6 +138,8 @@ class LocalBackend:
         threshold = self.threshold if threshold is None else threshold
         if self.style == "baseline":
             return self._generated_turn(room, self._baseline_prompt(messages), speakers(messages))
+        if self.mode == "fast" and (ruled := decision_without_the_model(self, messages, threshold)) is not None:
+            return ruled  # the room's cache reads these messages at its next decision
         prompt = self._windowed_prompt(messages, room)
         if self.mode == "generate":
             return self._generated_turn(room, prompt, speakers(messages))

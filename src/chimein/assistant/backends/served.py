@@ -31,7 +31,14 @@ from typing import Any
 
 from chimein.assistant.backends.local import CONTEXT_MARGIN, LocalRoom, speak_probability
 from chimein.assistant.backends.openai_http import openai_client
-from chimein.assistant.core import STUCK_THRESHOLD, Decision, parse_reply, should_speak, speakers
+from chimein.assistant.core import (
+    STUCK_THRESHOLD,
+    Decision,
+    decision_without_the_model,
+    parse_reply,
+    should_speak,
+    speakers,
+)
 from chimein.assistant.window import fit_window
 from chimein.data import Message
 from chimein.format import RESPONSE, SILENCE, ChatFormat, to_chat_turns
@@ -104,6 +111,7 @@ class ServedBackend:
         self.fmt, self.model, self.name = fmt, model, name or f"served:{model}"
         self.threshold, self.answer_direct_questions = threshold, answer_direct_questions
         self.stuck_threshold, self.decide_only, self.max_new_tokens = stuck_threshold, decide_only, max_new_tokens
+        self.rules_skip_model = False  # see core.decision_without_the_model (a server with a replier sets it)
         # The same window as in-process on a context of ``context_tokens`` (start llama.cpp's server with that --n_ctx).
         self.max_context_tokens = context_tokens - max_new_tokens - CONTEXT_MARGIN
         split = find_marker_split(fmt)
@@ -156,6 +164,8 @@ class ServedBackend:
     ) -> Decision:
         room = state if state is not None else self.new_state()
         threshold = self.threshold if threshold is None else threshold
+        if (ruled := decision_without_the_model(self, messages, threshold)) is not None:
+            return ruled
         prompt = self.prompt(messages, room)
         answer = self.client.completions.create(**self.decision_args(prompt))
         listed = answer.choices[0].logprobs
