@@ -273,11 +273,13 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
     import websockets
 
     from chimein.mentions import mentions_assistant
+    from chimein.rooms import BUSY_REPLY
 
     sent: dict[str, tuple[float, int, str]] = {}  # client_id -> (when, room, kind)
     addressed: set[str] = set()  # client_ids of every line that names the assistant (the questions and chat lines)
     ids: dict[str, int] = {}  # client_id -> message id
     replies: dict[int, tuple[float, int, int | None]] = {}  # reply id -> (when, room, reply_to)
+    busy: set[int] = set()  # ids of the replies that say the assistant is too busy to answer (BUSY_REPLY)
     conns = {}
     for room in range(len(made)):
         for speaker in range(2):
@@ -307,6 +309,8 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
                 ids[m["client_id"]] = m["id"]
             elif m["role"] == "assistant" and m["id"] not in replies:
                 replies[m["id"]] = (time.monotonic(), room, m.get("reply_to"))
+                if m["content"] == BUSY_REPLY:
+                    busy.add(m["id"])
 
     readers = [asyncio.create_task(read(room, ws)) for (room, _), ws in conns.items()]
     start = time.monotonic()
@@ -345,10 +349,13 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
         skipped = conn.execute("SELECT count(*) FROM decisions WHERE note LIKE 'skipped%'").fetchone()[0]
     waits.sort()
     # Every line that names the assistant, the chat's own included: the time to a reply addressed to it.
-    answered_at = {}
-    for t, _, to in replies.values():
+    answered_at, written_at = {}, {}
+    for reply_id, (t, _, to) in replies.items():
         answered_at[to] = min(t, answered_at.get(to, t))
+        if reply_id not in busy:
+            written_at[to] = min(t, written_at.get(to, t))
     asked = sorted(answered_at[ids[c]] - sent[c][0] for c in addressed if ids.get(c) in answered_at)
+    written = sorted(written_at[ids[c]] - sent[c][0] for c in addressed if ids.get(c) in written_at)
     return {
         "messages": len(sent),
         "questions": on_question + on_other + unanswered,
@@ -362,6 +369,10 @@ async def _run_load(ws_url: str, made: list[dict], schedule: list[tuple], db: Pa
         "addressed_answered": len(asked),
         "addressed_to_reply_p50_s": round(statistics.median(asked), 1) if asked else None,
         "addressed_to_reply_p95_s": round(asked[int(0.95 * (len(asked) - 1))], 1) if asked else None,
+        "busy_replies": len(busy),
+        "addressed_written": len(written),
+        "addressed_to_written_reply_p50_s": round(statistics.median(written), 1) if written else None,
+        "addressed_to_written_reply_p95_s": round(written[int(0.95 * (len(written) - 1))], 1) if written else None,
         "question_waits_s": [round(w, 1) for w in waits],
         "backlog_after_talk_s": round(backlog_s, 1),
         "undecided_at_the_end": left,
@@ -434,6 +445,10 @@ def load_table(load: dict) -> str:
         ("lines naming the assistant, answered", "addressed_answered"),
         ("line naming the assistant -> its reply p50 (s)", "addressed_to_reply_p50_s"),
         ("line naming the assistant -> its reply p95 (s)", "addressed_to_reply_p95_s"),
+        ("replies saying the assistant is too busy", "busy_replies"),
+        ("lines naming the assistant answered in words (not busy)", "addressed_written"),
+        ("line naming the assistant -> its answer in words p50 (s)", "addressed_to_written_reply_p50_s"),
+        ("line naming the assistant -> its answer in words p95 (s)", "addressed_to_written_reply_p95_s"),
         ("backlog after the talk ends (s)", "backlog_after_talk_s"),
         ("messages undecided at the end", "undecided_at_the_end"),
         ("chit-chat decisions skipped (behind)", "skipped_decisions"),

@@ -144,3 +144,34 @@ def test_a_slow_replier_holds_only_its_own_room(tmp_path: Path) -> None:
             assert not finished.is_set()  # room B was answered while room A's replier still waited
             release.set()
             assert assistant_message(a)["content"] == "strong reply to bot, a long question?"
+
+
+def test_a_question_that_cannot_get_the_replier_in_time_hears_the_assistant_is_busy(tmp_path: Path) -> None:
+    """``serve --reply-wait`` (``create_app(reply_wait_s=...)``) reaches every room: while a replier that writes
+    one reply at a time is held by one room's question, another room's question is told after that wait that
+    the assistant is too busy, instead of waiting for it."""
+    from chimein.rooms import BUSY_REPLY
+
+    release = threading.Event()
+
+    class OneAtATime:
+        concurrent_replies = 1
+
+        def reply(self, messages: list) -> str:
+            if "long" in messages[-1].content:
+                release.wait(10)
+            return f"strong reply to {messages[-1].content}"
+
+    backend = ScriptedBackend()
+    with make_client(tmp_path / "rooms.db", backend, replier=OneAtATime(), reply_wait_s=0.3) as client:
+        (room_a, token_a), (room_b, token_b) = new_room(client), new_room(client)
+        with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+            join(a, room_a, token_a, "Ana")
+            join(b, room_b, token_b, "Ben")
+            say(a, "bot, a long question?")
+            wait_until(lambda: len(backend.calls) == 1)
+            asked = say(b, "bot, a quick one?")
+            busy = assistant_message(b)
+            assert busy["content"] == BUSY_REPLY and busy["reply_to"] == asked["id"]
+            release.set()
+            assert assistant_message(a)["content"] == "strong reply to bot, a long question?"

@@ -21,6 +21,7 @@ import typer
 
 from chimein.cli.options import (
     LOG_FILE,
+    REPLY_WAIT,
     ROOM_CACHE_MB,
     ModelOptions,
     RoomOptions,
@@ -60,6 +61,7 @@ def matrix(
     history: int = typer.Option(40, help="messages of room history each room's assistant starts from"),
     log_level: str = typer.Option("INFO", help="DEBUG also logs message texts"),
     room_cache_mb: float = ROOM_CACHE_MB,
+    reply_wait: float = REPLY_WAIT,
     log_file: Optional[Path] = LOG_FILE,
     bot_user: List[str] = typer.Option(
         [], help="another bot's Matrix ID (repeatable): heard, never a reason to interject"
@@ -95,6 +97,7 @@ def matrix(
             bot_users=_split(bot_user),
             bot_name_pattern=bot_name_pattern,
             command_power_level=command_power_level,
+            reply_wait_s=reply_wait,
         )
         if not settings.password and not load_session(settings.store_dir, user):
             raise MatrixBotError(f"set ${password_env} to the bot's password (no saved login in {settings.store_dir})")

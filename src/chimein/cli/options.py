@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from chimein.assistant import RUNTIME_DEFAULT, RUNTIME_MODEL_HELP
+from chimein.rooms import REPLIER_WAIT_S
 
 console = Console()
 err = Console(stderr=True)
@@ -223,6 +224,13 @@ ROOM_CACHE_MB = typer.Option(
     "--room-cache-mb",
     min=0.0,
     help="llama.cpp: memory for the rooms' caches; past it the least recently used room is re-read from its messages when it speaks again",
+)
+
+REPLY_WAIT = typer.Option(
+    REPLIER_WAIT_S,
+    "--reply-wait",
+    min=0.0,
+    help="with a replier: seconds a question's reply may wait for its turn; past it, or at once when the replier's line is already longer, the assistant says it is too busy to answer",
 )
 
 LOG_FILE = typer.Option(

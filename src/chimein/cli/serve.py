@@ -22,6 +22,7 @@ import typer
 
 from chimein.cli.options import (
     LOG_FILE,
+    REPLY_WAIT,
     ROOM_CACHE_MB,
     MODEL_API_KEY_ENV,
     ModelOptions,
@@ -52,6 +53,7 @@ def serve(
         None, help="environment variable holding THIS server's API key: /v1 requests must send it as a Bearer token"
     ),
     room_cache_mb: float = ROOM_CACHE_MB,
+    reply_wait: float = REPLY_WAIT,
     log_file: Optional[Path] = LOG_FILE,
 ) -> None:
     """Run the group-chat server: web rooms with the assistant, and POST /v1/chat/completions."""
@@ -83,6 +85,7 @@ def serve(
         api_key=api_key,
         policy=policy,
         replier=replier_from_options(options),
+        reply_wait_s=reply_wait,
     )
     if api_key is None and not is_loopback(host):
         err.print(

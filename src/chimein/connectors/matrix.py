@@ -66,7 +66,7 @@ from chimein.assistant.core import Assistant, Decision, TwoStage, decide_only_fo
 from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, is_command
 from chimein.data import Message
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES
-from chimein.rooms import Incoming, ModelThread, Outcome, Room
+from chimein.rooms import REPLIER_WAIT_S, Incoming, ModelThread, Outcome, Room
 
 log = logging.getLogger("chimein.matrix")
 
@@ -100,6 +100,7 @@ class MatrixSettings:
     bot_users: tuple[str, ...] = ()  # other bots' user IDs: heard, never a reason to interject
     bot_name_pattern: str | None = None  # ... or a regular expression on display names, e.g. "(?i)bot$"
     command_power_level: int = 50  # members below this may ask "!chimein status" but not change settings
+    reply_wait_s: float = REPLIER_WAIT_S  # with a replier: how long a question's reply may wait for it
 
     def __post_init__(self) -> None:
         self.store_dir = Path(self.store_dir).expanduser()
@@ -543,6 +544,7 @@ class MatrixBot:
             on_policy=lambda policy: self._store_policy(room_id, policy),
             max_history=self.settings.max_history,
             keep_history=self.settings.history_limit,
+            replier_wait_s=self.settings.reply_wait_s,
         )
         await asyncio.wrap_future(self.model.submit_as(engine.key, engine.seed, history + earlier))
         self.rooms[room_id] = engine

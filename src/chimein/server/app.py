@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException
 
 from chimein.assistant.core import Backend, TwoStage, decide_only_for
 from chimein.assistant.policy import RoomPolicy
-from chimein.rooms import ModelThread
+from chimein.rooms import REPLIER_WAIT_S, ModelThread
 from chimein.server.errors import error_response, rate_limited
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
@@ -75,10 +75,12 @@ def create_app(
     assistant_name: str = "assistant",
     api_key: str | None = None,
     policy: RoomPolicy | None = None,
+    reply_wait_s: float = REPLIER_WAIT_S,
 ) -> FastAPI:
     """The whole server over ONE backend: rooms stored in ``db_path``, model calls on one worker thread.
     With ``api_key``, the /v1 API needs ``Authorization: Bearer <api_key>`` (rooms keep their own tokens).
-    ``policy``: a new room's settings (mode, cooldown, settle time, ...; each room can change its own).
+    ``policy``: a new room's settings (mode, cooldown, settle time, ...; each room can change its own);
+    ``reply_wait_s``: how long a question's reply may wait for the replier (:data:`chimein.rooms.REPLIER_WAIT_S`).
     With a ``replier`` the backend only decides: the replier writes every reply (see :func:`decide_only_for`)."""
     decide_only_for(backend, replier)
 
@@ -97,6 +99,7 @@ def create_app(
             model_name=model_name,
             policy=policy,
             peers=peers_for(str(db_path)),
+            replier_wait_s=reply_wait_s,
         )
         await app.state.hub.start()
         app.state.room_buckets = {}

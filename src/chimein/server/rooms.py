@@ -29,7 +29,16 @@ from typing import Any, Awaitable, Callable
 from chimein.assistant.core import Assistant, Backend, TwoStage
 from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, is_command
 from chimein.data import Message
-from chimein.rooms import BEHIND_S, Incoming, ModelThread, Outcome, Room, has_bidi_control, passes_for_assistant
+from chimein.rooms import (
+    BEHIND_S,
+    REPLIER_WAIT_S,
+    Incoming,
+    ModelThread,
+    Outcome,
+    Room,
+    has_bidi_control,
+    passes_for_assistant,
+)
 from chimein.rooms.names import looks_alike
 from chimein.server.limits import Limits, TokenBucket
 from chimein.server.peers import CLAIM_EVERY_S, SWEEP_EVERY, Alone, PostgresPeers
@@ -261,6 +270,7 @@ class LiveRoom:
             two_stage=hub.two_stage,
             keep_history=hub.limits.seed_messages,
             behind_s=hub.behind_s,
+            replier_wait_s=hub.replier_wait_s,
         )
         self.engine.seed(seed_order(without_commands([m for m in recent if upto is None or m.seq <= upto])))
         self.catch_up()
@@ -387,9 +397,11 @@ class Hub:
         model_name: str = "chimein",
         policy: RoomPolicy | None = None,
         behind_s: float | None = BEHIND_S,
+        replier_wait_s: float | None = REPLIER_WAIT_S,
         peers: Alone | PostgresPeers | None = None,
     ):
         self.store, self.backend, self.executor, self.behind_s = store, backend, executor, behind_s
+        self.replier_wait_s = replier_wait_s
         self.peers = peers if peers is not None else Alone()
         self.two_stage = TwoStage(backend, replier) if replier is not None else None
         self.eagerness, self.limits, self.assistant_name, self.model_name = (
