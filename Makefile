@@ -49,3 +49,4 @@ bench: install
 	$(PY) bench/graded_replies.py
 	$(PY) bench/second_look.py
 	$(PY) bench/base_quant.py
+	$(PY) bench/lent_core.py

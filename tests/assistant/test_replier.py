@@ -188,6 +188,36 @@ def test_the_local_replier_answers_a_known_fact_and_streams_it(real_replier):
     assert all(0.0 < p <= 1.0 for _, p in answer.tokens)
 
 
+@pytest.mark.slow
+def test_a_lent_core_is_taken_and_given_back_step_by_step_and_the_answer_is_the_same(real_replier):
+    """With ``spare_threads`` (a server lends the decisions' core while they are idle) the replier looks before
+    every prompt chunk and every token, runs on the threads it was lent, and writes the same answer."""
+    import os
+
+    from chimein.assistant.replier import PREFILL_CHUNK
+
+    question = chat(("Ana", "pizza tonight?"), ("Ben", "bot, what is the capital of France?"))
+    real_replier.state = real_replier.engine.new_state()
+    plain = real_replier.answer(question)
+    looks: list[int] = []
+
+    def spare() -> int:
+        looks.append(real_replier.engine.llm.n_threads)
+        return 1 if len(looks) % 2 else 0  # lent, taken back, lent, ...
+
+    real_replier.spare_threads = spare
+    try:
+        real_replier.state = real_replier.engine.new_state()
+        lent = real_replier.answer(question)
+        lent_threads = min(real_replier.threads + 1, os.cpu_count() or 1)
+        assert lent.text == plain.text and lent.prompt_tokens == plain.prompt_tokens
+        assert len(looks) >= plain.prompt_tokens // PREFILL_CHUNK + len(lent.tokens)
+        assert set(looks[1:]) == {real_replier.threads, lent_threads}  # each step ran on what it was given
+    finally:
+        real_replier.spare_threads = None
+        real_replier.engine.set_threads(real_replier.threads)
+
+
 def test_a_volunteered_reply_must_add_to_the_chat():
     said = "anticlockwise? or clockwise, I always mix it up says Heidi"
     retell = Answer("Heidi always mixes it up.", tokens=[("Heidi", 0.99)])

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from chimein.rooms import ModelBusy, ModelThread
+from chimein.rooms import ModelBusy, ModelThread, lend_idle_cores
 
 
 def test_callers_take_turns_on_the_model_thread() -> None:
@@ -75,5 +75,52 @@ def test_a_caller_waiting_behind_others_can_be_promoted() -> None:
         gate.set()
         [f.result(5) for f in chatter]
         assert order == ["chatter3", "chatter0", "chatter1", "chatter2"]
+    finally:
+        thread.shutdown()
+
+
+def test_a_replier_is_lent_the_decisions_core_only_while_the_model_thread_is_idle() -> None:
+    import time
+
+    class Replier:
+        spare_threads = None
+
+    thread, replier, gate = ModelThread(), Replier(), threading.Event()
+    lend_idle_cores(replier, thread)
+    try:
+        assert thread.idle and replier.spare_threads() == 1
+        running = thread.submit_as("room:r", gate.wait, 10)
+        queued = thread.submit_as("room:s", lambda: None)
+        deadline = time.monotonic() + 5
+        while not running.running():
+            assert time.monotonic() < deadline
+        assert not thread.idle and replier.spare_threads() == 0  # a decision runs: the core is its own
+        gate.set()
+        running.result(5), queued.result(5)
+        while not thread.idle:
+            assert time.monotonic() < deadline
+        assert replier.spare_threads() == 1
+    finally:
+        gate.set()
+        thread.shutdown()
+
+
+def test_a_busy_model_thread_keeps_its_core_even_between_calls() -> None:
+    """The core is lent only while the model thread was busy less than ``below`` of the last seconds: between
+    two calls of a busy server it is idle for a moment, and a replier on its core would slow the next decision."""
+    import time
+
+    class Replier:
+        spare_threads = None
+
+    thread, replier = ModelThread(), Replier()
+    lend_idle_cores(replier, thread, below=0.02)
+    try:
+        assert replier.spare_threads() == 1  # nothing ran yet
+        thread.submit_as("room:r", time.sleep, 0.3).result(5)
+        deadline = time.monotonic() + 5
+        while not thread.idle:
+            assert time.monotonic() < deadline
+        assert 0.02 < thread.busy_share() < 0.2 and replier.spare_threads() == 0
     finally:
         thread.shutdown()

@@ -29,6 +29,7 @@ import numpy as np
 from chimein.assistant.core import parse_reply, speakers
 from chimein.assistant.prompts import REPLIER_CONTEXT, UNSURE, replier_messages
 from chimein.data import Message
+from chimein.markers import common_prefix_len
 
 log = logging.getLogger("chimein.replier")
 
@@ -198,6 +199,10 @@ class LocalReplier:
         threads: int | None = None,
     ):
         self.engine, self.render, self.name, self.threads = engine, render, name, threads
+        # Threads it may add for its next step: a server lends the decisions' core while their model thread is
+        # idle (chimein.rooms.lend_idle_cores); checked before every token and every PREFILL_CHUNK prompt tokens,
+        # so a decision that arrives waits at most one step beside it.
+        self.spare_threads: Callable[[], int] | None = None
         self.max_new_tokens = max_new_tokens
         self.stop_ids = {i for i in (engine.eos_id, *stop_ids) if i is not None}
         self.state = engine.new_state()  # one cache: the system prompt and a room's recent chat are reused
@@ -216,7 +221,7 @@ class LocalReplier:
         answer = answer if answer is not None else Answer("")
         prompt = self.engine.tokenize(self.render(replier_messages(messages, volunteer=volunteer)))
         with self.lock:
-            logits, answer.prompt_tokens = self.engine.advance(self.state, prompt)
+            logits, answer.prompt_tokens = self._read(prompt)
             out: list[int] = []
             shown = ""
             for _ in range(self.max_new_tokens):
@@ -233,8 +238,28 @@ class LocalReplier:
                 if not text.endswith("\ufffd") and len(text) > len(shown):  # never half a UTF-8 character
                     yield text[len(shown) :]
                     shown = text
+                self._use_spare_threads()
                 logits, _ = self.engine.advance(self.state, prompt + out)
         _, answer.text = _clean(self.engine.detokenize(out), messages)
+
+    def _read(self, prompt: list[int]) -> tuple[np.ndarray, int]:
+        """Read the prompt (what the cache does not hold yet): in one go on its own threads; in chunks while it has
+        threads lent, so it can give them back between two chunks (reading in chunks is slower per token)."""
+        read, done = 0, common_prefix_len(self.engine.cached_ids(self.state), prompt) if self.spare_threads else 0
+        while True:
+            end = min(done + PREFILL_CHUNK, len(prompt)) if self._use_spare_threads() else len(prompt)
+            logits, n = self.engine.advance(self.state, prompt[: max(end, 1)])
+            read, done = read + n, end
+            if done >= len(prompt):
+                return logits, read
+
+    def _use_spare_threads(self) -> int:
+        """Run the next step on the replier's threads plus those lent now; how many were lent."""
+        if self.spare_threads is None or not self.threads:
+            return 0
+        spare = self.spare_threads()
+        self.engine.set_threads(min(self.threads + spare, os.cpu_count() or 1))
+        return spare
 
     def answer(
         self, messages: list[Message], volunteer: bool = False, sample: np.random.Generator | None = None
@@ -262,6 +287,10 @@ class LocalReplier:
 
 def _clean(raw: str, messages: list[Message]) -> tuple[bool, str]:
     return parse_reply(raw, (), speakers(messages))
+
+
+# Prompt tokens read between two looks at the spare threads (a chunk takes a few tenths of a second on one core).
+PREFILL_CHUNK = 32
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

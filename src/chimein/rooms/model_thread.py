@@ -14,11 +14,16 @@ once instead of letting the wait grow without limit (a room's own worker never h
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from concurrent.futures import Executor, Future
 from typing import Any, Callable
 
 Call = tuple[Future, Callable[..., Any], tuple, dict]
+
+# How far back busy_share looks, and the share under which the model thread's core is lent to a replier.
+BUSY_WINDOW_S = 10.0
+LEND_BELOW = 0.05
 
 
 class ModelBusy(RuntimeError):
@@ -33,6 +38,8 @@ class ModelThread(Executor):
         self.max_pending = max_pending
         self._wake = threading.Condition()
         self._stopping = False
+        self._running: float | None = None  # when the running call started
+        self._ran: deque[tuple[float, float]] = deque()  # (end, seconds) of the calls of the last BUSY_WINDOW_S
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -67,6 +74,21 @@ class ModelThread(Executor):
     def _count(self) -> int:
         return sum(len(q) for q in self._urgent.values()) + sum(len(q) for q in self._queues.values())
 
+    @property
+    def idle(self) -> bool:
+        """No call running and none waiting (its core is free for a moment)."""
+        return self._running is None and not self._urgent and not self._queues
+
+    def busy_share(self) -> float:
+        """The share of the last ``BUSY_WINDOW_S`` seconds it spent running calls."""
+        now, running = time.monotonic(), self._running
+        while self._ran and self._ran[0][0] < now - BUSY_WINDOW_S:
+            self._ran.popleft()
+        busy = sum(seconds for _, seconds in list(self._ran))
+        if running is not None:
+            busy += now - running
+        return min(1.0, busy / BUSY_WINDOW_S)
+
     def pending(self) -> dict[str, int]:
         """Calls waiting per caller (urgent and not)."""
         with self._wake:
@@ -94,10 +116,15 @@ class ModelThread(Executor):
             future, fn, args, kwargs = call
             if not future.set_running_or_notify_cancel():
                 continue
+            self._running = start = time.monotonic()
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as e:  # noqa: BLE001 - handed to the caller, like ThreadPoolExecutor
                 future.set_exception(e)
+            finally:
+                end = time.monotonic()
+                self._ran.append((end, end - start))
+                self._running = None
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._wake:
@@ -111,3 +138,12 @@ class ModelThread(Executor):
             self._wake.notify_all()
         if wait:
             self._thread.join()
+
+
+def lend_idle_cores(replier: Any, model: ModelThread, threads: int = 1, below: float = LEND_BELOW) -> None:
+    """Let a local replier use ``threads`` more CPU threads (the decisions' own: ``--threads``) while ``model`` is
+    idle and was busy less than ``below`` of the last seconds. On a quiet server a reply is then read and written
+    on every core (on 2 cores, its first word in about two thirds of the time). On a busy one it never is: a
+    decision arriving during a lent step would share its core with the replier (bench/results/many_rooms.md)."""
+    if hasattr(replier, "spare_threads"):
+        replier.spare_threads = lambda: threads if model.idle and model.busy_share() < below else 0

@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException
 
 from chimein.assistant.core import Backend, TwoStage, decide_only_for
 from chimein.assistant.policy import RoomPolicy
-from chimein.rooms import REPLIER_WAIT_S, ModelThread
+from chimein.rooms import REPLIER_WAIT_S, ModelThread, lend_idle_cores
 from chimein.server.errors import error_response, rate_limited
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
@@ -88,6 +88,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(db_path)
         executor = ModelThread()
+        lend_idle_cores(replier, executor)
         app.state.hub = Hub(
             store,
             backend,

@@ -63,6 +63,12 @@ class LlamaCppEngine:
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    def set_threads(self, threads: int) -> None:
+        """CPU threads for the next calls (reading a prompt and generating alike)."""
+        if threads != self.llm.n_threads:
+            llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, threads, threads)
+            self.llm.n_threads = self.llm.n_threads_batch = threads
+
     def detokenize(self, ids: list[int]) -> str:
         return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")
 
