@@ -200,8 +200,8 @@ class LocalReplier:
     ):
         self.engine, self.render, self.name, self.threads = engine, render, name, threads
         # Threads it may add for its next step: a server lends the decisions' core while their model thread is
-        # idle (chimein.rooms.lend_idle_cores); checked before every token and every PREFILL_CHUNK prompt tokens,
-        # so a decision that arrives waits at most one step beside it.
+        # idle (chimein.rooms.lend_idle_cores); checked before every token, and every PREFILL_CHUNK prompt tokens
+        # while lent, so a decision that arrives waits at most one step beside it.
         self.spare_threads: Callable[[], int] | None = None
         self.max_new_tokens = max_new_tokens
         self.stop_ids = {i for i in (engine.eos_id, *stop_ids) if i is not None}
