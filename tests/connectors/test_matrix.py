@@ -524,6 +524,66 @@ def test_a_burst_is_decided_once_and_the_reply_answers_the_question_in_it(synaps
     asyncio.run(asyncio.wait_for(scenario(), 150))
 
 
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_with_a_replier_a_question_that_cannot_get_it_in_time_hears_the_bot_is_busy(synapse_server, tmp_path):
+    """The bot with a replier that writes one reply at a time (held on the first question): the deciding model
+    only decides, and the second question, whose turn does not come within ``reply_wait_s``, is told in reply
+    to it that the bot is too busy; the first gets the replier's answer once it is written."""
+    from chimein.rooms import BUSY_REPLY
+
+    release = threading.Event()
+
+    class OneAtATime:
+        concurrent_replies = 1
+
+        def reply(self, messages: list) -> str:
+            if "long" in messages[-1].content:
+                release.wait(30)
+            return f"strong reply to {messages[-1].content}"
+
+    async def scenario() -> None:
+        ana_u, bot_u = synapse_server.register("ana6", "Ana"), synapse_server.register("bot6", "chimein")
+        ana = await login(synapse_server, ana_u)
+        try:
+            room = (await ana.room_create(invite=[bot_u.user_id])).room_id
+            backend, replier = ThresholdBackend(), OneAtATime()
+            settings = MatrixSettings(
+                synapse_server.url,
+                bot_u.user_id,
+                tmp_path / "store",
+                password=bot_u.password,
+                poll_timeout_ms=2000,
+                policy=EACH,
+                reply_wait_s=0.5,
+            )
+            bot = MatrixBot(settings, lambda: Assistant(backend, replier=replier))
+            task = asyncio.create_task(bot.run())
+            await wait_until(lambda: room in bot.client.rooms, task, "the bot joins")
+            long_id = await send(ana, room, "bot, a long question?")
+            await wait_until(lambda: backend.calls, task, "the first question decided")
+            quick_id = await send(ana, room, "bot, a quick one?")
+
+            async def replies(n: int) -> bool:
+                return len(await replies_from(ana, room, bot_u.user_id)) >= n
+
+            await wait_until(lambda: replies(1), task, "the busy reply")
+            assert await replies_from(ana, room, bot_u.user_id) == [(BUSY_REPLY, quick_id)]
+            assert backend.decide_only is True  # the replier writes: the deciding model was asked only to decide
+            release.set()
+            await wait_until(lambda: replies(2), task, "the replier's answer")
+            assert (await replies_from(ana, room, bot_u.user_id))[1] == (
+                "strong reply to bot, a long question?",
+                long_id,
+            )
+            await stop(bot, task)
+        finally:
+            release.set()
+            await ana.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 150))
+
+
 # -- without a server ----------------------------------------------------------------------------------------
 
 
