@@ -80,6 +80,21 @@ class ScriptedBackend:
         return Decision(speak, self.reply(messages[-1].content), p)
 
 
+class OneReplyAtATime:
+    """A replier that writes one reply at a time (rooms queue for it) and holds its reply to a message that says
+    "long" until ``release`` is set."""
+
+    concurrent_replies = 1
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def reply(self, messages: list[Message]) -> str:
+        if "long" in messages[-1].content:
+            self.release.wait(30)
+        return f"strong reply to {messages[-1].content}"
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -29,6 +29,8 @@ from chimein.assistant import Assistant, get_backend  # noqa: E402
 from chimein.assistant.core import Decision  # noqa: E402
 from chimein.assistant.backends.rules import CANNED_REPLY  # noqa: E402
 from chimein.data import Message  # noqa: E402
+from chimein.rooms import BUSY_REPLY  # noqa: E402
+from tests.helpers import OneReplyAtATime  # noqa: E402
 from chimein.assistant.policy import BURST_REASON, RoomPolicy  # noqa: E402
 from chimein.connectors.matrix import (  # noqa: E402
     MatrixBot,
@@ -530,24 +532,14 @@ def test_with_a_replier_a_question_that_cannot_get_it_in_time_hears_the_bot_is_b
     """The bot with a replier that writes one reply at a time (held on the first question): the deciding model
     only decides, and the second question, whose turn does not come within ``reply_wait_s``, is told in reply
     to it that the bot is too busy; the first gets the replier's answer once it is written."""
-    from chimein.rooms import BUSY_REPLY
-
-    release = threading.Event()
-
-    class OneAtATime:
-        concurrent_replies = 1
-
-        def reply(self, messages: list) -> str:
-            if "long" in messages[-1].content:
-                release.wait(30)
-            return f"strong reply to {messages[-1].content}"
+    replier = OneReplyAtATime()
 
     async def scenario() -> None:
         ana_u, bot_u = synapse_server.register("ana6", "Ana"), synapse_server.register("bot6", "chimein")
         ana = await login(synapse_server, ana_u)
         try:
             room = (await ana.room_create(invite=[bot_u.user_id])).room_id
-            backend, replier = ThresholdBackend(), OneAtATime()
+            backend = ThresholdBackend()
             settings = MatrixSettings(
                 synapse_server.url,
                 bot_u.user_id,
@@ -570,7 +562,7 @@ def test_with_a_replier_a_question_that_cannot_get_it_in_time_hears_the_bot_is_b
             await wait_until(lambda: replies(1), task, "the busy reply")
             assert await replies_from(ana, room, bot_u.user_id) == [(BUSY_REPLY, quick_id)]
             assert backend.decide_only is True  # the replier writes: the deciding model was asked only to decide
-            release.set()
+            replier.release.set()
             await wait_until(lambda: replies(2), task, "the replier's answer")
             assert (await replies_from(ana, room, bot_u.user_id))[1] == (
                 "strong reply to bot, a long question?",
@@ -578,7 +570,7 @@ def test_with_a_replier_a_question_that_cannot_get_it_in_time_hears_the_bot_is_b
             )
             await stop(bot, task)
         finally:
-            release.set()
+            replier.release.set()
             await ana.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 150))

@@ -10,7 +10,7 @@ import pytest
 
 from chimein.assistant.policy import BURST_REASON, RoomPolicy
 
-from tests.helpers import ScriptedBackend
+from tests.helpers import OneReplyAtATime, ScriptedBackend
 
 from . import join, make_client, new_room, receive, rows, say, wait_until
 
@@ -152,18 +152,8 @@ def test_a_question_that_cannot_get_the_replier_in_time_hears_the_assistant_is_b
     the assistant is too busy, instead of waiting for it."""
     from chimein.rooms import BUSY_REPLY
 
-    release = threading.Event()
-
-    class OneAtATime:
-        concurrent_replies = 1
-
-        def reply(self, messages: list) -> str:
-            if "long" in messages[-1].content:
-                release.wait(10)
-            return f"strong reply to {messages[-1].content}"
-
-    backend = ScriptedBackend()
-    with make_client(tmp_path / "rooms.db", backend, replier=OneAtATime(), reply_wait_s=0.3) as client:
+    backend, replier = ScriptedBackend(), OneReplyAtATime()
+    with make_client(tmp_path / "rooms.db", backend, replier=replier, reply_wait_s=0.3) as client:
         (room_a, token_a), (room_b, token_b) = new_room(client), new_room(client)
         with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
             join(a, room_a, token_a, "Ana")
@@ -173,5 +163,5 @@ def test_a_question_that_cannot_get_the_replier_in_time_hears_the_assistant_is_b
             asked = say(b, "bot, a quick one?")
             busy = assistant_message(b)
             assert busy["content"] == BUSY_REPLY and busy["reply_to"] == asked["id"]
-            release.set()
+            replier.release.set()
             assert assistant_message(a)["content"] == "strong reply to bot, a long question?"

@@ -335,18 +335,6 @@ class TwoStage:
         return decision
 
 
-def decide_only_for(decider: Backend, replier: Replier | None) -> None:
-    """A server whose replier writes every reply (rooms, the API) asks its deciding model for decisions only:
-    the decider's own reply would be thrown away, and writing it holds the model thread every room shares (the
-    replier writes outside it). When the rules alone decide (a question to the assistant), the model does not
-    run at all (:func:`decision_without_the_model`). A failed replier then leaves the assistant silent (no local
-    reply to fall back on)."""
-    if replier is not None:
-        decider.decide_only = True
-        if hasattr(decider, "rules_skip_model"):
-            decider.rules_skip_model = True
-
-
 @dataclass
 class Assistant:
     """One room's assistant: history, decider, optional separate replier, eagerness threshold."""

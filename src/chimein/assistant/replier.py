@@ -248,7 +248,7 @@ class LocalReplier:
         read, done = 0, common_prefix_len(self.engine.cached_ids(self.state), prompt) if self.spare_threads else 0
         while True:
             end = min(done + PREFILL_CHUNK, len(prompt)) if self._use_spare_threads() else len(prompt)
-            logits, n = self.engine.advance(self.state, prompt[: max(end, 1)])
+            logits, n = self.engine.advance(self.state, prompt[:end])
             read, done = read + n, end
             if done >= len(prompt):
                 return logits, read

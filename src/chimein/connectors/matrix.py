@@ -62,11 +62,11 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Matrix bot needs matrix-nio: pip install 'chimein[matrix]'") from e
 
-from chimein.assistant.core import Assistant, Decision, TwoStage, decide_only_for
+from chimein.assistant.core import Assistant, Decision, TwoStage
 from chimein.assistant.policy import PolicyError, RoomGate, RoomPolicy, is_command
 from chimein.data import Message
 from chimein.mentions import DEFAULT_ASSISTANT_NAMES
-from chimein.rooms import REPLIER_WAIT_S, Incoming, ModelThread, Outcome, Room, lend_idle_cores
+from chimein.rooms import REPLIER_WAIT_S, Incoming, ModelThread, Outcome, Room, set_up_replier
 
 log = logging.getLogger("chimein.matrix")
 
@@ -532,8 +532,7 @@ class MatrixBot:
 
         two_stage = assistant.backend if isinstance(assistant.backend, TwoStage) else None
         if two_stage is not None:  # the replier writes outside the model thread (a slow one holds only its room)
-            decide_only_for(two_stage.decider, two_stage.replier)
-            lend_idle_cores(two_stage.replier, self.model)
+            set_up_replier(two_stage.decider, two_stage.replier, self.model)
             assistant = Assistant(two_stage.decider, threshold=assistant.threshold, state=assistant.state)
         engine = Room(
             f"matrix:{room_id}",

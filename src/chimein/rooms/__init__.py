@@ -6,7 +6,7 @@
 only carry messages in and replies out, and store what they must.
 """
 
-from chimein.rooms.model_thread import ModelBusy, ModelThread, lend_idle_cores
+from chimein.rooms.model_thread import ModelBusy, ModelThread, lend_idle_cores, set_up_replier
 from chimein.rooms.names import has_bidi_control, passes_for_assistant
 from chimein.rooms.room import BEHIND_S, BUSY_REPLY, REPLIER_WAIT_S, Incoming, Outcome, Room, normalize_history
 
@@ -23,4 +23,5 @@ __all__ = [
     "lend_idle_cores",
     "normalize_history",
     "passes_for_assistant",
+    "set_up_replier",
 ]

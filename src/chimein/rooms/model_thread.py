@@ -147,3 +147,18 @@ def lend_idle_cores(replier: Any, model: ModelThread, threads: int = 1, below: f
     decision arriving during a lent step would share its core with the replier (bench/results/many_rooms.md)."""
     if hasattr(replier, "spare_threads"):
         replier.spare_threads = lambda: threads if model.idle and model.busy_share() < below else 0
+
+
+def set_up_replier(decider: Any, replier: Any, model: ModelThread) -> None:
+    """Set up a server whose ``replier`` writes every reply outside its ``model`` thread (web rooms, the API, Matrix);
+    nothing without a replier. The deciding backend only decides: its own reply would be thrown away, and writing
+    it holds the model thread every room shares (``decide_only``); where the rules alone decide, it does not run
+    (``rules_skip_model``, :func:`chimein.assistant.core.decision_without_the_model`). A failed replier then leaves
+    the assistant silent (no local reply to fall back on). The replier is lent the model thread's core while that
+    is idle and quiet (:func:`lend_idle_cores`)."""
+    if replier is None:
+        return
+    decider.decide_only = True
+    if hasattr(decider, "rules_skip_model"):
+        decider.rules_skip_model = True
+    lend_idle_cores(replier, model)

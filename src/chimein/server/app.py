@@ -37,9 +37,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 
-from chimein.assistant.core import Backend, TwoStage, decide_only_for
+from chimein.assistant.core import Backend, TwoStage
 from chimein.assistant.policy import RoomPolicy
-from chimein.rooms import REPLIER_WAIT_S, ModelThread, lend_idle_cores
+from chimein.rooms import REPLIER_WAIT_S, ModelThread, set_up_replier
 from chimein.server.errors import error_response, rate_limited
 from chimein.server.openai_api import add_openai_api
 from chimein.server.limits import Limits, TokenBucket
@@ -81,14 +81,13 @@ def create_app(
     With ``api_key``, the /v1 API needs ``Authorization: Bearer <api_key>`` (rooms keep their own tokens).
     ``policy``: a new room's settings (mode, cooldown, settle time, ...; each room can change its own);
     ``reply_wait_s``: how long a question's reply may wait for the replier (:data:`chimein.rooms.REPLIER_WAIT_S`).
-    With a ``replier`` the backend only decides: the replier writes every reply (see :func:`decide_only_for`)."""
-    decide_only_for(backend, replier)
+    With a ``replier`` the backend only decides: the replier writes every reply (:func:`chimein.rooms.set_up_replier`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(db_path)
         executor = ModelThread()
-        lend_idle_cores(replier, executor)
+        set_up_replier(backend, replier, executor)
         app.state.hub = Hub(
             store,
             backend,
